@@ -1,0 +1,313 @@
+package mailmap
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/wire"
+)
+
+// Errors a Store returns. Callers map them to protocol answers; their text
+// never names SQL.
+var (
+	ErrNotFound    = errors.New("mailmap: not found")
+	ErrExists      = errors.New("mailmap: already exists")
+	ErrAuthFailed  = errors.New("mailmap: invalid credentials")
+	ErrDisabled    = errors.New("mailmap: account disabled")
+	ErrOverQuota   = errors.New("mailmap: over quota")
+	ErrProtected   = errors.New("mailmap: mailbox is protected")
+	ErrNewerSchema = errors.New("mailmap: database schema is newer than this binary")
+	ErrInvalidName = errors.New("mailmap: invalid name")
+	ErrHasChildren = errors.New("mailmap: mailbox has children")
+)
+
+// User is an account that logs in over SMTP/IMAP.
+type User struct {
+	ID              int64
+	Name            string
+	QuotaBytes      int64 // 0 = unlimited
+	Disabled        bool
+	DeliveryReports bool // send a success DSN for every send, even unasked
+	CreatedAt       time.Time
+}
+
+// IdentityKind says whether an identity is a personal address or a chan.
+type IdentityKind string
+
+const (
+	KindNormal IdentityKind = "normal"
+	KindChan   IdentityKind = "chan"
+)
+
+// Identity is a Bitmessage address owned by a user, with its private keys
+// (decrypted in memory; encrypted at rest with the store's key).
+type Identity struct {
+	ID                 int64
+	UserID             int64
+	Address            string // BM-…
+	Label              string
+	Kind               IdentityKind
+	SigningKey         []byte // 32-byte private key
+	EncryptionKey      []byte // 32-byte private key
+	PublishPubkey      bool
+	NonceTrialsPerByte uint64
+	ExtraBytes         uint64
+	LastPubkeySent     time.Time // zero = never
+	CreatedAt          time.Time
+}
+
+// Contact maps a friendly email address to a Bitmessage address for one user.
+type Contact struct {
+	ID      int64
+	UserID  int64
+	Alias   string // local@domain, lower-cased
+	Address string // BM-…
+}
+
+// Subscription is a broadcast address a user follows.
+type Subscription struct {
+	ID      int64
+	UserID  int64
+	Address string
+	Label   string
+}
+
+// Pubkey is another node's public key, as cached.
+type Pubkey struct {
+	Address            string
+	Version            uint64
+	Stream             uint64
+	Bitfield           uint32
+	SigningKey         []byte // 64 bytes X||Y
+	EncryptionKey      []byte // 64 bytes X||Y
+	NonceTrialsPerByte uint64
+	ExtraBytes         uint64
+	Source             string // "pubkey", "msg", "broadcast", "local"
+	LearnedAt          time.Time
+}
+
+// Special-use attributes (RFC 6154).
+const (
+	SpecialSent    = `\Sent`
+	SpecialDrafts  = `\Drafts`
+	SpecialTrash   = `\Trash`
+	SpecialJunk    = `\Junk`
+	SpecialArchive = `\Archive`
+)
+
+// Mailbox is one IMAP folder of a user.
+type Mailbox struct {
+	ID            int64
+	UserID        int64
+	Name          string // hierarchy delimiter "/"; "INBOX" is canonical upper case
+	SpecialUse    string // one of the Special* constants, or ""
+	Subscribed    bool
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+}
+
+// Message is one message in a mailbox. Raw is filled only by calls that say so.
+type Message struct {
+	ID           int64
+	MailboxID    int64
+	UID          uint32
+	Flags        []string // system flags (\Seen…) and keywords ($Delivered…)
+	InternalDate time.Time
+	Size         int64
+	MessageID    string // Message-ID header without angle brackets, "" if none
+	ModSeq       uint64
+	Raw          []byte
+}
+
+// MailboxStatus is what STATUS and SELECT need.
+type MailboxStatus struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32
+	Size     int64
+}
+
+// FlagOp is how UpdateFlags changes flags.
+type FlagOp int
+
+const (
+	FlagsReplace FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// OutboxState is the state of one outgoing Bitmessage.
+type OutboxState string
+
+const (
+	OutboxQueued         OutboxState = "queued"
+	OutboxAwaitingPubkey OutboxState = "awaiting_pubkey"
+	OutboxDoingPoW       OutboxState = "doing_pow"
+	OutboxSent           OutboxState = "sent"
+	OutboxAcked          OutboxState = "acked"
+	OutboxFailed         OutboxState = "failed"
+)
+
+// OutboxKind says what the row sends.
+type OutboxKind string
+
+const (
+	OutboxMsg       OutboxKind = "msg"       // to a person (ack expected when the recipient asks for one)
+	OutboxChan      OutboxKind = "chan"      // msg to a chan address: no ack
+	OutboxBroadcast OutboxKind = "broadcast" // broadcast from the sender's identity: no ack
+)
+
+// DSN notify bits (RFC 3461 NOTIFY).
+const (
+	NotifySuccess = 1 << iota
+	NotifyFailure
+	NotifyDelay
+	NotifyNever
+)
+
+// OutboxItem is one row of the outbox: one recipient of one submitted mail.
+type OutboxItem struct {
+	ID          int64
+	UserID      int64
+	FromAddress string // sender identity BM-…
+	ToAddress   string // recipient BM-… (the sender's own address for broadcasts)
+	Kind        OutboxKind
+	Subject     string
+	Body        string
+	Encoding    uint64 // Bitmessage message encoding (2 or 3)
+	Extra       []byte // encoded extras carried with the message (e.g. threading headers), gateway-defined
+	MessageID   string // Message-ID of the submitted mail, without brackets
+	State       OutboxState
+	Attempts    int
+	NextAttempt time.Time // when the worker should look at the row again
+	TTL         time.Duration
+	AckData     []byte // expected ack data (object bytes after nonce+expiresTime), nil when no ack
+	InvHash     []byte // hash of the last published msg object
+	LastError   string
+	PoWDuration time.Duration // accumulated proof-of-work time
+	CreatedAt   time.Time
+	SentAt      time.Time // zero until published
+	AckedAt     time.Time
+
+	// Delivery status (RFC 3461), kept so reports survive restarts.
+	Notify        int    // Notify* bits; 0 = not given (FAILURE implied)
+	Ret           string // "FULL", "HDRS" or ""
+	EnvID         string
+	OrigRcpt      string // the recipient as the client wrote it
+	DelayReported bool   // a "delayed" report was already sent
+	Reported      bool   // the final report (delivered/relayed/failed) was sent
+	Original      []byte // the submitted message (for RET=FULL/HDRS); may be nil
+}
+
+// Change is a notification that a user's mail changed.
+type Change struct {
+	UserID    int64
+	MailboxID int64
+	Kind      ChangeKind
+	UID       uint32 // for ChangeFlags / ChangeExpunge / ChangeNew, else 0
+}
+
+// ChangeKind says what changed.
+type ChangeKind int
+
+const (
+	ChangeNew       ChangeKind = iota + 1 // a message was added
+	ChangeExpunge                         // a message was removed
+	ChangeFlags                           // a message's flags changed
+	ChangeMailboxes                       // the folder list changed
+)
+
+// Notifier delivers Changes to interested sessions, across processes where
+// the backend can (PostgreSQL LISTEN/NOTIFY), in-process otherwise.
+type Notifier interface {
+	// Subscribe returns a channel of changes for one user and a cancel func.
+	// The channel is buffered; a slow reader may miss changes and must then
+	// resynchronise from the store (a ChangeMailboxes with MailboxID 0 is sent
+	// when changes were dropped).
+	Subscribe(userID int64) (<-chan Change, func())
+}
+
+// Store is the whole persistent model. Every method that touches mail takes
+// the user it acts for and never reaches another user's rows.
+type Store interface {
+	node.Inventory
+	node.KnownNodes
+	Notifier
+
+	Close() error
+
+	// Users.
+	CreateUser(ctx context.Context, name, password string) (User, error) // also creates the default mailboxes
+	Authenticate(ctx context.Context, name, password string) (User, error)
+	User(ctx context.Context, id int64) (User, error)
+	UserByName(ctx context.Context, name string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	SetPassword(ctx context.Context, userID int64, password string) error
+	SetDeliveryReports(ctx context.Context, userID int64, on bool) error
+	SetDisabled(ctx context.Context, userID int64, disabled bool) error
+	DeleteUser(ctx context.Context, userID int64) error
+
+	// Identities.
+	AddIdentity(ctx context.Context, id Identity) (Identity, error)
+	Identities(ctx context.Context, userID int64) ([]Identity, error)
+	AllIdentities(ctx context.Context) ([]Identity, error) // every user's; for trial decryption
+	IdentityByAddress(ctx context.Context, address string) (Identity, error)
+	MarkPubkeySent(ctx context.Context, identityID int64, at time.Time) error
+	DeleteIdentity(ctx context.Context, userID, identityID int64) error
+
+	// Contacts and subscriptions.
+	AddContact(ctx context.Context, c Contact) (Contact, error)
+	Contacts(ctx context.Context, userID int64) ([]Contact, error)
+	ResolveAlias(ctx context.Context, userID int64, alias string) (string, error)
+	AddSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	Subscriptions(ctx context.Context, userID int64) ([]Subscription, error)
+	AllSubscriptions(ctx context.Context) ([]Subscription, error)
+
+	// Pubkey cache.
+	PutPubkey(ctx context.Context, p Pubkey) error
+	Pubkey(ctx context.Context, address string) (Pubkey, error)
+
+	// Mailboxes.
+	Mailboxes(ctx context.Context, userID int64) ([]Mailbox, error)
+	Mailbox(ctx context.Context, userID int64, name string) (Mailbox, error)
+	MailboxByID(ctx context.Context, userID, mailboxID int64) (Mailbox, error)
+	MailboxBySpecialUse(ctx context.Context, userID int64, use string) (Mailbox, error)
+	MailboxStatus(ctx context.Context, userID, mailboxID int64) (MailboxStatus, error)
+	CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (Mailbox, error)
+	RenameMailbox(ctx context.Context, userID int64, oldName, newName string) error // children move too
+	DeleteMailbox(ctx context.Context, userID int64, name string) error
+	SetSubscribed(ctx context.Context, userID int64, name string, on bool) error
+
+	// Messages. uids are ascending; a nil uid list in Expunge means every \Deleted message.
+	AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (Message, error)
+	Messages(ctx context.Context, userID, mailboxID int64) ([]Message, error) // metadata only, UID order
+	MessageRaw(ctx context.Context, userID, mailboxID int64, uid uint32) ([]byte, error)
+	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]Message, error)
+	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
+	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
+	Expunge(ctx context.Context, userID, mailboxID int64, uids []uint32) ([]uint32, error)
+	// FindByMessageID returns messages of the user with that Message-ID, in
+	// mailboxes with the given special use ("" = any).
+	FindByMessageID(ctx context.Context, userID int64, specialUse, messageID string) ([]Message, error)
+
+	// Outbox. Enqueue commits all rows in one transaction.
+	EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]OutboxItem, error)
+	// ClaimOutbox atomically takes up to limit rows in the given states whose
+	// NextAttempt is due, pushing their NextAttempt to now+lease so no other
+	// worker (or process) takes them meanwhile.
+	ClaimOutbox(ctx context.Context, states []OutboxState, now time.Time, lease time.Duration, limit int) ([]OutboxItem, error)
+	UpdateOutbox(ctx context.Context, item OutboxItem) error
+	OutboxItem(ctx context.Context, id int64) (OutboxItem, error)
+	OutboxByAckData(ctx context.Context, ackData []byte) (OutboxItem, error)
+	OutboxCounts(ctx context.Context) (map[OutboxState]int, error)
+	UserOutbox(ctx context.Context, userID int64) ([]OutboxItem, error)
+
+	// Inbound processing queue: objects put into the inventory by the node
+	// are pending until the gateway marks them processed.
+	PendingObjects(ctx context.Context, limit int) ([]node.StoredObject, error)
+	MarkProcessed(ctx context.Context, h wire.InvHash) error
+	InventoryCount(ctx context.Context) (int, error)
+}
