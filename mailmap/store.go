@@ -308,6 +308,10 @@ type Store interface {
 	// Inbound processing queue: objects put into the inventory by the node
 	// are pending until the gateway marks them processed.
 	PendingObjects(ctx context.Context, limit int) ([]node.StoredObject, error)
+	// ObjectsByTag returns the unexpired inventory objects of a type carrying
+	// that tag (getpubkey v4, pubkey v4, broadcast v5), so a sender finds a
+	// pubkey that reached the inventory before it asked for it.
+	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]node.StoredObject, error)
 	MarkProcessed(ctx context.Context, h wire.InvHash) error
 	InventoryCount(ctx context.Context) (int, error)
 }
