@@ -1,0 +1,11 @@
+// Package bmcrypto owns Bitmessage's public-key cryptography: the pyelliptic
+// flavour of ECIES on secp256k1 (SPEC.md §8) and ECDSA signatures with
+// SHA-256 for signing and SHA-1 or SHA-256 for verifying (SPEC.md §9.1).
+//
+// Decryption never panics on any input and checks the MAC, in constant time,
+// before it decrypts anything. An Envelope parses a ciphertext once so that
+// trying it against many private keys costs one ECDH and one HMAC per key.
+//
+// It imports only the standard library and github.com/decred/dcrd/dcrec/secp256k1/v4
+// (with its ecdsa package). It must not import any other bmcore package.
+package bmcrypto

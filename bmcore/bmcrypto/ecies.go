@@ -1,0 +1,277 @@
+package bmcrypto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+)
+
+// CurveID is OpenSSL's NID for secp256k1 (714), written before the ephemeral
+// key. PyBitmessage does not check it on decryption and neither do we.
+const CurveID = 0x02CA
+
+// Overhead is what Encrypt adds besides padding: IV, ephemeral key, MAC.
+const Overhead = 16 + 70 + 32
+
+const (
+	ivLen  = 16
+	macLen = 32
+	// minEnvelope is the shortest parseable input: IV, curve, two 1-byte
+	// coordinates with their lengths, one cipher block and the MAC.
+	minEnvelope = ivLen + 2 + 2 + 1 + 2 + 1 + aes.BlockSize + macLen
+)
+
+// Errors of decryption and key parsing.
+var (
+	// ErrMalformed means the input is not an ECIES envelope at all.
+	ErrMalformed = errors.New("bmcrypto: malformed ciphertext")
+	// ErrAuth means the MAC did not match: the data was not encrypted to this
+	// key (the usual "not for us") or it was altered.
+	ErrAuth = errors.New("bmcrypto: message authentication failed")
+	// ErrPadding means the MAC matched but the plaintext padding is invalid,
+	// which only a faulty sender produces.
+	ErrPadding = errors.New("bmcrypto: invalid padding")
+	// ErrPublicKey means a public key is not a point on secp256k1.
+	ErrPublicKey = errors.New("bmcrypto: invalid public key")
+	// ErrPrivateKey means a private key is zero or missing.
+	ErrPrivateKey = errors.New("bmcrypto: invalid private key")
+)
+
+// ParsePublicKey parses a public key given as 64-byte X‖Y (the wire form) or
+// 65-byte 04‖X‖Y, and checks that it lies on the curve.
+func ParsePublicKey(xy []byte) (*secp256k1.PublicKey, error) {
+	var buf [65]byte
+	switch len(xy) {
+	case 64:
+		buf[0] = 4
+		copy(buf[1:], xy)
+	case 65:
+		if xy[0] != 4 {
+			return nil, fmt.Errorf("%w: format byte %#x, want 0x04", ErrPublicKey, xy[0])
+		}
+		copy(buf[:], xy)
+	default:
+		return nil, fmt.Errorf("%w: %d bytes, want 64 or 65", ErrPublicKey, len(xy))
+	}
+	pub, err := secp256k1.ParsePubKey(buf[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPublicKey, err)
+	}
+	return pub, nil
+}
+
+// PublicKeyXY returns the 64-byte X‖Y wire form of a public key.
+func PublicKeyXY(pub *secp256k1.PublicKey) [64]byte {
+	var xy [64]byte
+	copy(xy[:], pub.SerializeUncompressed()[1:])
+	return xy
+}
+
+// Encrypt encrypts plaintext to pub with a fresh IV and ephemeral key read
+// from rand (crypto/rand if nil), SPEC.md §8.1.
+func Encrypt(plaintext []byte, pub *secp256k1.PublicKey, rnd io.Reader) ([]byte, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	var iv [ivLen]byte
+	if _, err := io.ReadFull(rnd, iv[:]); err != nil {
+		return nil, fmt.Errorf("encrypt: read IV: %w", err)
+	}
+	eph, err := secp256k1.GeneratePrivateKeyFromRand(rnd)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: ephemeral key: %w", err)
+	}
+	defer eph.Zero()
+	return EncryptWith(plaintext, pub, iv, eph)
+}
+
+// EncryptWith is Encrypt with a given IV and ephemeral key, for test vectors.
+// Output: IV ‖ 02CA ‖ 0020 ‖ R.X ‖ 0020 ‖ R.Y ‖ AES-256-CBC ‖ HMAC-SHA256.
+func EncryptWith(plaintext []byte, pub *secp256k1.PublicKey, iv [16]byte, ephemeral *secp256k1.PrivateKey) ([]byte, error) {
+	if pub == nil {
+		return nil, fmt.Errorf("encrypt: %w: nil", ErrPublicKey)
+	}
+	if ephemeral == nil || ephemeral.Key.IsZero() {
+		return nil, fmt.Errorf("encrypt: %w", ErrPrivateKey)
+	}
+	keyE, keyM := deriveKeys(secp256k1.GenerateSharedSecret(ephemeral, pub))
+	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
+	out := make([]byte, 0, Overhead+len(plaintext)+pad)
+	out = append(out, iv[:]...)
+	rxy := PublicKeyXY(ephemeral.PubKey())
+	out = binary.BigEndian.AppendUint16(out, CurveID)
+	out = binary.BigEndian.AppendUint16(out, 32)
+	out = append(out, rxy[:32]...)
+	out = binary.BigEndian.AppendUint16(out, 32)
+	out = append(out, rxy[32:]...)
+	start := len(out)
+	out = append(out, plaintext...)
+	for i := 0; i < pad; i++ {
+		out = append(out, byte(pad))
+	}
+	block, err := aes.NewCipher(keyE[:])
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	cipher.NewCBCEncrypter(block, iv[:]).CryptBlocks(out[start:], out[start:])
+	mac := hmac.New(sha256.New, keyM[:])
+	mac.Write(out)
+	return mac.Sum(out), nil
+}
+
+// deriveKeys hashes the ECDH X coordinate into the AES and HMAC keys.
+func deriveKeys(x []byte) (keyE, keyM [32]byte) {
+	h := sha512.Sum512(x)
+	copy(keyE[:], h[:32])
+	copy(keyM[:], h[32:])
+	return keyE, keyM
+}
+
+// Envelope is a parsed ECIES ciphertext. Parsing checks the layout and the
+// ephemeral point once; Matches then costs one ECDH and one HMAC per key.
+type Envelope struct {
+	iv         [ivLen]byte
+	ephemeral  *secp256k1.PublicKey
+	authed     []byte // everything before the MAC, as received
+	ciphertext []byte
+	mac        []byte
+}
+
+// ParseEnvelope parses an ECIES ciphertext (SPEC.md §8.2). Ephemeral
+// coordinates of 1 to 32 bytes are accepted and left-padded, as older
+// PyBitmessage wrote them unpadded; 0 or more than 32 bytes are rejected.
+// The returned Envelope aliases data.
+func ParseEnvelope(data []byte) (*Envelope, error) {
+	if len(data) < minEnvelope {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(data))
+	}
+	e := &Envelope{
+		authed: data[:len(data)-macLen],
+		mac:    data[len(data)-macLen:],
+	}
+	copy(e.iv[:], data)
+	off := ivLen + 2 // the curve id is not checked, as in PyBitmessage
+	var point [65]byte
+	point[0] = 4
+	for i := 0; i < 2; i++ {
+		if len(e.authed)-off < 2 {
+			return nil, fmt.Errorf("%w: truncated ephemeral key", ErrMalformed)
+		}
+		n := int(binary.BigEndian.Uint16(data[off:]))
+		off += 2
+		if n == 0 || n > 32 {
+			return nil, fmt.Errorf("%w: ephemeral coordinate of %d bytes", ErrMalformed, n)
+		}
+		if len(e.authed)-off < n {
+			return nil, fmt.Errorf("%w: truncated ephemeral key", ErrMalformed)
+		}
+		copy(point[1+32*i+32-n:1+32*(i+1)], data[off:off+n])
+		off += n
+	}
+	e.ciphertext = e.authed[off:]
+	if len(e.ciphertext) == 0 || len(e.ciphertext)%aes.BlockSize != 0 {
+		return nil, fmt.Errorf("%w: ciphertext of %d bytes", ErrMalformed, len(e.ciphertext))
+	}
+	pub, err := secp256k1.ParsePubKey(point[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: ephemeral key: %w", ErrMalformed, err)
+	}
+	e.ephemeral = pub
+	return e, nil
+}
+
+// Ephemeral returns the sender's ephemeral public key.
+func (e *Envelope) Ephemeral() *secp256k1.PublicKey { return e.ephemeral }
+
+// keys runs ECDH with priv and checks the MAC; it returns the AES key when the
+// MAC matches.
+func (e *Envelope) keys(priv *secp256k1.PrivateKey) ([32]byte, bool) {
+	if priv == nil || priv.Key.IsZero() {
+		return [32]byte{}, false
+	}
+	keyE, keyM := deriveKeys(secp256k1.GenerateSharedSecret(priv, e.ephemeral))
+	mac := hmac.New(sha256.New, keyM[:])
+	mac.Write(e.authed)
+	var sum [sha256.Size]byte
+	return keyE, hmac.Equal(mac.Sum(sum[:0]), e.mac)
+}
+
+// Matches reports whether the envelope was encrypted to priv (its MAC checks
+// out), without decrypting.
+func (e *Envelope) Matches(priv *secp256k1.PrivateKey) bool {
+	_, ok := e.keys(priv)
+	return ok
+}
+
+// Decrypt checks the MAC for priv and, only if it matches, decrypts.
+func (e *Envelope) Decrypt(priv *secp256k1.PrivateKey) ([]byte, error) {
+	if priv == nil || priv.Key.IsZero() {
+		return nil, fmt.Errorf("decrypt: %w", ErrPrivateKey)
+	}
+	keyE, ok := e.keys(priv)
+	if !ok {
+		return nil, ErrAuth
+	}
+	return e.open(keyE)
+}
+
+func (e *Envelope) open(keyE [32]byte) ([]byte, error) {
+	block, err := aes.NewCipher(keyE[:])
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	out := make([]byte, len(e.ciphertext))
+	cipher.NewCBCDecrypter(block, e.iv[:]).CryptBlocks(out, e.ciphertext)
+	// PKCS#7 as OpenSSL checks it. The MAC already authenticated the data,
+	// so the padding check need not be constant-time.
+	pad := int(out[len(out)-1])
+	if pad == 0 || pad > aes.BlockSize {
+		return nil, ErrPadding
+	}
+	for _, b := range out[len(out)-pad:] {
+		if int(b) != pad {
+			return nil, ErrPadding
+		}
+	}
+	return out[:len(out)-pad], nil
+}
+
+// TryDecrypt tries every key, always all of them so that the time taken does
+// not tell which one matched (as PyBitmessage does, SPEC.md §16), and decrypts
+// with the first whose MAC matches. It returns the plaintext and that key's
+// index, or ErrAuth and -1 when none matches.
+func (e *Envelope) TryDecrypt(keys []*secp256k1.PrivateKey) ([]byte, int, error) {
+	found := -1
+	var keyE [32]byte
+	for i, k := range keys {
+		if ke, ok := e.keys(k); ok && found < 0 {
+			found, keyE = i, ke
+		}
+	}
+	if found < 0 {
+		return nil, -1, ErrAuth
+	}
+	pt, err := e.open(keyE)
+	if err != nil {
+		return nil, found, err
+	}
+	return pt, found, nil
+}
+
+// Decrypt decrypts an ECIES ciphertext with priv (SPEC.md §8.2).
+func Decrypt(data []byte, priv *secp256k1.PrivateKey) ([]byte, error) {
+	e, err := ParseEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	return e.Decrypt(priv)
+}
