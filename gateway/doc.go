@@ -1,0 +1,22 @@
+// Package gateway is the bridge between mail and Bitmessage.
+//
+// It owns the translation in both directions and the pipelines that use it:
+//
+//   - mapping.go: BM-…@domain mail addresses ⇄ Bitmessage addresses.
+//   - translate.go: a submitted RFC 5322/MIME message → subject, plain-text
+//     body and threading headers (SPEC.md §12 encodings carry them).
+//   - incoming.go: a verified Bitmessage message → an RFC 5322 message for
+//     the recipient's mailbox.
+//   - dsn.go: RFC 3464 delivery status reports for the sender's INBOX.
+//   - errors.go: Error, which carries an SMTP reply, and SMTPError, the one
+//     place any error becomes an SMTP reply.
+//   - gateway.go, submit.go, outbound.go, inbound.go: Submit, the outbound
+//     worker (pubkey → PoW → publish → ack) and the inbound dispatcher.
+//
+// The translation files are pure functions: no store, no network, no clock.
+// All MIME work goes through go-message; untrusted text never reaches a
+// header without being sanitised and, where needed, RFC 2047 encoded.
+//
+// It imports bmcore and mailmap, go-message and go-smtp (for the reply
+// type only); it must not import smtpd, imapd or cmd.
+package gateway

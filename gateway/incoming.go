@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+)
+
+// Kinds of incoming message (Incoming.Kind).
+const (
+	IncomingMsg       = "msg"       // a msg to one of the user's identities
+	IncomingChan      = "chan"      // a msg to a chan the user is in
+	IncomingBroadcast = "broadcast" // a broadcast from a subscription
+)
+
+// Incoming is a received, decrypted and signature-checked Bitmessage
+// message, ready to become a mail.
+type Incoming struct {
+	Domain     string // mail domain of the BM addresses
+	From, To   string // Bitmessage addresses BM-…; To is unused for broadcasts
+	Subject    string
+	Body       string
+	Date       time.Time
+	InvHash    [32]byte // inventory hash of the object that carried it
+	MessageID  string   // carried by the sender (already untrusted text), "" if none
+	InReplyTo  string
+	References []string
+	Kind       string // IncomingMsg, IncomingChan or IncomingBroadcast
+	ChanLabel  string // the chan's name, for IncomingChan
+}
+
+// Errors of BuildIncoming; they mean the caller passed something it should
+// not have, not that the sender did something wrong.
+var (
+	ErrBadDomain  = errors.New("invalid mail domain")
+	ErrBadAddress = errors.New("invalid Bitmessage address text")
+	ErrNoDate     = errors.New("no date")
+	ErrBadKind    = errors.New("unknown incoming kind")
+)
+
+const maxLabelBytes = 200
+
+// BuildIncoming writes the RFC 5322 message a mail client will see:
+//
+//   - From: the sender as BM-…@domain.
+//   - To: the recipient identity as BM-…@domain; for a chan, the chan's
+//     address with the chan's label as display name; for a broadcast the
+//     group "undisclosed-recipients:;", because a broadcast is addressed to
+//     nobody in particular and reads the same in every subscriber's folder.
+//   - Subject (RFC 2047 encoded when not ASCII), Date.
+//   - Message-ID: the one the sender carried when it is a valid msg-id,
+//     else <hex(inventory hash)@domain>, stable across deliveries.
+//   - In-Reply-To / References when carried and valid.
+//   - text/plain; charset=utf-8 in 7bit, quoted-printable or base64,
+//     whichever keeps the lines legal and the size small.
+//   - X-Bitmessage-Sender, X-Bitmessage-Verified, X-Bitmessage-Inventory
+//     and X-Bitmessage-Kind, for filters and scripts.
+//
+// Every text from the sender is made one line (subject, label) or valid
+// UTF-8 with CRLF line ends (body) before it is written, so a subject with
+// CR/LF cannot add a header.
+func BuildIncoming(in Incoming) ([]byte, error) {
+	if !validDomain(in.Domain) {
+		return nil, fmt.Errorf("build incoming mail: %w %q", ErrBadDomain, in.Domain)
+	}
+	if !validBMText(in.From) {
+		return nil, fmt.Errorf("build incoming mail: sender: %w", ErrBadAddress)
+	}
+	if in.Date.IsZero() {
+		return nil, fmt.Errorf("build incoming mail: %w", ErrNoDate)
+	}
+	var to string
+	switch in.Kind {
+	case IncomingMsg, IncomingChan:
+		if !validBMText(in.To) {
+			return nil, fmt.Errorf("build incoming mail: recipient: %w", ErrBadAddress)
+		}
+		a := mail.Address{Address: BMToMail(in.To, in.Domain)}
+		if in.Kind == IncomingChan {
+			a.Name = truncateUTF8(oneLine(in.ChanLabel), maxLabelBytes)
+		}
+		to = a.String()
+	case IncomingBroadcast:
+		to = "undisclosed-recipients:;"
+	default:
+		return nil, fmt.Errorf("build incoming mail: %w %q", ErrBadKind, in.Kind)
+	}
+
+	msgID := in.MessageID
+	if !ValidMsgID(msgID) {
+		msgID = hex.EncodeToString(in.InvHash[:]) + "@" + in.Domain
+	}
+	var refs []string
+	for _, id := range trimReferences(in.References) {
+		if id != msgID {
+			refs = append(refs, id)
+		}
+	}
+	body, cte := encodeText(in.Body)
+
+	// Fields in the order they are written.
+	fields := [][2]string{
+		{"From", (&mail.Address{Address: BMToMail(in.From, in.Domain)}).String()},
+		{"To", to},
+		{"Subject", mime2047(oneLine(in.Subject))},
+		{"Date", in.Date.Format(time.RFC1123Z)},
+		{"Message-ID", "<" + msgID + ">"},
+	}
+	if ValidMsgID(in.InReplyTo) && in.InReplyTo != msgID {
+		fields = append(fields, [2]string{"In-Reply-To", "<" + in.InReplyTo + ">"})
+	}
+	if len(refs) > 0 {
+		fields = append(fields, [2]string{"References", "<" + strings.Join(refs, "> <") + ">"})
+	}
+	fields = append(fields,
+		[2]string{"MIME-Version", "1.0"},
+		[2]string{"Content-Type", "text/plain; charset=utf-8"},
+		[2]string{"Content-Transfer-Encoding", cte},
+		[2]string{"X-Bitmessage-Sender", in.From},
+		[2]string{"X-Bitmessage-Verified", "signature ok"},
+		[2]string{"X-Bitmessage-Inventory", hex.EncodeToString(in.InvHash[:])},
+		[2]string{"X-Bitmessage-Kind", in.Kind},
+	)
+	var buf bytes.Buffer
+	w, err := message.CreateWriter(&buf, headerOf(fields))
+	if err != nil {
+		return nil, fmt.Errorf("build incoming mail: %w", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return nil, fmt.Errorf("build incoming mail: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("build incoming mail: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// headerOf builds a header whose fields are written in the given order
+// (go-message writes the most recently added field first).
+func headerOf(fields [][2]string) message.Header {
+	var h message.Header
+	for i := len(fields) - 1; i >= 0; i-- {
+		h.Add(fields[i][0], fields[i][1])
+	}
+	return h
+}
+
+// mime2047 encodes header text as RFC 2047 Q encoded words when it is not
+// plain ASCII.
+func mime2047(s string) string {
+	var h mail.Header
+	h.SetSubject(s)
+	return h.Get("Subject")
+}
+
+// encodeText gives the body in CRLF canonical form with the transfer
+// encoding to declare: 7bit when it is plain ASCII with legal line
+// lengths, base64 when most of it is not ASCII (Cyrillic, CJK…: smaller),
+// quoted-printable otherwise. go-message's writer applies the encoding.
+func encodeText(s string) ([]byte, string) {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\r':
+			return '\n'
+		case r == '\n' || r == '\t':
+			return r
+		case r < ' ' || r == 0x7f:
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.TrimRight(s, "\n") + "\n"
+	b := []byte(strings.ReplaceAll(s, "\n", "\r\n"))
+
+	nonASCII, line, longest := 0, 0, 0
+	for _, c := range b {
+		switch {
+		case c == '\n':
+			line = 0
+			continue
+		case c >= 0x80:
+			nonASCII++
+		}
+		line++
+		longest = max(longest, line)
+	}
+	switch {
+	case nonASCII == 0 && longest <= 998-1: // -1: the CR counted in line
+		return b, "7bit"
+	case nonASCII*3 > len(b):
+		return b, "base64"
+	}
+	return b, "quoted-printable"
+}
+
+// validBMText checks that s looks like a Bitmessage address: BM- and base58
+// characters. It is a syntax check for what goes into headers, not a
+// checksum check (the dispatcher built the address from keys).
+func validBMText(s string) bool {
+	if !strings.HasPrefix(s, "BM-") || len(s) < 4 || len(s) > 3+64 {
+		return false
+	}
+	for i := 3; i < len(s); i++ {
+		c := s[i]
+		ok := '1' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
+		if !ok || c == 'I' || c == 'O' || c == 'l' {
+			return false
+		}
+	}
+	return true
+}
+
+// validDomain checks a mail domain: dot-separated labels of letters,
+// digits and hyphens.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(isASCIILetter(c) || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
