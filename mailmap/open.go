@@ -1,0 +1,225 @@
+package mailmap
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// ErrSecretKey is returned by Open when Options.SecretKey is missing or is
+// not the key the database's identity keys were sealed with.
+var ErrSecretKey = errors.New("mailmap: secret key is missing or does not match the database")
+
+// Options configure Open.
+type Options struct {
+	// SecretKey (32 bytes, required) seals identity private keys at rest
+	// with AES-256-GCM, so a database dump alone does not give them away.
+	// Every process opening one database must use the same key.
+	SecretKey []byte
+	// Logger receives operational messages (migrations, LISTEN reconnects);
+	// nil discards them. Credentials and message bodies are never logged.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// sqlStore is the database/sql implementation of Store for both dialects.
+type sqlStore struct {
+	db  *sql.DB // writes; for SQLite a single connection with immediate transactions
+	rdb *sql.DB // reads; for SQLite a read-only pool, for PostgreSQL the same pool as db
+	d   *dialect
+
+	keys   *keySealer
+	log    *slog.Logger
+	now    func() time.Time
+	hub    *hub
+	origin string // identifies this Store in PostgreSQL notifications
+
+	closeOnce  sync.Once
+	stopListen func() // stops the PostgreSQL LISTEN loop; nil for SQLite
+}
+
+// Open opens (creating if needed) the database named by dsn and brings its
+// schema up to date. A dsn starting with postgres:// or postgresql:// is a
+// PostgreSQL connection string; anything else is an SQLite file path,
+// optionally prefixed with "sqlite:" or given as a "file:" URI.
+func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
+	keys, err := newKeySealer(opts.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var origin [8]byte
+	if _, err := rand.Read(origin[:]); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.origin = hex.EncodeToString(origin[:])
+
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		err = s.openPostgres(ctx, dsn)
+	} else {
+		err = s.openSQLite(dsn)
+	}
+	if err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.checkSecretKey(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if s.d.notify {
+		stop, err := s.listen(ctx, dsn)
+		if err != nil {
+			s.closeDBs()
+			return nil, err
+		}
+		s.stopListen = stop
+	}
+	return s, nil
+}
+
+func (s *sqlStore) openPostgres(ctx context.Context, dsn string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return fmt.Errorf("open postgres: %w", err)
+	}
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s.db, s.rdb, s.d = db, db, postgresDialect
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	return nil
+}
+
+// sqlitePragmas are set on every connection (the pool opens many), see
+// research/mail-libraries.md §4. synchronous=FULL because nothing is
+// acknowledged before it is durable.
+const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+
+func (s *sqlStore) openSQLite(dsn string) error {
+	var base, sep string
+	switch {
+	case strings.HasPrefix(dsn, "file:"):
+		// A URI: SQLite parses it; our parameters join any already given.
+		base, sep = dsn, "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+	default:
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" || strings.ContainsAny(path, "?#") {
+			return fmt.Errorf("open sqlite: invalid database path %q (use a file: URI for parameters)", path)
+		}
+		base, sep = path, "?"
+	}
+	if strings.Contains(base, ":memory:") || strings.Contains(base, "mode=memory") {
+		return errors.New("open sqlite: in-memory databases are not supported (reads and writes use separate connections)")
+	}
+	// One writer connection: SQLite has a single writer anyway, and queueing
+	// in the pool (honouring contexts) beats spinning on SQLITE_BUSY.
+	// Immediate transactions take the write lock at BEGIN, so a transaction
+	// that reads then writes cannot fail to upgrade its lock.
+	w, err := sql.Open("sqlite", base+sep+sqlitePragmas+"&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("open sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	s.db, s.d = w, sqliteDialect
+	r, err := sql.Open("sqlite", base+sep+sqlitePragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		return fmt.Errorf("open sqlite: %w", err)
+	}
+	n := max(4, 2*runtime.NumCPU())
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	s.rdb = r
+	// The first connection creates the file and switches it to WAL.
+	if err := w.Ping(); err != nil {
+		return fmt.Errorf("open sqlite: %w", err)
+	}
+	return nil
+}
+
+func (s *sqlStore) closeDBs() {
+	if s.rdb != nil && s.rdb != s.db {
+		s.rdb.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+}
+
+// Close stops change notifications, closes every subscriber channel and
+// closes the database.
+func (s *sqlStore) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.stopListen != nil {
+			s.stopListen()
+		}
+		s.hub.close()
+		if s.rdb != s.db {
+			if e := s.rdb.Close(); e != nil {
+				err = fmt.Errorf("close store: %w", e)
+			}
+		}
+		if e := s.db.Close(); e != nil && err == nil {
+			err = fmt.Errorf("close store: %w", e)
+		}
+	})
+	return err
+}
+
+// keyCheckName is the settings row that proves the secret key is right.
+const keyCheckName = "key_check"
+
+// checkSecretKey makes a wrong SecretKey fail at Open instead of at the
+// first identity read: the first Open seals a known value, later ones must
+// be able to open it.
+func (s *sqlStore) checkSecretKey(ctx context.Context) error {
+	sealed, err := s.keys.seal([]byte("bmgate"), keyCheckName)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(w *wtx) error {
+		if _, err := w.ExecContext(ctx,
+			`INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			keyCheckName, sealed); err != nil {
+			return fmt.Errorf("store key check: %w", err)
+		}
+		var stored []byte
+		if err := w.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, keyCheckName).Scan(&stored); err != nil {
+			return fmt.Errorf("read key check: %w", err)
+		}
+		if _, err := s.keys.open(stored, keyCheckName); err != nil {
+			return ErrSecretKey
+		}
+		return nil
+	})
+}
