@@ -248,6 +248,7 @@ type Store interface {
 	SetPassword(ctx context.Context, userID int64, password string) error
 	SetDeliveryReports(ctx context.Context, userID int64, on bool) error
 	SetDisabled(ctx context.Context, userID int64, disabled bool) error
+	SetQuota(ctx context.Context, userID int64, bytes int64) error // 0 = unlimited; enforced on append/copy
 	DeleteUser(ctx context.Context, userID int64) error
 
 	// Identities.
