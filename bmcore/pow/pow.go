@@ -1,6 +1,3 @@
-// Package pow implements Bitmessage proof of work (SPEC.md §6): the
-// TTL-aware target, verification, and a parallel, cancellable solver.
-// It imports only the standard library.
 package pow
 
 import (

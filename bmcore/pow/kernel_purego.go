@@ -1,0 +1,5 @@
+//go:build purego
+
+package pow
+
+func init() { kernels = append(kernels, goKernel) }
