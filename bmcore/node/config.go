@@ -1,0 +1,171 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/params"
+)
+
+// Version is the software version put in the default user agent.
+const Version = "0.1.0"
+
+// Config configures a Node. Zero values mean the documented defaults.
+type Config struct {
+	// Network is the network profile (magic, port, minimum PoW, seeds). Required.
+	Network *params.Network
+	// ListenAddr is the TCP address to listen on ("" = don't listen).
+	ListenAddr string
+	// Peers are fixed peers (host:port), always kept connected.
+	Peers []string
+	// Bootstrap allows the hard-coded seeds and the bootstrap DNS names of
+	// Network when no known node answers (SPEC.md §15.1).
+	Bootstrap bool
+	// MaxOutbound is the outbound connection target (default 8). Fixed peers
+	// count towards it but are dialled regardless. Negative: dial only fixed
+	// peers and Connect requests, never known nodes.
+	MaxOutbound int
+	// MaxInbound caps inbound connections (default 200).
+	MaxInbound int
+	// Inventory stores objects. Required.
+	Inventory Inventory
+	// KnownNodes persists the peer list. Required.
+	KnownNodes KnownNodes
+	// SOCKS5 is "host:port" of a SOCKS5 proxy for every outbound connection
+	// ("" = direct). Host names (bootstrap names, onions) are resolved by the
+	// proxy, never locally.
+	SOCKS5 string
+	// SOCKS5User and SOCKS5Password select username/password authentication
+	// (RFC 1929); empty means no authentication.
+	SOCKS5User, SOCKS5Password string
+	// Dial opens TCP connections (to peers, or to the SOCKS5 proxy). nil = net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock for protocol times (version timestamps, object expiry,
+	// PoW TTL). nil = time.Now.
+	Now func() time.Time
+	// Logger receives the node's logs. nil = discard.
+	Logger *slog.Logger
+	// OnObject is called after a new valid object was stored (received or
+	// published). Calls come in order from one node goroutine; a slow callback
+	// delays later calls, and when more than notifyQueue objects are waiting
+	// the extra notifications are dropped (counted in Stats). Treat it as a
+	// wake-up: the inventory is the truth.
+	OnObject func(StoredObject)
+	// UserAgent is sent in version (default "/bmgate:<Version>/").
+	UserAgent string
+	// AllowPrivateAddrs accepts, advertises and dials loopback and private
+	// addresses learned from addr messages and inbound peers. Off on the
+	// real network (SPEC.md §15.2); tests on 127.0.0.1 and LANs turn it on.
+	AllowPrivateAddrs bool
+	// BanLoopback bans misbehaving inbound peers from loopback by IP. Off by
+	// default because a local Tor daemon delivers every hidden-service peer
+	// from 127.0.0.1: such peers are disconnected but not banned.
+	BanLoopback bool
+
+	// PingInterval: an established connection idle this long in both
+	// directions gets a ping (default 300 s, as PyB).
+	PingInterval time.Duration
+	// HandshakeTimeout: a connection must finish version/verack within this
+	// time; also the dial timeout (default 20 s).
+	HandshakeTimeout time.Duration
+	// IdleTimeout: an established connection that receives nothing for this
+	// long is closed (default 10 min).
+	IdleTimeout time.Duration
+	// GetDataRetry: an object requested but not delivered within this time is
+	// requested again, from another peer when possible (default 60 s, SPEC.md §4.4).
+	GetDataRetry time.Duration
+	// RotateInterval: one outbound connection is closed and replaced after a
+	// random time between RotateInterval and 3×RotateInterval (default 10 min,
+	// so 10–30 min, SPEC.md §11). Negative disables rotation.
+	RotateInterval time.Duration
+	// DialInterval is how often the connection manager looks for work (default 2 s).
+	DialInterval time.Duration
+	// RetryBackoff is the first wait before redialling a failed address; it
+	// doubles per failure up to 30 min (fixed peers: up to 1 min). Default 30 s.
+	RetryBackoff time.Duration
+	// ExpireInterval is how often expired objects are deleted (default 1 h).
+	ExpireInterval time.Duration
+	// BanDuration is how long a misbehaving peer is refused (default 1 h).
+	BanDuration time.Duration
+	// WriteTimeout bounds one write to a peer (default 2 min).
+	WriteTimeout time.Duration
+	// InvBurst and InvRate bound the inventory hashes a peer may announce: a
+	// token bucket of InvBurst hashes refilled at InvRate per second
+	// (defaults 200 000 and 100). A peer that exceeds it is banned.
+	InvBurst int
+	InvRate  float64
+}
+
+// Errors returned by New and Start.
+var (
+	ErrConfig         = errors.New("node: invalid config")
+	ErrAlreadyStarted = errors.New("node: already started")
+	ErrClosed         = errors.New("node: closed")
+)
+
+func (c *Config) setDefaults() error {
+	if c.Network == nil {
+		return fmt.Errorf("%w: Network is required", ErrConfig)
+	}
+	if c.Inventory == nil || c.KnownNodes == nil {
+		return fmt.Errorf("%w: Inventory and KnownNodes are required", ErrConfig)
+	}
+	if c.MaxOutbound == 0 {
+		c.MaxOutbound = 8
+	}
+	if c.MaxInbound == 0 {
+		c.MaxInbound = 200
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "/bmgate:" + Version + "/"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.PingInterval, 300*time.Second)
+	def(&c.HandshakeTimeout, 20*time.Second)
+	def(&c.IdleTimeout, 10*time.Minute)
+	def(&c.GetDataRetry, 60*time.Second)
+	def(&c.RotateInterval, 10*time.Minute)
+	def(&c.DialInterval, 2*time.Second)
+	def(&c.RetryBackoff, 30*time.Second)
+	def(&c.ExpireInterval, time.Hour)
+	def(&c.BanDuration, time.Hour)
+	def(&c.WriteTimeout, 2*time.Minute)
+	if c.InvBurst == 0 {
+		c.InvBurst = 200000
+	}
+	if c.InvRate == 0 {
+		c.InvRate = 100
+	}
+	if len(c.UserAgent) > 5000 {
+		return fmt.Errorf("%w: user agent longer than 5000 bytes", ErrConfig)
+	}
+	for _, p := range c.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return fmt.Errorf("%w: peer %q: %v", ErrConfig, p, err)
+		}
+	}
+	if c.SOCKS5 != "" {
+		if _, _, err := net.SplitHostPort(c.SOCKS5); err != nil {
+			return fmt.Errorf("%w: SOCKS5 %q: %v", ErrConfig, c.SOCKS5, err)
+		}
+		if len(c.SOCKS5User) > 255 || len(c.SOCKS5Password) > 255 {
+			return fmt.Errorf("%w: SOCKS5 credentials longer than 255 bytes", ErrConfig)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,791 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/wire"
+)
+
+const (
+	// flushTimeout bounds the last writes (an error message) before a close.
+	flushTimeout = 2 * time.Second
+	// knownPerPeer is the per-generation size of a peer's known-hash set.
+	knownPerPeer = 1 << 17
+	// maxUploadQueue bounds the getdata requests waiting to be served.
+	maxUploadQueue = 2 * wire.MaxInvPerMsg
+	// uploadBatch is how many objects the writer serves between checks of
+	// its control queue, so pings and invs are not stuck behind a long list.
+	uploadBatch = 16
+	// maxCtrlBytes: a peer that lets this much control traffic pile up is
+	// not reading and gets dropped.
+	maxCtrlBytes = 8 << 20
+)
+
+// Reasons a connection is closed.
+var (
+	errRefused       = errors.New("refused")
+	errTooManyFromIP = fmt.Errorf("%w: another connection from this IP", errRefused)
+	errDuplicate     = fmt.Errorf("%w: already connected to this peer", errRefused)
+	errBanned        = errors.New("banned for misbehaviour")
+	errProtocol      = errors.New("protocol violation")
+	errSlowPeer      = errors.New("peer does not read")
+	errRotated       = errors.New("rotated (SPEC.md §11)")
+)
+
+// peer is one connection. Its reader runs in run's goroutine and handles
+// packets in order; a writer goroutine drains the queues. Handshake fields
+// are written by the reader only, before established is set.
+type peer struct {
+	n         *Node
+	log       *slog.Logger
+	inbound   bool
+	fixed     bool
+	bootstrap bool
+	dialAddr  string         // outbound: the address dialled
+	key       string         // dedup key in n.byKey; guarded by n.mu
+	remote    netip.AddrPort // set before run
+	nonce     uint64         // our version nonce on this connection
+	created   time.Time
+	known     *hashSet
+
+	verackSent, verackRecv bool
+	version                atomic.Pointer[wire.MsgVersion]
+	established            atomic.Bool
+
+	// Writer state and the connection's lifecycle, guarded by mu.
+	mu         sync.Mutex
+	conn       net.Conn
+	cancelDial context.CancelFunc
+	closing    bool
+	flush      bool
+	reason     error
+	quitAt     time.Time
+	ctrl       [][]byte
+	ctrlBytes  int
+	announceQ  []wire.InvHash
+	uploads    []wire.InvHash
+	uploadSet  map[wire.InvHash]struct{}
+	greet      bool
+	wake       chan struct{}
+	quit       chan struct{}
+	closingF   atomic.Bool
+
+	// Download state, guarded by n.fetch.mu.
+	want, retry []wire.InvHash
+	inflight    map[wire.InvHash]struct{}
+
+	lastRecv, lastSend atomic.Int64 // UnixNano
+	bytesIn, bytesOut  atomic.Uint64
+
+	// Inventory token bucket, reader goroutine only.
+	invTokens float64
+	invAt     time.Time
+}
+
+func newPeer(n *Node, inbound bool, dialAddr string) *peer {
+	p := &peer{
+		n:         n,
+		inbound:   inbound,
+		dialAddr:  dialAddr,
+		key:       dialAddr,
+		nonce:     randomNonce(),
+		created:   time.Now(),
+		known:     newHashSet(knownPerPeer),
+		uploadSet: map[wire.InvHash]struct{}{},
+		wake:      make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		invTokens: float64(n.cfg.InvBurst),
+		invAt:     time.Now(),
+	}
+	p.fixed = !inbound && n.fixed[dialAddr]
+	dir := "out"
+	if inbound {
+		dir = "in"
+	}
+	p.log = n.log.With("dir", dir)
+	if dialAddr != "" {
+		p.log = p.log.With("peer", dialAddr)
+	}
+	return p
+}
+
+// attach gives the peer its connection; it returns false (and closes conn)
+// if the peer was closed meanwhile.
+func (p *peer) attach(conn net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		_ = conn.Close()
+		return false
+	}
+	p.conn = conn
+	if !p.remote.IsValid() {
+		if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+			p.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
+	if p.inbound {
+		p.log = p.log.With("peer", p.remote.String())
+	}
+	now := time.Now().UnixNano()
+	p.lastRecv.Store(now)
+	p.lastSend.Store(now)
+	return true
+}
+
+func (p *peer) isClosing() bool { return p.closingF.Load() }
+
+func (p *peer) remoteVersion() *wire.MsgVersion { return p.version.Load() }
+
+func (p *peer) inStream(s uint64) bool {
+	v := p.version.Load()
+	return v != nil && slices.Contains(v.Streams, s)
+}
+
+func (p *peer) displayAddr() string {
+	p.n.mu.Lock()
+	defer p.n.mu.Unlock()
+	if p.key != "" {
+		return p.key
+	}
+	return p.remote.String()
+}
+
+// banKey identifies the peer for scores and bans: the dialled address of an
+// outbound peer, the IP of an inbound one. Inbound loopback peers are keyed
+// by IP and port unless BanLoopback is set (see Config.BanLoopback).
+func (p *peer) banKey() string {
+	if !p.inbound {
+		return p.dialAddr
+	}
+	if p.remote.Addr().IsLoopback() && !p.n.cfg.BanLoopback {
+		return p.remote.String()
+	}
+	return p.remote.Addr().String()
+}
+
+// close starts closing the connection. With flush, the packets already
+// queued (e.g. an error message) are written first, within flushTimeout.
+func (p *peer) close(reason error, flush bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return
+	}
+	p.closing = true
+	p.closingF.Store(true)
+	p.reason = reason
+	p.flush = flush && p.conn != nil
+	p.quitAt = time.Now()
+	close(p.quit)
+	if p.cancelDial != nil {
+		p.cancelDial()
+	}
+	if p.conn == nil {
+		return
+	}
+	if p.flush {
+		_ = p.conn.SetReadDeadline(time.Unix(1, 0))
+		_ = p.conn.SetWriteDeadline(p.quitAt.Add(flushTimeout))
+	} else {
+		_ = p.conn.Close()
+	}
+}
+
+// run serves an attached connection until it closes.
+func (p *peer) run() {
+	n := p.n
+	writerDone := make(chan struct{})
+	if !n.spawn(func() { defer close(writerDone); p.writeLoop() }) {
+		close(writerDone)
+		p.close(ErrClosed, false)
+	}
+	if !p.inbound {
+		p.queue(n.versionFor(p))
+	}
+	err := p.readLoop()
+	p.close(err, errors.Is(err, errRefused) || errors.Is(err, errBanned))
+	<-writerDone
+	p.mu.Lock()
+	_ = p.conn.Close()
+	reason := p.reason
+	p.mu.Unlock()
+	n.unregister(p)
+	n.peerClosed(p, reason)
+}
+
+func (p *peer) readLoop() error {
+	n := p.n
+	br := bufio.NewReaderSize(p.conn, 64<<10)
+	handshakeEnd := time.Now().Add(n.cfg.HandshakeTimeout)
+	for {
+		dl := handshakeEnd
+		if p.established.Load() {
+			dl = time.Now().Add(n.cfg.IdleTimeout)
+		}
+		if !p.setReadDeadline(dl) {
+			return p.closeReason()
+		}
+		cmd, payload, err := wire.ReadPacket(br, n.net.Magic)
+		if err != nil {
+			return p.readError(err)
+		}
+		p.lastRecv.Store(time.Now().UnixNano())
+		sz := uint64(wire.HeaderSize + len(payload))
+		p.bytesIn.Add(sz)
+		n.bytesIn.Add(sz)
+		if err := p.handle(cmd, payload); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *peer) setReadDeadline(t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	_ = p.conn.SetReadDeadline(t)
+	return true
+}
+
+func (p *peer) closeReason() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reason
+}
+
+// readError turns a read failure into the close reason, logging and scoring
+// framing errors as PyB would close on them (SPEC.md §2).
+func (p *peer) readError(err error) error {
+	if p.isClosing() {
+		return p.closeReason()
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrBadMagic):
+		p.log.Info("closing: wrong network magic (a peer of another network?)", "err", err)
+		p.penalize(scoreBadMagic, "bad magic")
+		return fmt.Errorf("%w: %w", errProtocol, err)
+	case errors.Is(err, wire.ErrPayloadTooLarge), errors.Is(err, wire.ErrBadChecksum):
+		p.log.Info("closing: bad packet", "err", err)
+		p.penalize(scoreFraming, err.Error())
+		return fmt.Errorf("%w: %w", errProtocol, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		if p.established.Load() {
+			return errors.New("idle timeout")
+		}
+		p.log.Info("closing: no handshake within the timeout", "timeout", p.n.cfg.HandshakeTimeout)
+		return errors.New("handshake timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, wire.ErrTruncated):
+		return errors.New("connection closed by peer")
+	default:
+		return err
+	}
+}
+
+// handle processes one packet. A non-nil error closes the connection.
+func (p *peer) handle(cmd string, payload []byte) error {
+	if !p.established.Load() {
+		switch cmd {
+		case wire.CmdVersion:
+			return p.onVersion(payload)
+		case wire.CmdVerack:
+			return p.onVerack()
+		case wire.CmdError:
+			p.onError(payload)
+			return nil
+		}
+		// SPEC.md §2: anything else before the handshake is invalid.
+		p.log.Info("closing: command before handshake", "cmd", cmd)
+		p.penalize(scoreFraming, "command before handshake")
+		return fmt.Errorf("%w: %q before handshake", errProtocol, cmd)
+	}
+	switch cmd {
+	case wire.CmdInv:
+		return p.onInv(payload)
+	case wire.CmdGetData:
+		return p.onGetData(payload)
+	case wire.CmdObject:
+		return p.n.ingest(p, payload)
+	case wire.CmdAddr:
+		return p.onAddr(payload)
+	case wire.CmdPing:
+		p.queue(wire.MsgPong{})
+	case wire.CmdError:
+		p.onError(payload)
+	default:
+		// pong, a repeated version/verack, dinv (we do not advertise
+		// NODE_DANDELION), portcheck and unknown commands are ignored
+		// (SPEC.md §2, §4.6, §4.9, §14).
+		p.log.Debug("ignoring command", "cmd", cmd)
+	}
+	return nil
+}
+
+// refuse answers a version we will not accept with a fatal error message,
+// as PyB does, and closes after flushing it.
+func (p *peer) refuse(text string, why error) error {
+	p.log.Info("refusing peer", "reason", why.Error())
+	p.queue(&wire.MsgError{Fatal: wire.ErrorFatal, Text: text})
+	if errors.Is(why, errRefused) {
+		return why
+	}
+	return fmt.Errorf("%w: %w", errRefused, why)
+}
+
+// onVersion checks the remote version (PyB peerValidityChecks, SPEC.md §3.3).
+func (p *peer) onVersion(payload []byte) error {
+	n := p.n
+	if p.version.Load() != nil {
+		p.log.Debug("ignoring repeated version")
+		return nil
+	}
+	v, err := wire.DecodeVersion(payload)
+	if err != nil {
+		p.penalize(scoreMalformedMsg, "malformed version")
+		return fmt.Errorf("%w: %w", errProtocol, err)
+	}
+	skew := v.Timestamp - n.cfg.Now().Unix()
+	switch {
+	case v.ProtocolVersion < wire.ProtocolVersion:
+		return p.refuse("Your is using an old protocol. Closing connection.",
+			fmt.Errorf("incompatible protocol version %d (< 3), user agent %q", v.ProtocolVersion, v.UserAgent))
+	case skew > maxClockSkew:
+		return p.refuse("Your time is too far in the future compared to mine. Closing connection.",
+			fmt.Errorf("clock %d s ahead of ours", skew))
+	case skew < -maxClockSkew:
+		return p.refuse("Your time is too far in the past compared to mine. Closing connection.",
+			fmt.Errorf("clock %d s behind ours", -skew))
+	case len(v.Streams) == 0:
+		return p.refuse("We don't have shared stream interests. Closing connection.", errors.New("no streams"))
+	}
+	if own, ok := n.ownNonce(v.Nonce); ok {
+		// Both ends of a connection to ourselves see this; remember the
+		// dialled address so it is not tried again.
+		if own.dialAddr != "" {
+			n.book.markSelf(own.dialAddr)
+		}
+		if p.dialAddr != "" {
+			n.book.markSelf(p.dialAddr)
+		}
+		return p.refuse("I'm connected to myself. Closing connection.", errors.New("connected to self"))
+	}
+	if p.inbound {
+		switch err := n.claimInbound(p, v.AddrFrom.Port, v.Nonce); {
+		case errors.Is(err, errTooManyFromIP):
+			return p.refuse("Too many connections from your IP. Closing connection.", err)
+		case err != nil:
+			return p.refuse("Server full, please try again later.", err)
+		}
+	}
+	p.version.Store(v)
+	p.queue(wire.MsgVerack{})
+	p.verackSent = true
+	if p.inbound {
+		// SPEC.md §3.3 step 2: verack first, then our version.
+		p.queue(n.versionFor(p))
+	}
+	if p.verackRecv {
+		p.establish()
+	}
+	return nil
+}
+
+// maxClockSkew is the accepted difference between version timestamps and our clock.
+const maxClockSkew = 3600
+
+func (p *peer) onVerack() error {
+	p.verackRecv = true
+	if p.verackSent {
+		p.establish()
+	}
+	return nil
+}
+
+// establish runs once both veracks are exchanged. No TLS: we never set
+// NODE_SSL, so PyB never starts it (SPEC.md §3.4).
+func (p *peer) establish() {
+	n := p.n
+	v := p.version.Load()
+	p.established.Store(true)
+	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
+	now := n.cfg.Now()
+	if !p.inbound {
+		n.book.connected(p.dialAddr, v.Streams, v.Services, now)
+	} else if addr := p.key; addr != "" && v.AddrFrom.Port != 0 && n.class.usable(addr) {
+		// Remember inbound peers under their advertised listening port.
+		for _, s := range v.Streams {
+			if slices.Contains(n.streams, s) {
+				n.book.seen(s, addr, v.Services, now)
+			}
+		}
+	}
+	p.mu.Lock()
+	p.greet = true
+	p.mu.Unlock()
+	p.signal()
+	n.fetch.kick()
+}
+
+func (p *peer) onError(payload []byte) {
+	m, err := wire.DecodeError(payload)
+	if err != nil {
+		p.log.Debug("malformed error message", "err", err)
+		return
+	}
+	text := m.Text
+	if len(text) > 200 {
+		text = text[:200]
+	}
+	p.log.Info("peer sent error", "fatal", m.Fatal, "ban_time", m.BanTime, "text", strings.ToValidUTF8(text, "?"))
+}
+
+// onInv records announced objects we lack (SPEC.md §4.3).
+func (p *peer) onInv(payload []byte) error {
+	n := p.n
+	m, err := wire.DecodeInv(payload)
+	if err != nil {
+		return p.misbehave(scoreMalformedMsg, "malformed inv: "+err.Error())
+	}
+	now := time.Now()
+	p.invTokens = min(float64(n.cfg.InvBurst), p.invTokens+now.Sub(p.invAt).Seconds()*n.cfg.InvRate)
+	p.invAt = now
+	p.invTokens -= float64(len(m.Hashes))
+	if p.invTokens < 0 {
+		return p.misbehave(scoreInvFlood, fmt.Sprintf("inventory flood (%d hashes)", len(m.Hashes)))
+	}
+	p.known.addMany(m.Hashes)
+	var lack []wire.InvHash
+	for _, h := range m.Hashes {
+		if n.have.has(h) || n.rejected.has(h) {
+			continue
+		}
+		if !n.fetch.tracking(h) {
+			has, err := n.inv.Has(n.ctx, h)
+			if err != nil {
+				if n.ctx.Err() != nil {
+					return ErrClosed
+				}
+				n.log.Error("inventory lookup failed", "err", err)
+				continue
+			}
+			if has {
+				n.have.add(h, time.Now())
+				continue
+			}
+		}
+		lack = append(lack, h)
+	}
+	n.fetch.announce(p, lack, now)
+	return nil
+}
+
+// onGetData queues the requested objects for the writer (SPEC.md §4.4).
+func (p *peer) onGetData(payload []byte) error {
+	m, err := wire.DecodeGetData(payload)
+	if err != nil {
+		return p.misbehave(scoreMalformedMsg, "malformed getdata: "+err.Error())
+	}
+	p.mu.Lock()
+	for _, h := range m.Hashes {
+		if len(p.uploads) >= maxUploadQueue {
+			break
+		}
+		if _, ok := p.uploadSet[h]; ok {
+			continue
+		}
+		p.uploadSet[h] = struct{}{}
+		p.uploads = append(p.uploads, h)
+	}
+	p.mu.Unlock()
+	p.signal()
+	return nil
+}
+
+// onAddr stores the usable entries (SPEC.md §15.2). Received addrs are not
+// relayed, as in PyB head.
+func (p *peer) onAddr(payload []byte) error {
+	n := p.n
+	m, err := wire.DecodeAddr(payload)
+	if err != nil {
+		return p.misbehave(scoreMalformedMsg, "malformed addr: "+err.Error())
+	}
+	now := n.cfg.Now().Unix()
+	accepted := 0
+	for i := range m.Addrs {
+		a := &m.Addrs[i]
+		if !slices.Contains(n.streams, uint64(a.Stream)) || a.Port == 0 {
+			continue
+		}
+		// Seen in the past, but within the last 3 hours.
+		if t := int64(min(a.Time, 1<<62)); t >= now || t <= now-int64(addrAliveWindow/time.Second) {
+			continue
+		}
+		addr := net.JoinHostPort(a.Host(), fmt.Sprint(a.Port))
+		if !n.class.usable(addr) {
+			continue
+		}
+		n.book.seen(uint64(a.Stream), addr, a.Services, a.LastSeen())
+		accepted++
+	}
+	p.log.Debug("addr received", "entries", len(m.Addrs), "accepted", accepted)
+	if p.bootstrap {
+		// SPEC.md §15.1: a bootstrap connection ends once it delivered addrs.
+		p.log.Info("bootstrap peer delivered addresses", "accepted", accepted)
+		return errors.New("bootstrap done")
+	}
+	return nil
+}
+
+// penalize raises the peer's score; the caller is closing the connection anyway.
+func (p *peer) penalize(delta float64, why string) {
+	if _, banned := p.n.bans.add(p.banKey(), delta, time.Now(), p.n.cfg.BanDuration); banned {
+		p.log.Warn("peer banned", "reason", why, "for", p.n.cfg.BanDuration)
+	}
+}
+
+// misbehave raises the peer's score and returns errBanned (after queueing a
+// fatal error message) when it reached the ban threshold.
+func (p *peer) misbehave(delta float64, why string) error {
+	score, banned := p.n.bans.add(p.banKey(), delta, time.Now(), p.n.cfg.BanDuration)
+	if !banned {
+		p.log.Debug("peer misbehaved", "reason", why, "score", score)
+		return nil
+	}
+	p.log.Warn("peer banned", "reason", why, "for", p.n.cfg.BanDuration)
+	p.queue(&wire.MsgError{Fatal: wire.ErrorFatal, BanTime: uint64(p.n.cfg.BanDuration / time.Second),
+		Text: "Too many invalid messages. Closing connection."})
+	return fmt.Errorf("%w: %s", errBanned, why)
+}
+
+// queue adds a control packet.
+func (p *peer) queue(m wire.Message) {
+	pkt := wire.EncodePacket(p.n.net.Magic, m.Command(), m.Encode())
+	p.mu.Lock()
+	if p.closing && !p.flush {
+		p.mu.Unlock()
+		return
+	}
+	p.ctrl = append(p.ctrl, pkt)
+	p.ctrlBytes += len(pkt)
+	over := p.ctrlBytes > maxCtrlBytes
+	p.mu.Unlock()
+	if over {
+		p.close(errSlowPeer, false)
+		return
+	}
+	p.signal()
+}
+
+func (p *peer) queueAnnounce(h wire.InvHash) {
+	p.mu.Lock()
+	p.announceQ = append(p.announceQ, h)
+	over := len(p.announceQ) > 4*wire.MaxInvSend
+	p.mu.Unlock()
+	if over {
+		p.close(errSlowPeer, false)
+		return
+	}
+	p.signal()
+}
+
+func (p *peer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop sends queued packets: control packets first, then the greeting
+// after establishment, announcements, and requested objects.
+func (p *peer) writeLoop() {
+	for {
+		select {
+		case <-p.quit:
+			p.mu.Lock()
+			flush := p.flush
+			p.mu.Unlock()
+			if flush {
+				_ = p.writeCtrl()
+			}
+			p.mu.Lock()
+			_ = p.conn.Close()
+			p.mu.Unlock()
+			return
+		case <-p.wake:
+		}
+		if err := p.writeAvailable(); err != nil {
+			p.close(fmt.Errorf("write: %w", err), false)
+		}
+	}
+}
+
+func (p *peer) writeAvailable() error {
+	for {
+		select {
+		case <-p.quit:
+			return nil
+		default:
+		}
+		if err := p.writeCtrl(); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		greet := p.greet
+		p.greet = false
+		var inv []wire.InvHash
+		if len(p.announceQ) > 0 {
+			k := min(len(p.announceQ), wire.MaxInvSend)
+			inv = slices.Clone(p.announceQ[:k])
+			p.announceQ = p.announceQ[k:]
+			if len(p.announceQ) == 0 {
+				p.announceQ = nil
+			}
+		}
+		var ups []wire.InvHash
+		if len(p.uploads) > 0 {
+			k := min(len(p.uploads), uploadBatch)
+			ups = slices.Clone(p.uploads[:k])
+			p.uploads = p.uploads[k:]
+			for _, h := range ups {
+				delete(p.uploadSet, h)
+			}
+			if len(p.uploads) == 0 {
+				p.uploads = nil
+			}
+		}
+		p.mu.Unlock()
+		if !greet && inv == nil && ups == nil {
+			return nil
+		}
+		if greet {
+			if err := p.sendGreeting(); err != nil {
+				return err
+			}
+		}
+		if inv != nil {
+			if err := p.write(wire.CmdInv, (&wire.MsgInv{Hashes: inv}).Encode()); err != nil {
+				return err
+			}
+		}
+		for _, h := range ups {
+			if err := p.serve(h); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (p *peer) writeCtrl() error {
+	for {
+		p.mu.Lock()
+		pkts := p.ctrl
+		p.ctrl, p.ctrlBytes = nil, 0
+		p.mu.Unlock()
+		if len(pkts) == 0 {
+			return nil
+		}
+		for _, pkt := range pkts {
+			if err := p.writeRaw(pkt); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendGreeting sends what PyB sends right after the handshake (SPEC.md
+// §3.3 step 5): an addr with known nodes and the inv of every unexpired
+// object of the common streams, in chunks of at most 49 999 hashes.
+func (p *peer) sendGreeting() error {
+	n := p.n
+	v := p.version.Load()
+	now := n.cfg.Now()
+	addrs := n.book.sample(v.Streams, now, n.class, p.key)
+	for len(addrs) > 0 {
+		k := min(len(addrs), wire.MaxAddrPerMsg)
+		if err := p.write(wire.CmdAddr, (&wire.MsgAddr{Addrs: addrs[:k]}).Encode()); err != nil {
+			return err
+		}
+		addrs = addrs[k:]
+	}
+	for _, s := range n.streams {
+		if !slices.Contains(v.Streams, s) {
+			continue
+		}
+		hs, err := n.inv.Hashes(n.ctx, s, now)
+		if err != nil {
+			if n.ctx.Err() != nil {
+				return ErrClosed
+			}
+			n.log.Error("listing inventory failed", "err", err)
+			continue
+		}
+		p.known.addMany(hs)
+		for len(hs) > 0 {
+			k := min(len(hs), wire.MaxInvSend)
+			if err := p.write(wire.CmdInv, (&wire.MsgInv{Hashes: hs[:k]}).Encode()); err != nil {
+				return err
+			}
+			hs = hs[k:]
+		}
+	}
+	return nil
+}
+
+// serve sends one requested object, unless it is unknown or expired.
+func (p *peer) serve(h wire.InvHash) error {
+	n := p.n
+	raw, err := n.inv.Get(n.ctx, h)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) && n.ctx.Err() == nil {
+			n.log.Error("inventory read failed", "err", err)
+		}
+		return nil
+	}
+	if len(raw) < 16 || int64(min(binary.BigEndian.Uint64(raw[8:16]), 1<<62)) <= n.cfg.Now().Unix() {
+		return nil
+	}
+	p.known.add(h)
+	if err := p.write(wire.CmdObject, raw); err != nil {
+		return err
+	}
+	n.objectsRelayed.Add(1)
+	return nil
+}
+
+func (p *peer) write(cmd string, payload []byte) error {
+	return p.writeRaw(wire.EncodePacket(p.n.net.Magic, cmd, payload))
+}
+
+func (p *peer) writeRaw(pkt []byte) error {
+	p.mu.Lock()
+	conn := p.conn
+	dl := time.Now().Add(p.n.cfg.WriteTimeout)
+	if p.closing {
+		dl = p.quitAt.Add(flushTimeout)
+	}
+	_ = conn.SetWriteDeadline(dl)
+	p.mu.Unlock()
+	if _, err := conn.Write(pkt); err != nil {
+		return err
+	}
+	p.lastSend.Store(time.Now().UnixNano())
+	p.bytesOut.Add(uint64(len(pkt)))
+	p.n.bytesOut.Add(uint64(len(pkt)))
+	return nil
+}
