@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
@@ -151,12 +153,26 @@ func headerOf(fields [][2]string) message.Header {
 	return h
 }
 
-// mime2047 encodes header text as RFC 2047 Q encoded words when it is not
-// plain ASCII.
+// mime2047 encodes header text as RFC 2047 encoded words when it is not
+// plain ASCII, or when it contains "=?": a reader would decode text that
+// merely looks like an encoded word, so such text is encoded whole and
+// reads back as written.
 func mime2047(s string) string {
-	var h mail.Header
-	h.SetSubject(s)
-	return h.Get("Subject")
+	if !strings.Contains(s, "=?") {
+		var h mail.Header
+		h.SetSubject(s)
+		return h.Get("Subject")
+	}
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45) // 60 base64 characters: words stay under 75
+		for n > 1 && n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }
 
 // encodeText gives the body in CRLF canonical form with the transfer

@@ -283,7 +283,11 @@ func (x *extractor) entity(e *message.Entity, decodeErr error, depth int) (strin
 	if err != nil {
 		return "", 0, BadContent("a Content-Type header cannot be parsed", err)
 	}
-	if isAttachment(e.Header, params) && !strings.HasPrefix(mediaType, "multipart/") {
+	multipart := strings.HasPrefix(mediaType, "multipart/")
+	if multipart && params["boundary"] == "" {
+		return "", 0, BadContent("a multipart has no boundary", nil)
+	}
+	if isAttachment(e.Header, params) && !multipart {
 		return "", 0, errAttachments("attachments")
 	}
 	switch {
@@ -477,16 +481,15 @@ func contentType(h message.Header) (string, map[string]string, error) {
 // isAttachment reports a part the sender meant as a file: marked as an
 // attachment, or carrying a file name.
 func isAttachment(h message.Header, ctParams map[string]string) bool {
-	disp, dparams, err := h.ContentDisposition()
-	if err != nil {
-		return h.Get("Content-Disposition") != ""
-	}
-	if strings.EqualFold(disp, "attachment") {
-		return true
-	}
-	for k := range dparams {
-		if strings.HasPrefix(strings.ToLower(k), "filename") {
+	if h.Get("Content-Disposition") != "" {
+		disp, dparams, err := h.ContentDisposition()
+		if err != nil || strings.EqualFold(disp, "attachment") {
 			return true
+		}
+		for k := range dparams {
+			if strings.HasPrefix(strings.ToLower(k), "filename") {
+				return true
+			}
 		}
 	}
 	for k := range ctParams {
@@ -511,7 +514,7 @@ func readText(e *message.Entity, params map[string]string, decodeErr error) (str
 	}
 	b, err := io.ReadAll(io.LimitReader(e.Body, maxPartBytes+1))
 	if err != nil {
-		return "", BadContent("a text part's transfer encoding is broken", err)
+		return "", BadContent("a text part cannot be decoded (broken MIME structure or transfer encoding)", err)
 	}
 	if len(b) > maxPartBytes {
 		return "", TooLarge(fmt.Sprintf("message text is over %d bytes; Bitmessage carries at most %d bytes of subject and body", maxPartBytes, MaxTextBytes))
@@ -538,17 +541,23 @@ func unflow(text string, delsp bool) string {
 	var out strings.Builder
 	var para strings.Builder
 	paraDepth := -1 // quote depth of the open paragraph, -1 = none
-	flush := func() {
+	// flush ends the open paragraph; trim drops the space of a flowed
+	// line that had no continuation.
+	flush := func(trim bool) {
 		if paraDepth < 0 {
 			return
 		}
+		text := para.String()
+		if trim {
+			text = strings.TrimRight(text, " ")
+		}
 		if paraDepth > 0 {
 			out.WriteString(strings.Repeat(">", paraDepth))
-			if para.Len() > 0 {
+			if text != "" {
 				out.WriteByte(' ')
 			}
 		}
-		out.WriteString(para.String())
+		out.WriteString(text)
 		out.WriteByte('\n')
 		para.Reset()
 		paraDepth = -1
@@ -564,7 +573,7 @@ func unflow(text string, delsp bool) string {
 		line = line[depth:]
 		line = strings.TrimPrefix(line, " ") // space-stuffing
 		if paraDepth >= 0 && depth != paraDepth {
-			flush() // RFC 3676 §4.5: a depth change ends the paragraph
+			flush(true) // RFC 3676 §4.5: a depth change ends the paragraph
 		}
 		flowed := strings.HasSuffix(line, " ") && line != "-- "
 		if flowed && delsp {
@@ -573,10 +582,10 @@ func unflow(text string, delsp bool) string {
 		paraDepth = depth
 		para.WriteString(line)
 		if !flowed {
-			flush()
+			flush(false)
 		}
 	}
-	flush()
+	flush(true)
 	return out.String()
 }
 
@@ -593,7 +602,7 @@ func HTMLToText(src string) string {
 		start  int // output length when the link opened
 	}
 	var links []link // open <a> elements, innermost last
-	var lists []int    // open lists: -1 = bullets, else the next number
+	var lists []int  // open lists: -1 = bullets, else the next number
 	inHead := false
 	for i := 0; i < len(src); {
 		if src[i] != '<' {
