@@ -1,0 +1,15 @@
+// Package smtpd is bmgate's mail submission server (RFC 6409) on go-smtp:
+// STARTTLS and implicit TLS, AUTH PLAIN and LOGIN over TLS only, AUTH before
+// MAIL, throttled failed logins, per-IP connection limits, size and
+// recipient limits, read/write timeouts, the DSN extension (RFC 3461:
+// NOTIFY, RET, ENVID, ORCPT), and a trusted loopback/unix-socket listener
+// for local scripts that cannot authenticate.
+//
+// It decides nothing about mail or Bitmessage: the Authenticator checks
+// passwords and the Submitter (the gateway) checks senders and recipients
+// and accepts the message. Every refusal goes through gateway.SMTPError.
+// It never logs passwords or message bodies.
+//
+// It imports gateway and mailmap (types only); it must not import imapd,
+// cmd or bmcore.
+package smtpd

@@ -1,0 +1,272 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/bmgate/bmgate/gateway"
+	"github.com/bmgate/bmgate/mailmap"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+type backend struct {
+	s       *Server
+	trusted bool
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	se := &session{s: b.s, conn: c, trusted: b.trusted, ip: remoteIP(c.Conn().RemoteAddr())}
+	if b.trusted {
+		u := b.s.cfg.Trusted.User
+		se.user = &u
+	}
+	se.log = b.s.log.With("remote", se.ip)
+	return se, nil
+}
+
+// session is one SMTP session; go-smtp calls it from one goroutine, except
+// for Logout, which touches nothing the others use.
+type session struct {
+	s       *Server
+	conn    *smtp.Conn
+	trusted bool
+	ip      string
+	log     *slog.Logger
+
+	user *mailmap.User // nil until AUTH succeeds (set from the start when trusted)
+
+	// The current transaction.
+	from  string // sender identity BM-…
+	ret   string
+	envID string
+	rcpts []gateway.Recipient
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (se *session) AuthMechanisms() []string {
+	if se.trusted {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.trusted {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			// RFC 4616 §2: acting as another user is not supported.
+			if identity != "" && identity != username {
+				return se.loginFailed(username)
+			}
+			return se.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{authenticate: se.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// login checks credentials. Its error is the reply go-smtp sends.
+func (se *session) login(username, password string) error {
+	if username == "" || password == "" {
+		return se.loginFailed(username)
+	}
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	u, err := se.s.auth.Authenticate(ctx, username, password)
+	switch {
+	case err == nil:
+		se.s.throttle.succeeded(se.ip)
+		se.user = &u
+		se.log = se.log.With("user", u.Name)
+		se.log.Info("login")
+		return nil
+	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrDisabled), errors.Is(err, mailmap.ErrNotFound):
+		return se.loginFailed(username)
+	}
+	se.log.Error("authentication unavailable", "err", err)
+	return gateway.SMTPError(gateway.AuthUnavailable(err))
+}
+
+// loginFailed waits out the throttle delay and gives the failure reply.
+func (se *session) loginFailed(username string) error {
+	d := se.s.throttle.failed(se.ip, time.Now())
+	se.log.Info("login failed", "user", username, "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-se.s.ctx.Done():
+	}
+	return gateway.SMTPError(mailmap.ErrAuthFailed)
+}
+
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.user == nil {
+		return smtp.ErrAuthRequired
+	}
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	bm, err := se.s.sub.CheckSender(ctx, *se.user, from)
+	if err != nil {
+		return se.refuse("sender refused", err, "from", from)
+	}
+	se.from = bm
+	se.ret = string(opts.Return)
+	se.envID = opts.EnvelopeID
+	return nil
+}
+
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if se.user == nil {
+		return smtp.ErrAuthRequired
+	}
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	r, err := se.s.sub.CheckRecipient(ctx, *se.user, to)
+	if err != nil {
+		return se.refuse("recipient refused", err, "rcpt", to)
+	}
+	switch {
+	case opts.OriginalRecipient != "":
+		r.Orig = opts.OriginalRecipient
+	case r.Orig == "":
+		r.Orig = to
+	}
+	r.Notify = notifyBits(opts.Notify)
+	for _, have := range se.rcpts {
+		if have.Kind == r.Kind && have.Address == r.Address {
+			return nil // the same recipient twice gets one copy
+		}
+	}
+	se.rcpts = append(se.rcpts, r)
+	return nil
+}
+
+func (se *session) Data(r io.Reader) error {
+	if se.user == nil {
+		return smtp.ErrAuthRequired
+	}
+	raw, err := io.ReadAll(&deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.cfg.ReadTimeout})
+	if err != nil {
+		// smtp.ErrDataTooLarge passes through SMTPError as the 552 it is.
+		if !errors.Is(err, smtp.ErrDataTooLarge) {
+			se.log.Info("reading message failed", "err", err)
+		}
+		return gateway.SMTPError(err)
+	}
+	sub := gateway.Submission{
+		User:       *se.user,
+		From:       se.from,
+		Recipients: append([]gateway.Recipient(nil), se.rcpts...),
+		Ret:        se.ret,
+		EnvID:      se.envID,
+		Raw:        raw,
+	}
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	if err := se.s.sub.Submit(ctx, sub); err != nil {
+		return se.refuse("message refused", err)
+	}
+	se.log.Info("message accepted", "from", se.from, "recipients", len(sub.Recipients), "bytes", len(raw))
+	return nil
+}
+
+// refuse logs a refusal (the internal cause included, never the message)
+// and returns the client's reply.
+func (se *session) refuse(what string, err error, attrs ...any) error {
+	reply := gateway.SMTPError(err)
+	attrs = append(attrs, "code", reply.Code, "err", err)
+	if reply.Code/100 == 4 {
+		se.log.Warn(what, attrs...)
+	} else {
+		se.log.Info(what, attrs...)
+	}
+	return reply
+}
+
+func (se *session) Reset() {
+	se.from, se.ret, se.envID, se.rcpts = "", "", "", nil
+}
+
+func (se *session) Logout() error { return nil }
+
+// notifyBits converts RFC 3461 NOTIFY keywords to mailmap.Notify* bits; none
+// given is 0 (the gateway then reports failures only).
+func notifyBits(ns []smtp.DSNNotify) int {
+	bits := 0
+	for _, n := range ns {
+		switch n {
+		case smtp.DSNNotifySuccess:
+			bits |= mailmap.NotifySuccess
+		case smtp.DSNNotifyFailure:
+			bits |= mailmap.NotifyFailure
+		case smtp.DSNNotifyDelayed:
+			bits |= mailmap.NotifyDelay
+		case smtp.DSNNotifyNever:
+			bits |= mailmap.NotifyNever
+		}
+	}
+	return bits
+}
+
+// deadlineReader renews the connection's read deadline before every read of
+// the message, so the read timeout bounds a stall, not the whole transfer
+// (go-smtp sets it once per command line).
+type deadlineReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	return d.r.Read(p)
+}
+
+// loginServer is the server side of SASL LOGIN (draft-murchison-sasl-login),
+// which go-sasl lacks and Microsoft clients use: "Username:" and
+// "Password:" challenges, or the user name as the initial response.
+type loginServer struct {
+	authenticate func(username, password string) error
+	state        int
+	username     string
+}
+
+const (
+	loginStart = iota
+	loginWantUser
+	loginWantPassword
+	loginDone
+)
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.state {
+	case loginStart:
+		if response == nil { // no initial response: ask for the user name
+			l.state = loginWantUser
+			return []byte("Username:"), false, nil
+		}
+		l.username = string(response)
+		l.state = loginWantPassword
+		return []byte("Password:"), false, nil
+	case loginWantUser:
+		l.username = string(response)
+		l.state = loginWantPassword
+		return []byte("Password:"), false, nil
+	case loginWantPassword:
+		l.state = loginDone
+		return nil, true, l.authenticate(l.username, string(response))
+	}
+	return nil, true, sasl.ErrUnexpectedClientResponse
+}
