@@ -190,7 +190,7 @@ func TestVectorPubkeyV4(t *testing.T) {
 		t.Errorf("decrypted\n got %x\nwant %s", plain, v.Pubkey.Decrypted)
 	}
 	keyBlockLen := 4 + 64 + 64 + 3 + 3 // 1000 takes 3 bytes as a var_int
-	sig := plain[keyBlockLen+1:] // after the 1-byte signature length
+	sig := plain[keyBlockLen+1:]       // after the 1-byte signature length
 	if hex.EncodeToString(sig) != v.Pubkey.Signature {
 		t.Errorf("signature %x", sig)
 	}
