@@ -1,0 +1,440 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-smtp"
+
+	"github.com/bmgate/bmgate/gateway"
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+const wait = 20 * time.Second
+
+func TestSendReplyAndAck(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+
+	msgID, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, "Hello Bob", "Grüße über Bitmessage.", "", sendOpts{})
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	// Thunderbird files its own Sent copy by APPEND after the SMTP transaction.
+	sent, err := a.store.MailboxBySpecialUse(context.Background(), alice.ID, mailmap.SpecialSent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyRaw := []byte("From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: Hello Bob\r\nMessage-ID: <" + msgID + ">\r\n\r\nGrüße über Bitmessage.\r\n")
+	if _, err := a.store.AppendMessage(context.Background(), alice.ID, sent.ID, copyRaw, []string{`\Seen`}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	raw := b.waitMail(bob, "INBOX", wait, hasSubject("Hello Bob"))
+	if got := header(raw, "From"); !strings.Contains(got, aliceBM+"@"+testDomain) {
+		t.Errorf("From = %q, want %s", got, mailOf(aliceBM))
+	}
+	if got := header(raw, "To"); !strings.Contains(got, bobBM+"@"+testDomain) {
+		t.Errorf("To = %q", got)
+	}
+	if got := header(raw, "Message-Id"); got != "<"+msgID+">" {
+		t.Errorf("Message-ID = %q, want the sender's <%s> carried in encoding 3", got, msgID)
+	}
+	if body := bodyOf(t, raw); !strings.Contains(body, "Grüße über Bitmessage.") {
+		t.Errorf("body = %q", body)
+	}
+	items := a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	if items[0].Attempts != 1 {
+		t.Errorf("attempts = %d, want 1", items[0].Attempts)
+	}
+	// The Sent copy gets $Delivered once the ack is back.
+	deadline := time.Now().Add(wait)
+	for {
+		msgs, err := a.store.FindByMessageID(context.Background(), alice.ID, mailmap.SpecialSent, msgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 && hasFlagTest(msgs[0].Flags, gateway.DeliveredKeyword) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Sent copy never got %s: %+v", gateway.DeliveredKeyword, msgs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// No report was asked for: none arrives.
+	if n := a.count(alice, "INBOX", isReport); n != 0 {
+		t.Errorf("%d unasked delivery reports", n)
+	}
+
+	// Bob replies; the reply threads under Alice's message on her side.
+	_, err = b.send("bob", bobBM, []string{mailOf(aliceBM)}, "Re: Hello Bob", "Thanks!",
+		"In-Reply-To: <"+msgID+">\r\nReferences: <"+msgID+">\r\n", sendOpts{})
+	if err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	reply := a.waitMail(alice, "INBOX", wait, hasSubject("Re: Hello Bob"))
+	if got := header(reply, "In-Reply-To"); got != "<"+msgID+">" {
+		t.Errorf("In-Reply-To = %q, want <%s>", got, msgID)
+	}
+	if got := header(reply, "References"); !strings.Contains(got, msgID) {
+		t.Errorf("References = %q", got)
+	}
+	b.waitOutbox(bob, mailmap.OutboxAcked, wait)
+}
+
+func hasFlagTest(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+func isReport(raw []byte) bool {
+	return strings.Contains(header(raw, "Content-Type"), "multipart/report")
+}
+
+func TestChanPostAcrossGateways(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, _ := a.user("alice")
+	carol, _ := b.user("carol")
+	chanA := a.joinChan(alice, "bmgate e2e")
+	chanB := b.joinChan(carol, "bmgate e2e")
+	if chanA != chanB {
+		t.Fatalf("chan addresses differ: %s vs %s", chanA, chanB)
+	}
+	if _, err := a.send("alice", chanA, []string{mailOf(chanA)}, "Chan hello", "to everyone in the chan", "", sendOpts{}); err != nil {
+		t.Fatalf("send to chan: %v", err)
+	}
+	folder := gateway.ChanFolder("[chan] bmgate e2e", chanA)
+	raw := b.waitMail(carol, folder, wait, hasSubject("Chan hello"))
+	if got := header(raw, "From"); !strings.Contains(got, chanA) {
+		t.Errorf("From = %q, want the chan address", got)
+	}
+	a.waitMail(alice, folder, wait, hasSubject("Chan hello"))
+	// Chans have no acks: the row ends as sent, never acked.
+	a.waitOutbox(alice, mailmap.OutboxSent, wait)
+}
+
+func TestBroadcastToSubscriber(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	dave, _ := b.user("dave")
+	if _, err := b.store.AddSubscription(context.Background(), mailmap.Subscription{UserID: dave.ID, Address: aliceBM, Label: "Alice's news"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.send("alice", aliceBM, []string{gateway.BroadcastLocalPart + "@" + testDomain}, "News", "broadcast body", "",
+		sendOpts{notify: []smtp.DSNNotify{smtp.DSNNotifySuccess}}); err != nil {
+		t.Fatalf("broadcast: %v", err)
+	}
+	raw := b.waitMail(dave, gateway.SubscriptionFolder("Alice's news", aliceBM), wait, hasSubject("News"))
+	if !strings.Contains(bodyOf(t, raw), "broadcast body") {
+		t.Errorf("broadcast body missing")
+	}
+	// SUCCESS on a broadcast gives "relayed", never a false "delivered".
+	rep := a.waitMail(alice, "INBOX", wait, isReport)
+	if fields := dsnFields(t, rep); fields["Action"] != "relayed" {
+		t.Errorf("Action = %q, want relayed", fields["Action"])
+	}
+}
+
+func TestRestartDuringSend(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	b.stop() // bob's gateway is offline before his pubkey ever went out
+
+	if _, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, "Across a restart", "still arrives", "",
+		sendOpts{notify: []smtp.DSNNotify{smtp.DSNNotifySuccess}}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	a.waitOutbox(alice, mailmap.OutboxAwaitingPubkey, wait)
+	a.restart()
+	b.peers = []string{a.p2pAddr}
+	b.start()
+	b.waitMail(bob, "INBOX", wait, hasSubject("Across a restart"))
+	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	// The report asked for before the restart still comes, exactly once.
+	a.waitMail(alice, "INBOX", wait, isReport)
+	time.Sleep(500 * time.Millisecond)
+	if n := a.count(alice, "INBOX", isReport); n != 1 {
+		t.Errorf("%d reports, want 1", n)
+	}
+}
+
+func TestSubmissionRefusals(t *testing.T) {
+	a := newSite(t, "a", nil)
+	alice, aliceBM := a.user("alice")
+	_, malloryBM := a.user("mallory")
+	_, bobBM := newSite(t, "b", nil).user("bob")
+
+	cases := []struct {
+		name, from string
+		to         []string
+		headers    string
+		want       string
+	}{
+		{"someone else's identity", malloryBM, []string{mailOf(bobBM)}, "", "550"},
+		{"outside the domain", aliceBM, []string{"someone@example.org"}, "", "550"},
+		{"case-mangled address", aliceBM, []string{strings.ToLower(bobBM) + "@" + testDomain}, "", "550"},
+		{"bad checksum", aliceBM, []string{bobBM[:len(bobBM)-1] + "x@" + testDomain}, "", "550"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.send("alice", tc.from, tc.to, "refused", "body", tc.headers, sendOpts{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %s", err, tc.want)
+			}
+		})
+	}
+	t.Run("attachment", func(t *testing.T) {
+		c, err := smtp.Dial(a.smtpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Auth(plainAuth("alice", "pw-alice")); err != nil {
+			t.Fatal(err)
+		}
+		msg := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: att\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
+			"--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--XX--\r\n"
+		err = c.SendMail(mailOf(aliceBM), []string{mailOf(bobBM)}, strings.NewReader(msg))
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "attach") {
+			t.Fatalf("attachment accepted or unclear refusal: %v", err)
+		}
+	})
+	t.Run("no auth", func(t *testing.T) {
+		c, err := smtp.Dial(a.smtpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Mail(mailOf(aliceBM), nil); err == nil {
+			t.Fatal("MAIL accepted without AUTH")
+		}
+	})
+	items, err := a.store.UserOutbox(context.Background(), alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 0 {
+		t.Fatalf("refused mail left %d outbox rows", len(items))
+	}
+}
+
+// dsnFields parses a delivery report and returns the per-recipient fields
+// of its message/delivery-status part merged with the per-message ones.
+func dsnFields(t *testing.T, raw []byte) map[string]string {
+	t.Helper()
+	r, err := mail.CreateReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("parse report: %v", err)
+	}
+	ct, params, _ := r.Header.ContentType()
+	if ct != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type = %s %v", ct, params)
+	}
+	fields := map[string]string{}
+	var parts []string
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report part: %v", err)
+		}
+		pct, _, _ := p.Header.(interface {
+			ContentType() (string, map[string]string, error)
+		}).ContentType()
+		parts = append(parts, pct)
+		b, _ := io.ReadAll(p.Body)
+		if pct == "message/delivery-status" {
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+				if ok {
+					fields[k] = strings.TrimSpace(v)
+				}
+			}
+		}
+		if pct == "text/rfc822-headers" || pct == "message/rfc822" {
+			fields["_returned"] = string(b)
+		}
+	}
+	fields["_parts"] = strings.Join(parts, ",")
+	return fields
+}
+
+func TestDSNSuccessAndThreading(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	msgID, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, "Tell me when it arrives", "body", "",
+		sendOpts{notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}, ret: smtp.DSNReturnHeaders, envID: "env-42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitMail(bob, "INBOX", wait, hasSubject("Tell me when it arrives"))
+	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	rep := a.waitMail(alice, "INBOX", wait, isReport)
+	f := dsnFields(t, rep)
+	if f["Action"] != "delivered" || f["Status"] != "2.0.0" {
+		t.Errorf("Action/Status = %q/%q", f["Action"], f["Status"])
+	}
+	if !strings.Contains(f["Final-Recipient"], mailOf(bobBM)) {
+		t.Errorf("Final-Recipient = %q", f["Final-Recipient"])
+	}
+	if f["Original-Envelope-Id"] != "env-42" {
+		t.Errorf("Original-Envelope-Id = %q", f["Original-Envelope-Id"])
+	}
+	if !strings.Contains(f["_parts"], "text/rfc822-headers") || strings.Contains(f["_returned"], "\r\n\r\nbody") {
+		t.Errorf("RET=HDRS should return headers only: parts %s", f["_parts"])
+	}
+	if !strings.Contains(f["_returned"], "Tell me when it arrives") {
+		t.Errorf("returned headers lack the original subject")
+	}
+
+	// Read the report's threading headers over IMAP, as a client would.
+	c, err := imapclient.DialInsecure(a.imapAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "pw-alice").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sec := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"In-Reply-To", "References", "Auto-Submitted"}, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("fetch: %v (%d)", err, len(msgs))
+	}
+	hdr := string(msgs[0].FindBodySection(sec))
+	for _, want := range []string{"In-Reply-To: <" + msgID + ">", "References: <" + msgID + ">", "Auto-Submitted: auto-replied"} {
+		if !strings.Contains(hdr, want) {
+			t.Errorf("report headers lack %q:\n%s", want, hdr)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := a.count(alice, "INBOX", isReport); n != 1 {
+		t.Errorf("%d reports, want exactly 1", n)
+	}
+}
+
+func TestDSNNever(t *testing.T) {
+	a := newSite(t, "a", func(c *gateway.Config) { c.PubkeyGiveUp = time.Second })
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	_, ghostBM := newSite(t, "ghost", nil).user("ghost") // never connected: its pubkey never comes
+	if _, err := a.send("alice", aliceBM, []string{mailOf(bobBM), mailOf(ghostBM)}, "Quiet", "no reports", "",
+		sendOpts{notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitMail(bob, "INBOX", wait, hasSubject("Quiet"))
+	deadline := time.Now().Add(wait)
+	for {
+		items, err := a.store.UserOutbox(context.Background(), alice.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[mailmap.OutboxState]int{}
+		for _, it := range items {
+			states[it.State]++
+		}
+		if states[mailmap.OutboxAcked] == 1 && states[mailmap.OutboxFailed] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("states = %v", states)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := a.count(alice, "INBOX", isReport); n != 0 {
+		t.Errorf("NOTIFY=NEVER gave %d reports", n)
+	}
+}
+
+func TestDSNFailureAfterGiveUp(t *testing.T) {
+	a := newSite(t, "a", func(c *gateway.Config) { c.PubkeyGiveUp = 2 * time.Second })
+	alice, aliceBM := a.user("alice")
+	_, ghostBM := newSite(t, "ghost", nil).user("ghost")
+	// No NOTIFY: FAILURE is the default (RFC 3461 §4.1).
+	msgID, err := a.send("alice", aliceBM, []string{mailOf(ghostBM)}, "Into the void", "nobody home", "", sendOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := a.waitOutbox(alice, mailmap.OutboxFailed, wait)
+	if items[0].LastError == "" {
+		t.Error("failed row has no reason")
+	}
+	rep := a.waitMail(alice, "INBOX", wait, isReport)
+	f := dsnFields(t, rep)
+	if f["Action"] != "failed" || !strings.HasPrefix(f["Status"], "5.") {
+		t.Errorf("Action/Status = %q/%q", f["Action"], f["Status"])
+	}
+	if header(rep, "In-Reply-To") != "<"+msgID+">" {
+		t.Errorf("bounce In-Reply-To = %q", header(rep, "In-Reply-To"))
+	}
+	if !strings.Contains(strings.ToLower(bodyOf(t, rep)), "public key") {
+		t.Errorf("bounce does not say the public key never arrived:\n%s", bodyOf(t, rep))
+	}
+}
+
+func TestDSNDelay(t *testing.T) {
+	a := newSite(t, "a", func(c *gateway.Config) { c.MsgTTL = 2 * time.Second })
+	alice, aliceBM := a.user("alice")
+	b := newSite(t, "b", nil)
+	_, bobBM := b.user("bob")
+	// Alice knows Bob's pubkey, but Bob's node is never reachable: no ack,
+	// so the send is repeated after its TTL and a "delayed" report goes out.
+	bobID, err := b.store.IdentityByAddress(context.Background(), bobBM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putPubkeyOf(t, a.store, bobID)
+	b.stop()
+	if _, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, "Slow one", "body", "",
+		sendOpts{notify: []smtp.DSNNotify{smtp.DSNNotifyDelayed, smtp.DSNNotifyFailure}}); err != nil {
+		t.Fatal(err)
+	}
+	rep := a.waitMail(alice, "INBOX", wait, isReport)
+	f := dsnFields(t, rep)
+	if f["Action"] != "delayed" || !strings.HasPrefix(f["Status"], "4.") || f["Will-Retry-Until"] == "" {
+		t.Errorf("delayed report fields: %v", f)
+	}
+	// Further resends give no second "delayed" report.
+	deadline := time.Now().Add(wait)
+	for {
+		items, _ := a.store.UserOutbox(context.Background(), alice.ID)
+		if len(items) == 1 && items[0].Attempts >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no third attempt: %+v", items)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := a.count(alice, "INBOX", isReport); n != 1 {
+		t.Errorf("%d reports, want exactly one delayed report", n)
+	}
+}

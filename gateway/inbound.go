@@ -1,0 +1,434 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/address"
+	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/object"
+	"github.com/bmgate/bmgate/bmcore/pow"
+	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// Folder prefixes for chans and subscriptions.
+const (
+	ChanFolderPrefix         = "Chans"
+	SubscriptionFolderPrefix = "Subscriptions"
+)
+
+// ChanFolder is the IMAP folder a chan's posts are filed in.
+func ChanFolder(label, addr string) string {
+	name := strings.TrimSpace(strings.TrimPrefix(label, "[chan]"))
+	if name == "" {
+		name = addr
+	}
+	return ChanFolderPrefix + "/" + folderSafe(name)
+}
+
+// SubscriptionFolder is the IMAP folder a subscription's broadcasts go to.
+func SubscriptionFolder(label, addr string) string {
+	name := strings.TrimSpace(label)
+	if name == "" {
+		name = addr
+	}
+	return SubscriptionFolderPrefix + "/" + folderSafe(name)
+}
+
+// folderSafe keeps a name to one hierarchy level and printable characters.
+func folderSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '/' || r == '*' || r == '%' || r < 0x20 || r == 0x7f:
+			return '_'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+func (g *Gateway) inboundLoop(ctx context.Context) {
+	for {
+		n, err := g.inboundOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			g.log.Error("inbound", "err", err)
+		}
+		if n == 0 || err != nil {
+			if !sleep(ctx, g.cfg.PollInterval, g.wakeIn) {
+				return
+			}
+		}
+	}
+}
+
+// inboundOnce processes a batch of pending inventory objects. An object is
+// marked processed only after everything it caused (mail delivered, ack
+// published) is durable; a store or node fault leaves it pending.
+func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
+	objs, err := g.store.PendingObjects(ctx, 64)
+	if err != nil {
+		return 0, fmt.Errorf("pending objects: %w", err)
+	}
+	for i, so := range objs {
+		if err := g.processObject(ctx, so); err != nil {
+			return i, fmt.Errorf("object %s: %w", so.Hash, err)
+		}
+		if err := g.store.MarkProcessed(ctx, so.Hash); err != nil {
+			return i, fmt.Errorf("mark processed: %w", err)
+		}
+	}
+	return len(objs), nil
+}
+
+// processObject does the local processing of one valid object (relaying was
+// the node's business and is already done). Objects that are not for us, or
+// malformed, return nil: only faults worth a retry return an error.
+func (g *Gateway) processObject(ctx context.Context, so node.StoredObject) error {
+	o, err := wire.DecodeObject(so.Raw)
+	if err != nil {
+		return nil
+	}
+	// Any object may be an ack: compare everything after nonce and
+	// expiresTime with the ack data we wait for (SPEC.md §11).
+	if n := len(so.Raw) - 16; n >= 38 && n <= 46 {
+		it, err := g.store.OutboxByAckData(ctx, so.Raw[16:])
+		switch {
+		case err == nil:
+			return g.acknowledged(ctx, it)
+		case !errors.Is(err, mailmap.ErrNotFound):
+			return fmt.Errorf("match ack: %w", err)
+		}
+	}
+	switch o.Type {
+	case wire.ObjectGetPubkey:
+		return g.handleGetpubkey(ctx, o)
+	case wire.ObjectPubkey:
+		return g.handlePubkey(ctx, o)
+	case wire.ObjectMsg:
+		return g.handleMsg(ctx, so, o)
+	case wire.ObjectBroadcast:
+		return g.handleBroadcast(ctx, so, o)
+	}
+	return nil
+}
+
+// handleGetpubkey answers a request for one of our identities' pubkeys
+// (SPEC.md §10.1), at most once per pubkey lifetime.
+func (g *Gateway) handleGetpubkey(ctx context.Context, o *wire.Object) error {
+	if len(o.Raw) > 200 {
+		return nil
+	}
+	gp, err := object.ParseGetpubkey(o)
+	if err != nil {
+		return nil
+	}
+	ids, err := g.identities(ctx)
+	if err != nil {
+		return err
+	}
+	var i int
+	var ok bool
+	if o.Version >= 4 {
+		i, ok = ids.byTag[gp.Tag]
+	} else {
+		i, ok = ids.byRipe[gp.Ripe]
+	}
+	if !ok {
+		return nil
+	}
+	m, id := ids.stored[i], ids.keys[i]
+	if m.Kind == mailmap.KindChan || id.Address.Version != o.Version || id.Address.Stream != o.Stream {
+		return nil
+	}
+	if !m.LastPubkeySent.IsZero() && g.cfg.Now().Sub(m.LastPubkeySent) < pubkeyTTL-24*time.Hour {
+		return nil // our pubkey is still out there; the asker finds it in its inventory
+	}
+	return g.publishPubkey(ctx, m)
+}
+
+// publishPubkey builds, solves and publishes an identity's pubkey.
+func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
+	id, err := localIdentity(m)
+	if err != nil {
+		return nil
+	}
+	id.Bitfield = doesAck
+	expires := uint64(g.cfg.Now().Unix() + int64(pubkeyTTL/time.Second) + g.jitter())
+	headless, err := object.BuildPubkey(id, expires, g.cfg.Rand)
+	if err != nil {
+		return fmt.Errorf("build pubkey: %w", err)
+	}
+	obj, err := g.solve(ctx, 0, headless, g.target(headless, 0, 0))
+	if err != nil {
+		return err
+	}
+	if _, err := g.cfg.Publisher.Publish(ctx, obj); err != nil {
+		return fmt.Errorf("publish pubkey: %w", err)
+	}
+	if err := g.store.MarkPubkeySent(ctx, m.ID, g.cfg.Now()); err != nil {
+		return fmt.Errorf("mark pubkey sent: %w", err)
+	}
+	g.invalidateIdentities()
+	g.log.Info("published pubkey", "address", m.Address)
+	return nil
+}
+
+// handlePubkey caches v2/v3 pubkeys as they pass (they carry no tag, so a
+// sender cannot find them in the inventory later). v4 pubkeys are found by
+// tag when a send needs them; one arriving now wakes the waiting sends.
+func (g *Gateway) handlePubkey(ctx context.Context, o *wire.Object) error {
+	if o.Version >= 4 {
+		g.WakeOutbound()
+		return nil
+	}
+	if o.Version < 2 || len(o.Payload) < 4+64+64 {
+		return nil
+	}
+	ripe := address.RipeFromKeys(o.Payload[4:68], o.Payload[68:132])
+	a := address.Address{Version: o.Version, Stream: o.Stream, Ripe: ripe}
+	d, err := object.ParsePubkey(o, a)
+	if err != nil {
+		return nil
+	}
+	if err := g.cachePubkey(ctx, a, d, "pubkey"); err != nil {
+		return err
+	}
+	g.WakeOutbound()
+	return nil
+}
+
+// handleMsg trial-decrypts a msg against every local identity and delivers it.
+func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.Object) error {
+	ids, err := g.identities(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ids.keys) == 0 {
+		return nil
+	}
+	m, key, err := object.DecryptMsg(o, ids.keys)
+	if err != nil {
+		return nil // not ours, or forged
+	}
+	i, ok := ids.byAddr[key.Address]
+	if !ok {
+		return nil
+	}
+	rcpt := ids.stored[i]
+	sender := m.SenderAddress()
+	log := g.log.With("inv", so.Hash.String(), "to", rcpt.Address)
+	isChan := rcpt.Kind == mailmap.KindChan
+	if !isChan {
+		// The recipient's own demanded difficulty, unless the sender is a
+		// contact (SPEC.md §6.4).
+		known, err := g.isContact(ctx, rcpt.UserID, sender.String())
+		if err != nil {
+			return err
+		}
+		ntpb, extra := g.cfg.Network.Clamp(rcpt.NonceTrialsPerByte, rcpt.ExtraBytes)
+		if !known && !pow.Check(so.Raw, g.cfg.Now().Unix(), ntpb, extra) {
+			log.Info("msg dropped: proof of work below the address's demand", "from", sender.String())
+			return nil
+		}
+	}
+	if err := g.cachePubkey(ctx, sender, m.SenderPubkey(), "msg"); err != nil {
+		return err
+	}
+	if m.Encoding == 0 {
+		return nil // IGNORE: not shown, no ack (SPEC.md §12)
+	}
+	in := Incoming{
+		Domain:  g.cfg.Domain,
+		From:    sender.String(),
+		To:      rcpt.Address,
+		Date:    g.cfg.Now(),
+		InvHash: so.Hash,
+		Kind:    "msg",
+	}
+	g.fillContent(&in, m.Encoding, m.Message)
+	folder := "INBOX"
+	if isChan {
+		in.Kind = "chan"
+		in.ChanLabel = rcpt.Label
+		folder = ChanFolder(rcpt.Label, rcpt.Address)
+	}
+	if err := g.deliver(ctx, rcpt.UserID, folder, in); err != nil {
+		return err
+	}
+	log.Info("delivered msg", "from", sender.String(), "folder", folder)
+	if isChan || len(m.AckPacket) == 0 {
+		return nil
+	}
+	return g.sendAck(ctx, m.AckPacket)
+}
+
+// sendAck publishes the ack object a sender embedded (SPEC.md §11). The
+// node validates it like any object, so a bogus ack goes nowhere.
+func (g *Gateway) sendAck(ctx context.Context, packet []byte) error {
+	cmd, payload, err := wire.ReadPacket(bytes.NewReader(packet), g.cfg.Network.Magic)
+	if err != nil || cmd != "object" {
+		g.log.Debug("embedded ack is not a valid object packet", "err", err)
+		return nil
+	}
+	if _, err := g.cfg.Publisher.Publish(ctx, payload); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		g.log.Info("embedded ack rejected", "err", err)
+	}
+	return nil
+}
+
+// fillContent decodes a message body into the mail fields. A body that
+// cannot be decoded is still delivered, with a note, rather than lost.
+func (g *Gateway) fillContent(in *Incoming, encoding uint64, data []byte) {
+	c, err := object.DecodeMessage(encoding, data)
+	if err != nil {
+		in.Subject = "(undecodable Bitmessage)"
+		in.Body = fmt.Sprintf("This message used encoding %d and could not be decoded: %v\n", encoding, err)
+		return
+	}
+	in.Subject, in.Body = c.Subject, c.Body
+	in.MessageID, in.InReplyTo, in.References = ThreadingFromExtra(c.Extra)
+}
+
+// deliver builds the mail and appends it to the user's folder, creating
+// the folder (chans, subscriptions) when missing.
+func (g *Gateway) deliver(ctx context.Context, userID int64, folder string, in Incoming) error {
+	raw, err := BuildIncoming(in)
+	if err != nil {
+		return fmt.Errorf("build mail: %w", err)
+	}
+	mb, err := g.ensureMailbox(ctx, userID, folder)
+	if err != nil {
+		return err
+	}
+	if _, err := g.store.AppendMessage(ctx, userID, mb.ID, raw, nil, in.Date); err != nil {
+		if errors.Is(err, mailmap.ErrOverQuota) {
+			g.log.Warn("message dropped: mailbox over quota", "user", userID, "inv", fmt.Sprintf("%x", in.InvHash))
+			return nil
+		}
+		return fmt.Errorf("deliver: %w", err)
+	}
+	g.stats.msgsIn.Add(1)
+	return nil
+}
+
+func (g *Gateway) ensureMailbox(ctx context.Context, userID int64, name string) (mailmap.Mailbox, error) {
+	mb, err := g.store.Mailbox(ctx, userID, name)
+	if err == nil {
+		return mb, nil
+	}
+	if !errors.Is(err, mailmap.ErrNotFound) {
+		return mb, fmt.Errorf("find mailbox: %w", err)
+	}
+	if parent, _, ok := strings.Cut(name, "/"); ok {
+		if _, err := g.store.CreateMailbox(ctx, userID, parent, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
+			return mb, fmt.Errorf("create mailbox %s: %w", parent, err)
+		}
+	}
+	mb, err = g.store.CreateMailbox(ctx, userID, name, "")
+	if errors.Is(err, mailmap.ErrExists) {
+		return g.store.Mailbox(ctx, userID, name)
+	}
+	if err != nil {
+		return mb, fmt.Errorf("create mailbox %s: %w", name, err)
+	}
+	return mb, nil
+}
+
+func (g *Gateway) isContact(ctx context.Context, userID int64, bm string) (bool, error) {
+	cs, err := g.store.Contacts(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("load contacts: %w", err)
+	}
+	for _, c := range cs {
+		if c.Address == bm {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// handleBroadcast decrypts broadcasts from subscribed addresses (SPEC.md
+// §10.4) and files them for every subscriber.
+func (g *Gateway) handleBroadcast(ctx context.Context, so node.StoredObject, o *wire.Object) error {
+	subs, err := g.subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(subs.addrs) == 0 {
+		return nil
+	}
+	b, from, err := object.DecryptBroadcast(o, subs.addrs)
+	if err != nil {
+		return nil
+	}
+	if b.Encoding == 0 {
+		return nil
+	}
+	for _, s := range subs.subs {
+		if s.Address != from.String() {
+			continue
+		}
+		in := Incoming{
+			Domain:  g.cfg.Domain,
+			From:    from.String(),
+			Date:    g.cfg.Now(),
+			InvHash: so.Hash,
+			Kind:    "broadcast",
+		}
+		g.fillContent(&in, b.Encoding, b.Message)
+		if err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {
+			return err
+		}
+		g.log.Info("delivered broadcast", "inv", so.Hash.String(), "from", from.String(), "user", s.UserID)
+	}
+	return nil
+}
+
+func (g *Gateway) maintenanceLoop(ctx context.Context) {
+	for {
+		g.maintain(ctx)
+		if !sleep(ctx, g.cfg.MaintenanceInterval, nil) {
+			return
+		}
+	}
+}
+
+// maintain publishes the pubkeys of identities that have none out there
+// (new addresses, or an expiring pubkey) and keeps $Delivered current.
+func (g *Gateway) maintain(ctx context.Context) {
+	ids, err := g.identities(ctx)
+	if err != nil {
+		g.log.Error("maintenance", "err", err)
+		return
+	}
+	now := g.cfg.Now()
+	for _, m := range ids.stored {
+		if ctx.Err() != nil {
+			return
+		}
+		if m.Kind == mailmap.KindChan || !m.PublishPubkey {
+			continue
+		}
+		if !m.LastPubkeySent.IsZero() && now.Sub(m.LastPubkeySent) < pubkeyTTL-48*time.Hour {
+			continue
+		}
+		if err := g.publishPubkey(ctx, m); err != nil && ctx.Err() == nil {
+			g.log.Error("publish pubkey", "address", m.Address, "err", err)
+		}
+	}
+	g.markDelivered(ctx)
+}

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// DeliveredKeyword marks the Sent copy of a message whose ack came back.
+const DeliveredKeyword = "$Delivered"
+
+// deliveredWatch is how long after an ack the gateway keeps looking for a
+// Sent copy to mark: a client files its copy by APPEND after the SMTP
+// transaction, and on a fast network the ack can come first.
+const deliveredWatch = time.Hour
+
+// report writes a delivery status report for one outbox row into the
+// sender's INBOX (RFC 3464). willRetry is for "delayed" reports.
+func (g *Gateway) report(ctx context.Context, it mailmap.OutboxItem, action, status, diagnostic string, willRetry time.Time) error {
+	now := g.cfg.Now()
+	final := BMToMail(it.ToAddress, g.cfg.Domain)
+	if it.Kind == mailmap.OutboxBroadcast {
+		final = BroadcastLocalPart + "@" + g.cfg.Domain
+	}
+	when := now
+	if action == "delivered" && !it.AckedAt.IsZero() {
+		when = it.AckedAt
+	}
+	raw, err := BuildReport(Report{
+		Domain:            g.cfg.Domain,
+		To:                BMToMail(it.FromAddress, g.cfg.Domain),
+		OriginalMessageID: it.MessageID,
+		OriginalSubject:   it.Subject,
+		EnvID:             it.EnvID,
+		Ret:               it.Ret,
+		Original:          it.Original,
+		Now:               now,
+		Recipients: []ReportRecipient{{
+			Final:          final,
+			Orig:           it.OrigRcpt,
+			Action:         action,
+			Status:         status,
+			Diagnostic:     diagnostic,
+			When:           when,
+			WillRetryUntil: willRetry,
+			Attempts:       it.Attempts,
+			PoWDuration:    it.PoWDuration,
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("build %s report: %w", action, err)
+	}
+	inbox, err := g.store.Mailbox(ctx, it.UserID, "INBOX")
+	if err != nil {
+		return fmt.Errorf("find INBOX for report: %w", err)
+	}
+	if _, err := g.store.AppendMessage(ctx, it.UserID, inbox.ID, raw, nil, now); err != nil {
+		if errors.Is(err, mailmap.ErrOverQuota) {
+			g.log.Warn("report dropped: mailbox over quota", "user", it.UserID, "outbox", it.ID)
+			return nil
+		}
+		return fmt.Errorf("deliver %s report: %w", action, err)
+	}
+	g.stats.reports.Add(1)
+	g.log.Info("delivery report", "outbox", it.ID, "action", action)
+	return nil
+}
+
+// acknowledged handles an ack that matched an outbox row.
+func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error {
+	if it.State == mailmap.OutboxAcked || it.State == mailmap.OutboxFailed {
+		return nil
+	}
+	now := g.cfg.Now()
+	it.State = mailmap.OutboxAcked
+	it.AckedAt = now
+	it.NextAttempt = never
+	g.stats.acks.Add(1)
+	g.log.Info("acknowledged", "outbox", it.ID, "to", it.ToAddress)
+	if !it.Reported && g.wants(ctx, it, mailmap.NotifySuccess) {
+		if err := g.report(ctx, it, "delivered", "2.0.0", "", time.Time{}); err != nil {
+			return err
+		}
+	}
+	it.Reported = true
+	if err := g.store.UpdateOutbox(ctx, it); err != nil {
+		return fmt.Errorf("mark acked: %w", err)
+	}
+	if it.MessageID != "" {
+		g.deliveredMu.Lock()
+		g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, until: now.Add(deliveredWatch)}
+		g.deliveredMu.Unlock()
+		g.markDelivered(ctx)
+	}
+	return nil
+}
+
+// markDelivered puts $Delivered on the Sent copies of acked messages,
+// including copies APPENDed after the ack arrived.
+func (g *Gateway) markDelivered(ctx context.Context) {
+	now := g.cfg.Now()
+	g.deliveredMu.Lock()
+	pending := make(map[int64]pendingDelivered, len(g.delivered))
+	for id, p := range g.delivered {
+		if now.After(p.until) {
+			delete(g.delivered, id)
+			continue
+		}
+		pending[id] = p
+	}
+	g.deliveredMu.Unlock()
+	for id, p := range pending {
+		msgs, err := g.store.FindByMessageID(ctx, p.userID, mailmap.SpecialSent, p.messageID)
+		if err != nil {
+			g.log.Warn("find Sent copy", "err", err)
+			continue
+		}
+		done := len(msgs) > 0
+		for _, m := range msgs {
+			if hasFlag(m.Flags, DeliveredKeyword) {
+				continue
+			}
+			if _, err := g.store.UpdateFlags(ctx, p.userID, m.MailboxID, []uint32{m.UID}, mailmap.FlagsAdd, []string{DeliveredKeyword}); err != nil {
+				g.log.Warn("set $Delivered", "err", err)
+				done = false
+			}
+		}
+		if done {
+			g.deliveredMu.Lock()
+			delete(g.delivered, id)
+			g.deliveredMu.Unlock()
+		}
+	}
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
