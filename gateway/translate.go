@@ -30,6 +30,7 @@ const (
 	maxPartBytes   = 4 << 20   // decoded bytes read from one part
 	maxReferences  = 20        // message IDs kept in References
 	maxMsgIDLen    = 250
+	maxHTMLDepth   = 16 // quote marks and list indents rendered, so output stays linear in the input
 )
 
 // Outgoing is what a submitted mail becomes before it is sent over
@@ -723,7 +724,7 @@ func HTMLToText(src string) string {
 			lists = append(lists, start)
 		case "li":
 			w.block()
-			indent := strings.Repeat("  ", max(len(lists)-1, 0))
+			indent := strings.Repeat("  ", min(max(len(lists)-1, 0), maxHTMLDepth))
 			if len(lists) > 0 && lists[len(lists)-1] >= 0 {
 				w.raw(indent + strconv.Itoa(lists[len(lists)-1]) + ". ")
 				lists[len(lists)-1]++
@@ -908,7 +909,7 @@ func (w *textWriter) raw(s string) {
 // put writes one rune, starting the line with the quote marks.
 func (w *textWriter) put(r rune) {
 	if w.nl > 0 && w.quote > 0 {
-		w.b.WriteString(strings.Repeat("> ", w.quote))
+		w.b.WriteString(strings.Repeat("> ", min(w.quote, maxHTMLDepth)))
 	}
 	w.b.WriteRune(r)
 	w.nl = 0

@@ -335,6 +335,7 @@ func TestHTMLToText(t *testing.T) {
 		{"<pre>a\n  b</pre>", "a\n  b\n"},
 		{"</p></li></ul></blockquote></pre></a>x", "x\n"},
 		{"<<<>>>", "<<<>>>\n"},
+		{strings.Repeat("<blockquote>", 100) + "deep", strings.Repeat("> ", maxHTMLDepth) + "deep\n"},
 	}
 	for _, tc := range tests {
 		if got := HTMLToText(tc.in); got != tc.want {

@@ -37,7 +37,7 @@ type Submitter interface {
 
 // Config configures a Server. Zero values take the defaults below.
 type Config struct {
-	Domain            string      // announced in the greeting
+	Domain            string      // announced in the greeting; default "localhost"
 	TLSConfig         *tls.Config // enables STARTTLS (Serve) and implicit TLS (ServeTLS)
 	AllowInsecureAuth bool        // allow AUTH without TLS (tests, loopback-only setups)
 	MaxMessageBytes   int64       // default 256 KiB
@@ -99,6 +99,9 @@ type Server struct {
 
 // New returns a Server; it does not listen yet.
 func New(auth Authenticator, sub Submitter, cfg Config) *Server {
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -233,7 +236,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	<-done
 	s.cancel()
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && s.Sessions() > 0 {
 		s.closeConns()
 		return err
 	}
