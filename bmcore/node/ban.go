@@ -7,8 +7,9 @@ import (
 
 // Misbehaviour scoring. A peer whose score reaches banThreshold is
 // disconnected and its ban key refused for Config.BanDuration. Scores decay
-// by scoreDecayPerMinute, so an honest peer that now and then relays an
-// object our clock disagrees with (SPEC.md §6.2) never gets there.
+// by scoreDecayPerMinute for every full minute, so an honest peer that now
+// and then relays an object our clock disagrees with (SPEC.md §6.2) never
+// gets there, while a burst of offences adds up exactly.
 const (
 	banThreshold        = 100
 	scoreDecayPerMinute = 1.0
@@ -50,8 +51,8 @@ func (b *banList) add(key string, delta float64, now time.Time, d time.Duration)
 		e = &scoreEntry{at: now}
 		b.scores[key] = e
 	}
-	e.value = decayed(e, now) + delta
-	e.at = now
+	settle(e, now)
+	e.value += delta
 	if e.value >= banThreshold {
 		delete(b.scores, key)
 		b.bans[key] = now.Add(d)
@@ -105,6 +106,19 @@ func (b *banList) prune(now time.Time) {
 	}
 }
 
+// decayed returns the score after the full minutes since e.at.
 func decayed(e *scoreEntry, now time.Time) float64 {
-	return max(0, e.value-now.Sub(e.at).Minutes()*scoreDecayPerMinute)
+	mins := float64(now.Sub(e.at) / time.Minute)
+	return max(0, e.value-mins*scoreDecayPerMinute)
+}
+
+// settle applies the decay of the full minutes elapsed and keeps the
+// fraction of a minute for later, so frequent updates still decay.
+func settle(e *scoreEntry, now time.Time) {
+	mins := now.Sub(e.at) / time.Minute
+	if mins <= 0 {
+		return
+	}
+	e.value = max(0, e.value-float64(mins)*scoreDecayPerMinute)
+	e.at = e.at.Add(mins * time.Minute)
 }

@@ -24,12 +24,13 @@ const (
 	maxFetchItems = 500000
 	// fetchItemTTL: an object nobody delivered within this time is forgotten.
 	fetchItemTTL = 30 * time.Minute
+	// sweepEvery spaces the full scans for stale objects.
+	sweepEvery = 3 * time.Minute
 )
 
 type fetchItem struct {
 	sources  []*peer
 	inflight *peer
-	deadline time.Time
 	tries    int
 	added    time.Time
 }
@@ -39,15 +40,23 @@ type fetchItem struct {
 // delivered in time — from another peer when there is one, because PyB
 // silently drops getdata that arrive during its anti-intersection window
 // (SPEC.md §4.4). Its mutex also guards the want/retry/inflight fields of
-// every peer.
+// every peer. Periodic work only looks at requests in flight (at most
+// maxInflightPerPeer per peer), never at every tracked object.
 type fetcher struct {
-	mu    sync.Mutex
-	items map[wire.InvHash]*fetchItem
-	wake  chan struct{}
+	mu        sync.Mutex
+	items     map[wire.InvHash]*fetchItem
+	busy      map[*peer]struct{} // peers with requests in flight
+	lastSweep time.Time
+	wake      chan struct{}
 }
 
 func newFetcher() *fetcher {
-	return &fetcher{items: map[wire.InvHash]*fetchItem{}, wake: make(chan struct{}, 1)}
+	return &fetcher{
+		items:     map[wire.InvHash]*fetchItem{},
+		busy:      map[*peer]struct{}{},
+		lastSweep: time.Now(),
+		wake:      make(chan struct{}, 1),
+	}
 }
 
 func (f *fetcher) kick() {
@@ -57,19 +66,16 @@ func (f *fetcher) kick() {
 	}
 }
 
-// tracking reports whether h is already being fetched.
-func (f *fetcher) tracking(h wire.InvHash) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.items[h] != nil
-}
-
 // announce records that p has the objects hs, which we lack.
 func (f *fetcher) announce(p *peer, hs []wire.InvHash, now time.Time) {
 	if len(hs) == 0 {
 		return
 	}
 	f.mu.Lock()
+	if p.isClosing() {
+		f.mu.Unlock()
+		return
+	}
 	for _, h := range hs {
 		it := f.items[h]
 		if it == nil {
@@ -79,14 +85,7 @@ func (f *fetcher) announce(p *peer, hs []wire.InvHash, now time.Time) {
 			it = &fetchItem{added: now}
 			f.items[h] = it
 		}
-		known := false
-		for _, s := range it.sources {
-			if s == p {
-				known = true
-				break
-			}
-		}
-		if known {
+		if it.hasSource(p) {
 			continue
 		}
 		if len(it.sources) < maxFetchSources {
@@ -111,12 +110,20 @@ func (f *fetcher) received(h wire.InvHash) {
 	delete(f.items, h)
 	more := false
 	if p := it.inflight; p != nil {
-		delete(p.inflight, h)
+		f.land(p, h)
 		more = len(p.want)+len(p.retry) > 0
 	}
 	f.mu.Unlock()
 	if more {
 		f.kick()
+	}
+}
+
+// land removes h from p's requests in flight.
+func (f *fetcher) land(p *peer, h wire.InvHash) {
+	delete(p.inflight, h)
+	if len(p.inflight) == 0 {
+		delete(f.busy, p)
 	}
 }
 
@@ -131,6 +138,9 @@ func (f *fetcher) schedule(peers []*peer, now time.Time, retry time.Duration) ma
 	for progress := true; progress; {
 		progress = false
 		for _, p := range peers {
+			if p.isClosing() {
+				continue
+			}
 			var batch []wire.InvHash
 			for len(batch) < maxGetData && len(p.inflight) < maxInflightPerPeer {
 				h, ok := p.nextWant()
@@ -141,12 +151,13 @@ func (f *fetcher) schedule(peers []*peer, now time.Time, retry time.Duration) ma
 				if it == nil || it.inflight != nil {
 					continue
 				}
-				it.inflight, it.deadline = p, now.Add(retry)
+				it.inflight = p
 				it.tries++
 				if p.inflight == nil {
-					p.inflight = map[wire.InvHash]struct{}{}
+					p.inflight = map[wire.InvHash]time.Time{}
 				}
-				p.inflight[h] = struct{}{}
+				p.inflight[h] = now.Add(retry)
+				f.busy[p] = struct{}{}
 				batch = append(batch, h)
 			}
 			if len(batch) > 0 {
@@ -161,36 +172,43 @@ func (f *fetcher) schedule(peers []*peer, now time.Time, retry time.Duration) ma
 	return out
 }
 
-// expire re-queues requests not answered by their deadline and forgets
-// objects that have no live source left, were tried too often or are old.
+// expire re-queues requests not answered by their deadline, preferably at
+// another source, and now and then forgets objects nobody delivered.
 func (f *fetcher) expire(now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for h, it := range f.items {
-		if p := it.inflight; p != nil {
-			if now.Before(it.deadline) {
+	for p := range f.busy {
+		for h, deadline := range p.inflight {
+			if now.Before(deadline) {
 				continue
 			}
-			delete(p.inflight, h)
+			f.land(p, h)
+			it := f.items[h]
+			if it == nil {
+				continue
+			}
 			it.inflight = nil
-			if it.tries >= maxFetchTries {
+			src := it.pickSource(p)
+			if it.tries >= maxFetchTries || src == nil {
 				delete(f.items, h)
 				continue
 			}
-			if src := it.pickSource(p); src != nil {
-				src.retry = append(src.retry, h)
-				continue
-			}
-			delete(f.items, h)
-			continue
+			src.retry = append(src.retry, h)
 		}
-		if now.Sub(it.added) > fetchItemTTL || it.pickSource(nil) == nil {
+	}
+	if now.Sub(f.lastSweep) < sweepEvery {
+		return
+	}
+	f.lastSweep = now
+	for h, it := range f.items {
+		if it.inflight == nil && (now.Sub(it.added) > fetchItemTTL || it.pickSource(nil) == nil) {
 			delete(f.items, h)
 		}
 	}
 }
 
-// peerGone hands what p was fetching to other sources.
+// peerGone hands what p was fetching to other sources and forgets objects
+// only p had announced.
 func (f *fetcher) peerGone(p *peer) {
 	f.mu.Lock()
 	for h := range p.inflight {
@@ -199,12 +217,24 @@ func (f *fetcher) peerGone(p *peer) {
 			continue
 		}
 		it.inflight = nil
-		if src := it.pickSource(p); src != nil && src != p {
+		it.dropSource(p)
+		if src := it.pickSource(nil); src != nil {
 			src.retry = append(src.retry, h)
 		} else {
 			delete(f.items, h)
 		}
 	}
+	for _, q := range [][]wire.InvHash{p.want, p.retry} {
+		for _, h := range q {
+			if it := f.items[h]; it != nil {
+				it.dropSource(p)
+				if it.inflight == nil && len(it.sources) == 0 {
+					delete(f.items, h)
+				}
+			}
+		}
+	}
+	delete(f.busy, p)
 	p.inflight, p.want, p.retry = nil, nil, nil
 	f.mu.Unlock()
 	f.kick()
@@ -217,9 +247,29 @@ func (f *fetcher) pending() int {
 	return len(f.items)
 }
 
-// pickSource chooses a live source at random, preferring one other than prev.
+func (it *fetchItem) hasSource(p *peer) bool {
+	for _, s := range it.sources {
+		if s == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (it *fetchItem) dropSource(p *peer) {
+	for i, s := range it.sources {
+		if s == p {
+			it.sources = append(it.sources[:i], it.sources[i+1:]...)
+			return
+		}
+	}
+}
+
+// pickSource chooses a live source at random, preferring one other than
+// prev; prev itself only when it is the one live source left.
 func (it *fetchItem) pickSource(prev *peer) *peer {
-	var live []*peer
+	var pick *peer
+	k := 0
 	prevLive := false
 	for _, s := range it.sources {
 		if s.isClosing() {
@@ -229,15 +279,16 @@ func (it *fetchItem) pickSource(prev *peer) *peer {
 			prevLive = true
 			continue
 		}
-		live = append(live, s)
+		// Reservoir sampling: no allocation per call.
+		k++
+		if rand.IntN(k) == 0 {
+			pick = s
+		}
 	}
-	if len(live) > 0 {
-		return live[rand.IntN(len(live))]
-	}
-	if prevLive {
+	if pick == nil && prevLive {
 		return prev
 	}
-	return nil
+	return pick
 }
 
 // nextWant pops the next hash to request from p: re-requests first.

@@ -53,9 +53,23 @@ func (s *hashSet) has(h wire.InvHash) bool {
 	return ok
 }
 
-// haveSet caches the hashes the inventory holds, with their expiry, so the
-// inv exchange does not cost one inventory query per announced hash. It is a
-// cache: a miss falls back to Inventory.Has.
+// without returns the hashes of hs not in the set.
+func (s *hashSet) without(hs []wire.InvHash) []wire.InvHash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := hs[:0:0]
+	for _, h := range hs {
+		_, a := s.cur[h]
+		_, b := s.old[h]
+		if !a && !b {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// haveSet indexes the hashes the inventory holds, with their expiry, so the
+// inv exchange costs no inventory query per announced hash.
 type haveSet struct {
 	mu sync.Mutex
 	m  map[wire.InvHash]int64 // hash → expiresTime
@@ -74,6 +88,19 @@ func (s *haveSet) has(h wire.InvHash) bool {
 	defer s.mu.Unlock()
 	_, ok := s.m[h]
 	return ok
+}
+
+// without returns the hashes of hs not in the set.
+func (s *haveSet) without(hs []wire.InvHash) []wire.InvHash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := hs[:0:0]
+	for _, h := range hs {
+		if _, ok := s.m[h]; !ok {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (s *haveSet) len() int {

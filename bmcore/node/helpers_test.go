@@ -198,6 +198,26 @@ func (r *rawPeer) sendRaw(b []byte) {
 	}
 }
 
+// keepAlive sends a ping every interval until the connection closes, so
+// the peer stays within a short IdleTimeout.
+func (r *rawPeer) keepAlive(interval time.Duration) {
+	pkt := wire.EncodePacket(r.sendMagic, wire.CmdPing, nil)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.done:
+				return
+			case <-t.C:
+				if _, err := r.conn.Write(pkt); err != nil {
+					return
+				}
+			}
+		}
+	}()
+}
+
 // next returns the next packet with one of cmds, dropping others, or fails.
 func (r *rawPeer) next(timeout time.Duration, cmds ...string) rawPacket {
 	r.t.Helper()

@@ -163,10 +163,12 @@ func (n *Node) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start node: list inventory: %w", err)
 		}
+		// Hashes does not return expiry times: assume the longest
+		// possible life, so the index never forgets an object the
+		// inventory still holds; entries outliving their object are
+		// harmless (nobody announces an expired object).
 		for _, h := range hs {
-			// The expiry is not known here; an unexpired object is kept at
-			// least until now, and the index is only a cache.
-			n.have.add(h, now)
+			n.have.add(h, now.Add(MaxExpiresAhead))
 		}
 	}
 	if n.cfg.ListenAddr != "" {

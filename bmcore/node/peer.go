@@ -85,7 +85,7 @@ type peer struct {
 
 	// Download state, guarded by n.fetch.mu.
 	want, retry []wire.InvHash
-	inflight    map[wire.InvHash]struct{}
+	inflight    map[wire.InvHash]time.Time // request deadlines
 
 	lastRecv, lastSend atomic.Int64 // UnixNano
 	bytesIn, bytesOut  atomic.Uint64
@@ -470,27 +470,10 @@ func (p *peer) onInv(payload []byte) error {
 		return p.misbehave(scoreInvFlood, fmt.Sprintf("inventory flood (%d hashes)", len(m.Hashes)))
 	}
 	p.known.addMany(m.Hashes)
-	var lack []wire.InvHash
-	for _, h := range m.Hashes {
-		if n.have.has(h) || n.rejected.has(h) {
-			continue
-		}
-		if !n.fetch.tracking(h) {
-			has, err := n.inv.Has(n.ctx, h)
-			if err != nil {
-				if n.ctx.Err() != nil {
-					return ErrClosed
-				}
-				n.log.Error("inventory lookup failed", "err", err)
-				continue
-			}
-			if has {
-				n.have.add(h, time.Now())
-				continue
-			}
-		}
-		lack = append(lack, h)
-	}
+	// The have-set holds every unexpired object of the inventory (loaded at
+	// Start, kept up to date by every Put), so no per-hash storage query is
+	// needed; a miss only costs a download that Put then finds present.
+	lack := n.rejected.without(n.have.without(m.Hashes))
 	n.fetch.announce(p, lack, now)
 	return nil
 }
