@@ -31,25 +31,29 @@ const (
 	StatusDelivered         = "2.0.0"
 	StatusPubkeyPending     = "4.4.1" // delayed: waiting for the recipient's public key
 	StatusAckPending        = "4.4.7" // delayed: sent, no acknowledgement yet, resending
-	StatusBadAddress        = "5.1.1" // not a valid or usable Bitmessage address
-	StatusAddressVersion    = "5.1.3" // an address version or stream this program cannot send to
-	StatusPubkeyTimeout     = "5.4.1" // the public key never arrived
-	StatusAckTimeout        = "5.4.7" // never acknowledged before giving up
+	StatusBadMailbox        = "5.1.1" // no such Bitmessage address
+	StatusBadAddress        = "5.1.3" // not a valid Bitmessage address
+	StatusBadSender         = "5.1.7" // the sending identity is invalid or gone
 	StatusTooLarge          = "5.3.4" // the message does not fit in a Bitmessage object
-	StatusDifficultyTooHigh = "5.7.1" // the recipient demands more proof of work than allowed
 	StatusLocalError        = "5.3.0" // a permanent error on this side
+	StatusPubkeyTimeout     = "5.4.4" // the public key never arrived
+	StatusAckTimeout        = "5.4.7" // never acknowledged before giving up
+	StatusContent           = "5.6.0" // the message could not be encoded
+	StatusDifficultyTooHigh = "5.7.0" // the recipient demands more proof of work than allowed
 )
 
 var statusText = map[string]string{
 	StatusPubkeyPending:     "The recipient's public key has not arrived yet. Bitmessage needs it to encrypt the message; it comes only when the recipient's node is online and answers the request.",
 	StatusAckPending:        "The message was sent, but the recipient's node has not acknowledged it yet. It is sent again with a longer lifetime, as Bitmessage does.",
-	StatusBadAddress:        "The address is not a valid Bitmessage address, or its owner's key does not match it. Check that it was copied exactly, including upper and lower case letters.",
-	StatusAddressVersion:    "The address uses a version or stream this program cannot send to.",
+	StatusBadMailbox:        "There is no such Bitmessage address.",
+	StatusBadAddress:        "The address is not a valid Bitmessage address. Check that it was copied exactly, including upper and lower case letters.",
+	StatusBadSender:         "The Bitmessage identity the message was sent from is invalid or no longer exists on this server.",
+	StatusTooLarge:          "The message is too large for a Bitmessage object.",
+	StatusLocalError:        "A permanent error on this server stopped the message.",
 	StatusPubkeyTimeout:     "The recipient's public key never arrived. Bitmessage cannot encrypt a message without it; it comes only when the recipient's node is online and answers the request. The address may be unused or its owner offline for a long time.",
 	StatusAckTimeout:        "The recipient's node never acknowledged the message, although it was sent again several times. The recipient may be offline for a long time, or the address may no longer be used.",
-	StatusTooLarge:          "The message is too large for a Bitmessage object.",
+	StatusContent:           "The message could not be turned into a Bitmessage message.",
 	StatusDifficultyTooHigh: "The recipient demands more proof of work than this server is configured to do. Ask the recipient to lower the difficulty, or the administrator to raise the limit.",
-	StatusLocalError:        "A permanent error on this server stopped the message.",
 }
 
 // ReportRecipient is the status of one recipient in a report.

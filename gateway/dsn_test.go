@@ -217,7 +217,7 @@ func TestBuildReportDelayedAndFailed(t *testing.T) {
 		delayed.Get("Diagnostic-Code") != "X-Bitmessage; no ack after 2 sends" || delayed.Has("Original-Recipient") {
 		t.Errorf("delayed group wrong: %v", delayed.Map())
 	}
-	if failed.Get("Action") != "failed" || failed.Get("Status") != "5.4.1" || failed.Has("Will-Retry-Until") ||
+	if failed.Get("Action") != "failed" || failed.Get("Status") != "5.4.4" || failed.Has("Will-Retry-Until") ||
 		failed.Get("Diagnostic-Code") != "X-Bitmessage; getpubkey unanswered for 7 days" {
 		t.Errorf("failed group wrong: %v", failed.Map())
 	}
@@ -340,5 +340,20 @@ func TestHeaderBlock(t *testing.T) {
 		if got := string(headerBlock([]byte(in))); got != want {
 			t.Errorf("headerBlock(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestStatusTexts(t *testing.T) {
+	for _, s := range []string{StatusDelivered, StatusPubkeyPending, StatusAckPending, StatusBadMailbox, StatusBadAddress,
+		StatusBadSender, StatusTooLarge, StatusLocalError, StatusPubkeyTimeout, StatusAckTimeout, StatusContent, StatusDifficultyTooHigh} {
+		if !validStatus(s) {
+			t.Errorf("%s is not a valid status", s)
+		}
+		if s != StatusDelivered && statusText[s] == "" {
+			t.Errorf("%s has no explanation", s)
+		}
+	}
+	if explain("4.9.9") == explain("5.9.9") {
+		t.Error("unknown statuses are not explained by class")
 	}
 }
