@@ -7,7 +7,8 @@ import (
 	"strings"
 
 	"github.com/bmgate/bmgate/bmcore/wire"
-	"golang.org/x/crypto/ripemd160" //lint:ignore SA1019 Bitmessage address format (SPEC.md §7.2)
+	//lint:ignore SA1019 RIPEMD-160 is part of the Bitmessage address format (SPEC.md §7.2)
+	"golang.org/x/crypto/ripemd160"
 )
 
 // Prefix is written before every address; Decode accepts addresses without it.

@@ -134,13 +134,13 @@ func decryptBroadcast(o *wire.Object, subs []address.Address) (*Broadcast, addre
 	}
 	var (
 		sub    address.Address
-		found  bool
 		plain  []byte
 		header []byte
 		tag    [32]byte
 	)
 	if o.Version == 5 {
 		tag, _ = BroadcastTag(o)
+		found := false
 		for _, s := range subs {
 			if s.Version >= 4 && s.Tag() == tag {
 				sub, found = s, true
@@ -160,19 +160,22 @@ func decryptBroadcast(o *wire.Object, subs []address.Address) (*Broadcast, addre
 		if err != nil {
 			return nil, none, fmt.Errorf("%w: %w", ErrNotWanted, err)
 		}
-		for _, s := range subs {
-			if s.Version < 2 || s.Version > 3 {
-				continue
-			}
-			if env.Matches(broadcastKey(s)) && !found {
-				sub, found = s, true
+		// Only v2/v3 subscriptions can send v4 broadcasts; the others get a
+		// nil key, which never matches.
+		privs := make([]*secp256k1.PrivateKey, len(subs))
+		for i, s := range subs {
+			if s.Version == 2 || s.Version == 3 {
+				privs[i] = broadcastKey(s)
 			}
 		}
-		if !found {
+		var i int
+		plain, i, err = env.TryDecrypt(privs)
+		if i < 0 {
 			return nil, none, ErrNotWanted
 		}
-		if plain, err = env.Decrypt(broadcastKey(sub)); err != nil {
-			return nil, none, fmt.Errorf("%w: %w", ErrNotWanted, err)
+		sub = subs[i]
+		if err != nil {
+			return nil, sub, fmt.Errorf("%w: %w", ErrNotWanted, err)
 		}
 		header = o.Raw[8:o.HeaderLen]
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/bmcrypto"
 	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
 // minMsgPlaintext is PyBitmessage's sanity floor for a decrypted msg
@@ -124,21 +125,20 @@ func DecryptMsg(o *wire.Object, keys []*identity.Identity) (*Msg, *identity.Iden
 	if err != nil {
 		return nil, nil, fmt.Errorf("decrypt msg: %w: %w", ErrNotForUs, err)
 	}
-	var id *identity.Identity
-	for _, k := range keys {
-		if k == nil || k.Encryption == nil {
-			continue
-		}
-		if env.Matches(k.Encryption) && id == nil {
-			id = k
+	privs := make([]*secp256k1.PrivateKey, len(keys))
+	for i, k := range keys {
+		if k != nil {
+			privs[i] = k.Encryption // nil keys never match
 		}
 	}
-	if id == nil {
+	plain, i, err := env.TryDecrypt(privs)
+	if i < 0 {
 		return nil, nil, fmt.Errorf("decrypt msg: %w", ErrNotForUs)
 	}
-	plain, err := env.Decrypt(id.Encryption)
+	id := keys[i]
 	if err != nil {
-		return nil, nil, fmt.Errorf("decrypt msg: %w: %w", ErrNotForUs, err)
+		// The MAC matched but the padding is bad: a faulty sender.
+		return nil, id, fmt.Errorf("decrypt msg for %s: %w: %w", id.Address, ErrNotForUs, err)
 	}
 	m, err := parseMsgPlaintext(o, plain, id.Address.Ripe)
 	if err != nil {
