@@ -1,0 +1,158 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+)
+
+// trackedConn is the raw TCP connection as accepted. It is wrapped *outside*
+// TLS: imapserver decides whether a connection is secure with
+// c.conn.(*tls.Conn), so any wrapper around the *tls.Conn would make it treat
+// TLS connections as plain (research doc §1, limitation 4).
+type trackedConn struct {
+	net.Conn
+	ip      string
+	over    bool // accepted beyond MaxConnsPerIP: the session greets with BYE
+	release func()
+	once    sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// limitListener counts connections per remote IP.
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	ip := hostOf(c.RemoteAddr())
+	tc := &trackedConn{Conn: c, ip: ip, release: func() {}}
+	if l.srv.ipConns.acquire(ip) {
+		tc.release = func() { l.srv.ipConns.release(ip) }
+	} else {
+		tc.over = true
+	}
+	return tc, nil
+}
+
+// connOf finds the tracked raw connection under an imapserver connection,
+// looking through TLS.
+func connOf(c net.Conn) *trackedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tc, _ := c.(*trackedConn)
+	return tc
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// counter bounds how many things a key may hold at once (connections per IP,
+// sessions per user).
+type counter struct {
+	mu  sync.Mutex
+	n   map[string]int
+	max int
+}
+
+func newCounter(max int) *counter { return &counter{n: make(map[string]int), max: max} }
+
+func (c *counter) acquire(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] >= c.max {
+		return false
+	}
+	c.n[key]++
+	return true
+}
+
+func (c *counter) release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] <= 1 {
+		delete(c.n, key)
+	} else {
+		c.n[key]--
+	}
+}
+
+// authThrottle slows down password guessing: every failed login from an IP
+// makes that IP's next failure wait longer (base × failures, up to 16 ×
+// base). Failures are forgotten after failWindow without one. The wait happens
+// before the NO is sent, in the connection's own goroutine, so a client
+// cannot pipeline guesses on one connection, and MaxConnsPerIP bounds the
+// parallel ones.
+type authThrottle struct {
+	base time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	fails map[string]*failRecord
+}
+
+type failRecord struct {
+	n    int
+	last time.Time
+}
+
+const (
+	failWindow   = 10 * time.Minute
+	maxFailSteps = 16
+	maxFailIPs   = 100000
+)
+
+func newAuthThrottle(base time.Duration) *authThrottle {
+	return &authThrottle{base: base, now: time.Now, fails: make(map[string]*failRecord)}
+}
+
+// failed records a failure from ip and returns how long to wait before
+// answering it.
+func (t *authThrottle) failed(ip string) time.Duration {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.fails) >= maxFailIPs {
+		for k, r := range t.fails {
+			if now.Sub(r.last) > failWindow {
+				delete(t.fails, k)
+			}
+		}
+	}
+	r := t.fails[ip]
+	if r == nil {
+		if len(t.fails) >= maxFailIPs {
+			// Still full of recent failures: an attack from many
+			// addresses. Keep the map bounded and slow everyone.
+			return t.base * maxFailSteps
+		}
+		r = &failRecord{}
+		t.fails[ip] = r
+	}
+	if now.Sub(r.last) > failWindow {
+		r.n = 0
+	}
+	r.n++
+	r.last = now
+	return t.base * time.Duration(min(r.n, maxFailSteps))
+}

@@ -1,0 +1,35 @@
+package imapd
+
+import (
+	"context"
+	"time"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// Store is the part of mailmap.Store the IMAP server uses. Any mailmap.Store
+// satisfies it; tests and other backends need only these methods.
+type Store interface {
+	mailmap.Notifier
+
+	Authenticate(ctx context.Context, name, password string) (mailmap.User, error)
+
+	Mailboxes(ctx context.Context, userID int64) ([]mailmap.Mailbox, error)
+	Mailbox(ctx context.Context, userID int64, name string) (mailmap.Mailbox, error)
+	MailboxStatus(ctx context.Context, userID, mailboxID int64) (mailmap.MailboxStatus, error)
+	CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (mailmap.Mailbox, error)
+	RenameMailbox(ctx context.Context, userID int64, oldName, newName string) error
+	DeleteMailbox(ctx context.Context, userID int64, name string) error
+	SetSubscribed(ctx context.Context, userID int64, name string, on bool) error
+
+	AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (mailmap.Message, error)
+	Messages(ctx context.Context, userID, mailboxID int64) ([]mailmap.Message, error)
+	MessageRaw(ctx context.Context, userID, mailboxID int64, uid uint32) ([]byte, error)
+	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op mailmap.FlagOp, flags []string) ([]mailmap.Message, error)
+	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
+	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
+	Expunge(ctx context.Context, userID, mailboxID int64, uids []uint32) ([]uint32, error)
+}
+
+// A compile-time check that the full store contract covers what imapd needs.
+var _ Store = mailmap.Store(nil)

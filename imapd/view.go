@@ -1,0 +1,523 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// userHub is what the sessions of one user share in this process: the store
+// subscription that tells them about changes, and one mailboxView per
+// selected mailbox.
+type userHub struct {
+	srv    *Server
+	userID int64
+	refs   int // logged-in sessions; guarded by srv.mu
+
+	mu    sync.Mutex
+	views map[int64]*mailboxView
+
+	unsubscribe func()
+	stop        chan struct{}
+	done        chan struct{}
+}
+
+// acquireUser registers a logged-in session of userID, enforcing
+// MaxConnsPerUser, and starts listening to the user's changes on first use.
+func (s *Server) acquireUser(userID int64) (*userHub, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errShuttingDown
+	}
+	h := s.users[userID]
+	if h == nil {
+		ch, unsubscribe := s.store.Subscribe(userID)
+		h = &userHub{
+			srv:         s,
+			userID:      userID,
+			views:       make(map[int64]*mailboxView),
+			unsubscribe: unsubscribe,
+			stop:        make(chan struct{}),
+			done:        make(chan struct{}),
+		}
+		s.users[userID] = h
+		go h.run(ch)
+	}
+	if h.refs >= s.cfg.MaxConnsPerUser {
+		return nil, errTooManyUserConns
+	}
+	h.refs++
+	return h, nil
+}
+
+// releaseUser undoes acquireUser.
+func (s *Server) releaseUser(h *userHub) {
+	s.mu.Lock()
+	h.refs--
+	last := h.refs == 0
+	if last {
+		delete(s.users, h.userID)
+	}
+	s.mu.Unlock()
+	if last {
+		h.unsubscribe()
+		close(h.stop)
+		<-h.done
+	}
+}
+
+// run forwards store change notices to the views they concern.
+func (h *userHub) run(ch <-chan mailmap.Change) {
+	defer close(h.done)
+	for {
+		select {
+		case c, ok := <-ch:
+			if !ok {
+				// The store stopped notifying (closing): the poll
+				// backstop keeps views current until the sessions end.
+				ch = nil
+				continue
+			}
+			h.dispatch(c)
+		case <-h.stop:
+			return
+		}
+	}
+}
+
+func (h *userHub) dispatch(c mailmap.Change) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.MailboxID == 0 {
+		// Changes were dropped (or a folder-list change of unknown
+		// scope): every view resynchronises.
+		for _, v := range h.views {
+			v.wake()
+		}
+		return
+	}
+	if v := h.views[c.MailboxID]; v != nil {
+		v.wake()
+	}
+}
+
+// view returns the open view of a mailbox, or nil. The caller holds no
+// reference: it may only sync it.
+func (h *userHub) view(mailboxID int64) *mailboxView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.views[mailboxID]
+}
+
+// syncView brings the view of mailboxID, if one is open, up to date with the
+// store, so sessions that selected it learn of a change made by this one
+// before its tagged response.
+func (h *userHub) syncView(ctx context.Context, mailboxID int64) {
+	v := h.view(mailboxID)
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.syncLocked(ctx); err != nil && !errors.Is(err, mailmap.ErrNotFound) {
+		h.srv.log.Warn("imap mailbox resync failed", "user", h.userID, "mailbox", mailboxID, "err", err)
+	}
+}
+
+// openView returns the shared view of a mailbox, loaded and current, with a
+// reference the caller must give back with closeView.
+func (h *userHub) openView(ctx context.Context, mailboxID int64) (*mailboxView, error) {
+	h.mu.Lock()
+	v := h.views[mailboxID]
+	if v == nil {
+		v = &mailboxView{
+			hub:       h,
+			id:        mailboxID,
+			listeners: make(map[chan struct{}]struct{}),
+			wakeCh:    make(chan struct{}, 1),
+			stop:      make(chan struct{}),
+			done:      make(chan struct{}),
+		}
+		h.views[mailboxID] = v
+		go v.run(h.srv.cfg.PollInterval)
+	}
+	v.refs++
+	h.mu.Unlock()
+
+	v.mu.Lock()
+	err := v.syncLocked(ctx)
+	v.mu.Unlock()
+	if err != nil {
+		h.closeView(v)
+		return nil, err
+	}
+	return v, nil
+}
+
+// closeView drops a reference taken by openView.
+func (h *userHub) closeView(v *mailboxView) {
+	h.mu.Lock()
+	v.refs--
+	last := v.refs == 0
+	if last {
+		delete(h.views, v.id)
+	}
+	h.mu.Unlock()
+	if last {
+		close(v.stop)
+		<-v.done
+	}
+}
+
+// message is what a view keeps of one message: enough to answer FLAGS, UID,
+// RFC822.SIZE, INTERNALDATE and the metadata parts of SEARCH from memory.
+type message struct {
+	uid   uint32
+	flags []imap.Flag
+	size  int64
+	date  time.Time
+}
+
+// fingerprint is the cheap summary of a mailbox the poll backstop compares.
+type fingerprint struct {
+	modSeq   uint64
+	uidNext  uint32
+	messages uint32
+	validity uint32
+}
+
+// mailboxView is the server-side state of one mailbox, shared by every
+// session of its user that selected it. msgs is the "server view" of
+// imapserver's MailboxTracker: each session's SessionTracker translates
+// between it and what that client has been told so far. Every change to msgs
+// is queued to the tracker in the same critical section, so the two never
+// disagree.
+type mailboxView struct {
+	hub  *userHub
+	id   int64
+	refs int // guarded by hub.mu
+
+	mu          sync.Mutex
+	loaded      bool
+	tracker     *imapserver.MailboxTracker
+	msgs        []message // ascending UID
+	uidValidity uint32
+	uidNext     uint32
+	fp          fingerprint
+	keywords    map[string]imap.Flag // lower-cased → spelling, every keyword seen
+	listeners   map[chan struct{}]struct{}
+
+	wakeCh chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// wake asks the view's goroutine to resynchronise with the store. Bursts of
+// notices collapse into one resync.
+func (v *mailboxView) wake() {
+	select {
+	case v.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (v *mailboxView) run(interval time.Duration) {
+	defer close(v.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.wakeCh:
+			v.refresh(true)
+		case <-t.C:
+			v.refresh(false)
+		case <-v.stop:
+			return
+		}
+	}
+}
+
+// refresh resynchronises the view; unless full, only when the mailbox's
+// fingerprint (highest modseq, UIDNEXT, count) moved.
+func (v *mailboxView) refresh(full bool) {
+	srv := v.hub.srv
+	defer func() {
+		// The tracker panics on inconsistent updates; a bug here must
+		// not take the process down.
+		if p := recover(); p != nil {
+			srv.log.Error("imap mailbox resync panicked", "mailbox", v.id, "panic", fmt.Sprint(p))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(srv.ctx, commandTimeout)
+	defer cancel()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.loaded {
+		return
+	}
+	if !full {
+		st, err := srv.store.MailboxStatus(ctx, v.hub.userID, v.id)
+		if err == nil && fingerprintOf(st) == v.fp {
+			return
+		}
+	}
+	if err := v.syncLocked(ctx); err != nil && !errors.Is(err, mailmap.ErrNotFound) && ctx.Err() == nil {
+		srv.log.Warn("imap mailbox resync failed", "user", v.hub.userID, "mailbox", v.id, "err", err)
+	}
+}
+
+func fingerprintOf(st mailmap.MailboxStatus) fingerprint {
+	return fingerprint{modSeq: st.HighestModSeq, uidNext: st.UIDNext, messages: st.Messages, validity: st.UIDValidity}
+}
+
+// syncLocked reads the mailbox from the store and queues the differences to
+// the tracker: expunges first (highest sequence number first, so each number
+// is valid when sent), then flag changes, then new messages one EXISTS at a
+// time (SessionTracker.EncodeSeqNum only recognises single-step increments).
+// Messages whose UID is below the highest one already shown cannot be given a
+// sequence number without breaking UID order; they stay hidden until the next
+// SELECT. With a store that allocates UIDs under a per-mailbox row lock this
+// does not happen.
+func (v *mailboxView) syncLocked(ctx context.Context) error {
+	srv := v.hub.srv
+	st, err := srv.store.MailboxStatus(ctx, v.hub.userID, v.id)
+	var list []mailmap.Message
+	if err == nil {
+		list, err = srv.store.Messages(ctx, v.hub.userID, v.id)
+	}
+	if errors.Is(err, mailmap.ErrNotFound) && v.loaded {
+		// The mailbox was deleted: to the sessions that still have it
+		// selected, every message is expunged.
+		v.applyExpungeLocked(v.uids())
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("sync mailbox %d: %w", v.id, err)
+	}
+	v.fp = fingerprintOf(st)
+	v.uidValidity = st.UIDValidity
+	v.uidNext = st.UIDNext
+
+	if !v.loaded {
+		v.msgs = make([]message, 0, len(list))
+		v.keywords = make(map[string]imap.Flag)
+		for _, m := range list {
+			msg := toMessage(m)
+			v.noteKeywords(msg.flags)
+			v.msgs = append(v.msgs, msg)
+		}
+		v.tracker = imapserver.NewMailboxTracker(uint32(len(v.msgs)))
+		v.loaded = true
+		return nil
+	}
+
+	var (
+		kept     = make([]message, 0, len(list))
+		expunged []int
+		changed  []int // indexes into kept
+		j        int
+		newKW    bool
+	)
+	for i, m := range v.msgs {
+		for j < len(list) && list[j].UID < m.uid {
+			j++ // not shown and below the top: stays hidden
+		}
+		if j < len(list) && list[j].UID == m.uid {
+			flags := canonFlags(list[j].Flags)
+			if !sameFlags(flags, m.flags) {
+				m.flags = flags
+				newKW = v.noteKeywords(flags) || newKW
+				changed = append(changed, len(kept))
+			}
+			kept = append(kept, m)
+			j++
+		} else {
+			expunged = append(expunged, i)
+		}
+	}
+	var top uint32
+	if n := len(v.msgs); n > 0 {
+		top = v.msgs[n-1].uid
+	}
+	var added []message
+	for ; j < len(list); j++ {
+		if list[j].UID > top {
+			msg := toMessage(list[j])
+			newKW = v.noteKeywords(msg.flags) || newKW
+			added = append(added, msg)
+		}
+	}
+	if len(expunged) == 0 && len(changed) == 0 && len(added) == 0 {
+		return nil
+	}
+
+	for k := len(expunged) - 1; k >= 0; k-- {
+		v.tracker.QueueExpunge(uint32(expunged[k] + 1))
+	}
+	v.msgs = kept
+	if newKW {
+		v.tracker.QueueMailboxFlags(v.flagsLocked())
+	}
+	for _, i := range changed {
+		v.tracker.QueueMessageFlags(uint32(i+1), imap.UID(kept[i].uid), kept[i].flags, nil)
+	}
+	for _, msg := range added {
+		v.msgs = append(v.msgs, msg)
+		v.tracker.QueueNumMessages(uint32(len(v.msgs)))
+	}
+	v.notifyLocked()
+	return nil
+}
+
+func toMessage(m mailmap.Message) message {
+	return message{uid: m.UID, flags: canonFlags(m.Flags), size: m.Size, date: m.InternalDate}
+}
+
+func (v *mailboxView) uids() []uint32 {
+	out := make([]uint32, len(v.msgs))
+	for i, m := range v.msgs {
+		out[i] = m.uid
+	}
+	return out
+}
+
+// index returns the position of uid in msgs, or -1.
+func (v *mailboxView) index(uid uint32) int {
+	i := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].uid >= uid })
+	if i < len(v.msgs) && v.msgs[i].uid == uid {
+		return i
+	}
+	return -1
+}
+
+// noteKeywords records keywords and reports whether any was new.
+func (v *mailboxView) noteKeywords(flags []imap.Flag) bool {
+	added := false
+	for _, f := range flags {
+		if !isKeyword(f) {
+			continue
+		}
+		k := flagKey(string(f))
+		if _, ok := v.keywords[k]; !ok {
+			v.keywords[k] = f
+			added = true
+		}
+	}
+	return added
+}
+
+// flagsLocked is the mailbox's FLAGS: system flags and every keyword in use.
+func (v *mailboxView) flagsLocked() []imap.Flag {
+	out := slices.Clone(baseFlags)
+	kws := make([]imap.Flag, 0, len(v.keywords))
+	for _, f := range v.keywords {
+		kws = append(kws, f)
+	}
+	slices.Sort(kws)
+	return append(out, kws...)
+}
+
+// spellKeyword returns the spelling already in use for a keyword, so
+// "$delivered" from one client and "$Delivered" from the gateway stay one
+// keyword.
+func (v *mailboxView) spellKeyword(f imap.Flag) imap.Flag {
+	if sf, ok := systemFlags[flagKey(string(f))]; ok {
+		return sf
+	}
+	if kw, ok := v.keywords[flagKey(string(f))]; ok {
+		return kw
+	}
+	return f
+}
+
+// applyFlagsLocked records flag changes a session made itself. source, if
+// set, is left out of the unilateral FETCH, since that session reports the
+// change in its own response (or was asked not to, with .SILENT).
+func (v *mailboxView) applyFlagsLocked(updated []mailmap.Message, source *imapserver.SessionTracker) {
+	newKW := false
+	var changed []int
+	for _, m := range updated {
+		i := v.index(m.UID)
+		if i < 0 {
+			continue
+		}
+		flags := canonFlags(m.Flags)
+		if sameFlags(flags, v.msgs[i].flags) {
+			continue
+		}
+		v.msgs[i].flags = flags
+		newKW = v.noteKeywords(flags) || newKW
+		changed = append(changed, i)
+	}
+	if newKW {
+		v.tracker.QueueMailboxFlags(v.flagsLocked())
+	}
+	for _, i := range changed {
+		v.tracker.QueueMessageFlags(uint32(i+1), imap.UID(v.msgs[i].uid), v.msgs[i].flags, source)
+	}
+	if len(changed) > 0 || newKW {
+		v.notifyLocked()
+	}
+}
+
+// applyExpungeLocked removes messages a session expunged or moved away. The
+// EXPUNGE responses reach every session through the tracker, the acting one
+// included (imapserver polls after EXPUNGE and MOVE; CLOSE unselects first,
+// which drops them, as RFC 9051 §6.4.1 wants).
+func (v *mailboxView) applyExpungeLocked(uids []uint32) {
+	gone := make(map[int]bool, len(uids))
+	for _, uid := range uids {
+		if i := v.index(uid); i >= 0 {
+			gone[i] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for i := len(v.msgs) - 1; i >= 0; i-- {
+		if gone[i] {
+			v.tracker.QueueExpunge(uint32(i + 1))
+		}
+	}
+	kept := v.msgs[:0]
+	for i, m := range v.msgs {
+		if !gone[i] {
+			kept = append(kept, m)
+		}
+	}
+	clear(v.msgs[len(kept):])
+	v.msgs = kept
+	v.notifyLocked()
+}
+
+// listen registers an IDLE waiter woken whenever updates are queued.
+func (v *mailboxView) listen(ch chan struct{}) {
+	v.mu.Lock()
+	v.listeners[ch] = struct{}{}
+	v.mu.Unlock()
+}
+
+func (v *mailboxView) unlisten(ch chan struct{}) {
+	v.mu.Lock()
+	delete(v.listeners, ch)
+	v.mu.Unlock()
+}
+
+func (v *mailboxView) notifyLocked() {
+	for ch := range v.listeners {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
