@@ -53,15 +53,18 @@ type Config struct {
 	LocalSubmit     string `key:"local_submit" arg:"ADDR" flag:"local-submit" help:"Trusted local SMTP submission without AUTH, for scripts and cron on this host: unix:/path/to/socket, a loopback host:port, or off. Mail is sent as local_submit_user."`
 	LocalSubmitUser string `key:"local_submit_user" arg:"USER" flag:"local-submit-user" help:"User that mail arriving on local_submit is sent as (its From must still be one of the user's addresses)."`
 
-	P2P         string   `key:"p2p" arg:"ADDR" flag:"p2p" help:"Bitmessage peer-to-peer listener: host:port, off (outbound connections only), or empty for all interfaces on the network's port (8444 on mainnet, 18444 on test)."`
-	Peers       []string `key:"peer" arg:"HOST:PORT" flag:"peer" help:"Peer (host:port) to connect to besides the known nodes; repeat the key or the flag, or separate with commas."`
-	Bootstrap   bool     `key:"bootstrap" flag:"no-bootstrap" flaghelp:"Do not use seed nodes and bootstrap servers (a closed test network)." help:"Use the network's seed nodes and bootstrap servers when no known node answers. Set to false (flag --no-bootstrap) for a closed test network."`
-	MaxOutbound int      `key:"max_outbound" flag:"max-outbound" help:"Outbound peer connections to keep."`
-	MaxInbound  int      `key:"max_inbound" flag:"max-inbound" help:"Inbound peer connections to accept at most."`
-	SOCKS5      string   `key:"socks5" arg:"HOST:PORT" flag:"socks5" help:"SOCKS5 proxy (host:port; Tor listens on 127.0.0.1:9050) for every outbound peer connection. Empty: connect directly."`
+	P2P            string   `key:"p2p" arg:"ADDR" flag:"p2p" help:"Bitmessage peer-to-peer listener: host:port, off (outbound connections only), or empty for all interfaces on the network's port (8444 on mainnet, 18444 on test)."`
+	Peers          []string `key:"peer" arg:"HOST:PORT" flag:"peer" help:"Peer (host:port) to connect to besides the known nodes; repeat the key or the flag, or separate with commas."`
+	Bootstrap      bool     `key:"bootstrap" flag:"no-bootstrap" flaghelp:"Do not use seed nodes and bootstrap servers (a closed test network)." help:"Use the network's seed nodes and bootstrap servers when no known node answers. Set to false (flag --no-bootstrap) for a closed test network."`
+	MaxOutbound    int      `key:"max_outbound" flag:"max-outbound" help:"Outbound connections to known nodes to keep; 0 dials only the peers given with peer."`
+	MaxInbound     int      `key:"max_inbound" flag:"max-inbound" help:"Inbound peer connections to accept at most (set p2p to off to accept none)."`
+	SOCKS5         string   `key:"socks5" arg:"HOST:PORT" flag:"socks5" help:"SOCKS5 proxy (host:port; Tor listens on 127.0.0.1:9050) for every outbound peer connection; empty means connect directly. Host names are resolved by the proxy."`
+	SOCKS5User     string   `key:"socks5_user" arg:"USER" flag:"socks5-user" help:"User name for the SOCKS5 proxy (RFC 1929); empty means no authentication."`
+	SOCKS5Password string   `key:"socks5_password" flag:"-" secret:"all" help:"Password for the SOCKS5 proxy; better given as BMGATE_SOCKS5_PASSWORD."`
 
 	PoWWorkers    int           `key:"pow_workers" flag:"pow-workers" help:"Goroutines that do proof of work; 0 means one per CPU."`
 	MessageTTL    time.Duration `key:"message_ttl" flag:"message-ttl" help:"Lifetime of a sent message on the network (1h…672h); unacknowledged messages are resent with a doubled TTL after it passes."`
+	BroadcastTTL  time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
 	PubkeyTimeout time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
 	AckTimeout    time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
 
@@ -90,8 +93,9 @@ func DefaultConfig() Config {
 		MaxOutbound:       8,
 		MaxInbound:        200,
 		MessageTTL:        96 * time.Hour, // SPEC.md §5.4: PyB's API default of 4 days
-		PubkeyTimeout:     5 * 24 * time.Hour,
-		AckTimeout:        14 * 24 * time.Hour,
+		BroadcastTTL:      96 * time.Hour,
+		PubkeyTimeout:     7 * 24 * time.Hour,
+		AckTimeout:        28 * 24 * time.Hour, // the longest TTL a resend reaches (SPEC.md §5.4)
 		Admin:             "127.0.0.1:8446",
 		LogFormat:         "text",
 		LogLevel:          "info",
@@ -223,13 +227,20 @@ func (c *Config) Validate() error {
 	if c.MaxOutbound < 0 {
 		bad("max_outbound", "must not be negative")
 	}
-	if c.MaxInbound < 0 {
-		bad("max_inbound", "must not be negative")
+	if c.MaxInbound < 1 {
+		bad("max_inbound", "must be at least 1")
 	}
 	if c.SOCKS5 != "" {
 		if err := checkHostPort(c.SOCKS5, false); err != nil {
 			bad("socks5", "%v", err)
 		}
+	}
+	if (c.SOCKS5User != "" || c.SOCKS5Password != "") && c.SOCKS5 == "" {
+		bad("socks5_user", "a SOCKS5 user or password needs socks5")
+	}
+	// RFC 1929: user name and password are 1…255 bytes each.
+	if len(c.SOCKS5User) > 255 || len(c.SOCKS5Password) > 255 || (c.SOCKS5User == "") != (c.SOCKS5Password == "") {
+		bad("socks5_password", "a SOCKS5 user and password are given together, up to 255 bytes each")
 	}
 	if c.PoWWorkers < 0 {
 		bad("pow_workers", "must not be negative")
@@ -237,6 +248,9 @@ func (c *Config) Validate() error {
 	// SPEC.md §5.4: PyBitmessage clamps a message TTL to 1 h … 28 d.
 	if c.MessageTTL < time.Hour || c.MessageTTL > 28*24*time.Hour {
 		bad("message_ttl", "must be between 1h and 672h, not %v", c.MessageTTL)
+	}
+	if c.BroadcastTTL < time.Hour || c.BroadcastTTL > 28*24*time.Hour {
+		bad("broadcast_ttl", "must be between 1h and 672h, not %v", c.BroadcastTTL)
 	}
 	if c.PubkeyTimeout <= 0 {
 		bad("pubkey_timeout", "must be positive")

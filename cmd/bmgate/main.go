@@ -42,8 +42,13 @@ type command struct {
 // commands is the table of subcommands. Files that hold a command's code
 // register it here from init (serve.go, sendmail.go).
 var commands = []*command{
-	cmdConfigSample, cmdConfigShow,
+	cmdUserAdd, cmdUserList, cmdUserPasswd, cmdUserDel, cmdUserSet,
+	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe,
+	cmdStatus, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
 }
+
+// Exit statuses: 0 success, 1 failure, 2 usage error; an error with an
+// ExitCode() int method chooses its own (sendmail's sysexits codes).
 
 // errUsage marks an error in how the command was called (exit status 2).
 var errUsage = errors.New("usage")
@@ -81,11 +86,15 @@ func run(ctx context.Context, c *cli, args []string) int {
 	}
 	inv := newInvocation(c, cmd, rest)
 	err := cmd.run(ctx, inv)
+	var coded interface{ ExitCode() int }
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errHelp):
 		return 0
+	case errors.As(err, &coded):
+		fmt.Fprintf(c.stderr, "bmgate %s: %v\n", cmd.name, err)
+		return coded.ExitCode()
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(c.stderr, "bmgate %s: %v\nRun bmgate %s --help for usage.\n", cmd.name, err, cmd.name)
 		return 2

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/address"
+	"github.com/bmgate/bmgate/bmcore/identity"
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// testEnv is the environment of the in-process commands: a fresh SQLite
+// data directory on the test network, no admin listener.
+func testEnv(t *testing.T) map[string]string {
+	return map[string]string{
+		"BMGATE_DATA":    t.TempDir(),
+		"BMGATE_NETWORK": "test",
+		"BMGATE_ADMIN":   "off",
+	}
+}
+
+// mustRun runs a command that must succeed and returns its standard output.
+func mustRun(t *testing.T, env map[string]string, stdin string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, env, stdin, args...)
+	if code != 0 {
+		t.Fatalf("bmgate %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// mustFail runs a command that must fail with the given exit status and a
+// standard error containing want.
+func mustFail(t *testing.T, env map[string]string, code int, want string, args ...string) {
+	t.Helper()
+	got, _, errOut := runCLI(t, env, "", args...)
+	if got != code || !strings.Contains(errOut, want) {
+		t.Errorf("bmgate %s: exit %d, stderr %q; want exit %d and %q", strings.Join(args, " "), got, errOut, code, want)
+	}
+}
+
+// openTestStore opens the store the commands use, as serve would, while
+// they keep using it (SQLite WAL: concurrent processes are fine).
+func openTestStore(t *testing.T, env map[string]string) mailmap.Store {
+	t.Helper()
+	cfg, err := (&configFlags{set: configSource{}}).load(envMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cfg.OpenStore(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestUserCommands(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	mustRun(t, env, "first pass\r\nignored second line\n", "user", "add", "alice")
+	st := openTestStore(t, env)
+	if _, err := st.Authenticate(ctx, "alice", "first pass"); err != nil {
+		t.Fatalf("alice cannot log in with the stdin password: %v", err)
+	}
+	mustFail(t, env, 1, `user "alice" already exists`, "user", "add", "alice", "--password-file", writeFile(t, "pw", "x\n"))
+	mustFail(t, env, 1, "empty password", "user", "add", "bob")
+	mustFail(t, env, 2, "missing arguments", "user", "add")
+
+	// Flags may follow the name; the file's first line is the password.
+	mustRun(t, env, "", "user", "add", "bob", "--password-file", writeFile(t, "pw", "bob pass\nrest\n"))
+	if _, err := st.Authenticate(ctx, "bob", "bob pass"); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+
+	mustRun(t, env, "new pass\n", "user", "passwd", "alice")
+	if _, err := st.Authenticate(ctx, "alice", "new pass"); err != nil {
+		t.Fatalf("new password refused: %v", err)
+	}
+	if _, err := st.Authenticate(ctx, "alice", "first pass"); !errors.Is(err, mailmap.ErrAuthFailed) {
+		t.Fatalf("old password: %v, want ErrAuthFailed", err)
+	}
+	mustFail(t, env, 1, `no user "carol"`, "user", "passwd", "carol")
+
+	mustRun(t, env, "", "user", "set", "alice", "delivery-reports", "on")
+	mustRun(t, env, "", "user", "set", "bob", "disabled", "on")
+	u, err := st.UserByName(ctx, "alice")
+	if err != nil || !u.DeliveryReports || u.Disabled {
+		t.Fatalf("alice after set: %+v, %v", u, err)
+	}
+	if u, err := st.UserByName(ctx, "bob"); err != nil || !u.Disabled {
+		t.Fatalf("bob after set: %+v, %v", u, err)
+	}
+	mustFail(t, env, 2, "on or off", "user", "set", "alice", "delivery-reports", "yes")
+	mustFail(t, env, 2, "unknown setting", "user", "set", "alice", "colour", "on")
+
+	list := mustRun(t, env, "", "user", "list")
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "alice\t0 addresses\tdelivery-reports on\tenabled\t") ||
+		!strings.HasPrefix(lines[1], "bob\t0 addresses\tdelivery-reports off\tdisabled\t") {
+		t.Errorf("user list:\n%s", list)
+	}
+
+	mustRun(t, env, "", "user", "del", "bob")
+	if _, err := st.UserByName(ctx, "bob"); !errors.Is(err, mailmap.ErrNotFound) {
+		t.Errorf("bob after del: %v", err)
+	}
+	mustFail(t, env, 1, `no user "bob"`, "user", "del", "bob")
+}
+
+func TestAddressCommands(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	mustRun(t, env, "pw\n", "user", "add", "alice")
+	mustFail(t, env, 2, "--user is required", "address", "new")
+	mustFail(t, env, 1, `no user "nobody"`, "address", "new", "--user", "nobody")
+
+	bm := strings.TrimSpace(mustRun(t, env, "", "address", "new", "--user", "alice", "--label", "Work"))
+	addr, err := address.Decode(bm)
+	if err != nil || addr.Version != 4 || addr.Stream != 1 || addr.String() != bm {
+		t.Fatalf("address new printed %q: %+v, %v", bm, addr, err)
+	}
+	second := strings.TrimSpace(mustRun(t, env, "", "address", "new", "--user", "alice"))
+	if second == bm {
+		t.Fatal("two address new gave the same address")
+	}
+
+	st := openTestStore(t, env)
+	id, err := st.IdentityByAddress(ctx, bm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stored keys are the address's keys.
+	rebuilt, err := identity.FromKeys(4, 1, id.SigningKey, id.EncryptionKey)
+	if err != nil || rebuilt.Address != addr {
+		t.Fatalf("stored keys give %v (%v), want %s", rebuilt.Address, err, bm)
+	}
+	if id.Kind != mailmap.KindNormal || id.Label != "Work" || !id.PublishPubkey ||
+		id.NonceTrialsPerByte != 1 || id.ExtraBytes != 1 { // the test network's minimum
+		t.Errorf("stored identity: %+v", id)
+	}
+
+	list := mustRun(t, env, "", "address", "list", "--user", "alice")
+	if !strings.Contains(list, bm+"\t"+bm+"@bmaddr.lan\tnormal\tWork\n") || !strings.Contains(list, second+"\t") {
+		t.Errorf("address list:\n%s", list)
+	}
+	mustRun(t, env, "", "user", "add", "bob", "--password-file", writeFile(t, "pw", "x\n"))
+	if out := mustRun(t, env, "", "address", "list", "--user", "bob"); out != "" {
+		t.Errorf("bob sees addresses:\n%s", out)
+	}
+}
+
+func TestChanAndSubscribe(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	mustRun(t, env, "pw\n", "user", "add", "alice")
+	mustRun(t, env, "pw\n", "user", "add", "bob")
+
+	// SPEC.md §7.6: the chan "general".
+	const general = "BM-2cW67GEKkHGonXKZLCzouLLxnLym3azS8r"
+	if got := strings.TrimSpace(mustRun(t, env, "", "chan", "join", "--user", "alice", "general")); got != general {
+		t.Fatalf("chan join general = %s, want %s", got, general)
+	}
+	st := openTestStore(t, env)
+	alice, err := st.UserByName(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := st.IdentityByAddress(ctx, general)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserID != alice.ID || id.Kind != mailmap.KindChan || id.Label != "[chan] general" || id.PublishPubkey {
+		t.Errorf("chan identity: %+v", id)
+	}
+	checkFolder(t, st, alice.ID, "Chans/general")
+
+	// Joining with an address checks it; the name must give that address.
+	const bitmessage = "BM-2cWy7cvHoq3f1rYMerRJp8PT653jjSuEdY"
+	mustFail(t, env, 1, "does not match", "chan", "join", "--user", "alice", "general", bitmessage)
+	mustFail(t, env, 1, "checksum", "chan", "join", "--user", "alice", "general", "BM-2cW67GEKkHGonXKZLCzouLLxnLym3azS8R")
+	if got := strings.TrimSpace(mustRun(t, env, "", "chan", "join", "bitmessage", bitmessage, "--user", "alice")); got != bitmessage {
+		t.Fatalf("chan join bitmessage = %s", got)
+	}
+	mustFail(t, env, 1, "alice has already joined", "chan", "join", "--user", "alice", "general")
+	mustFail(t, env, 1, "another user", "chan", "join", "--user", "bob", "general")
+
+	mustRun(t, env, "", "subscribe", "--user", "bob", general, "--label", "General news")
+	mustRun(t, env, "", "subscribe", "--user", "bob", bitmessage)
+	mustFail(t, env, 1, "already follows", "subscribe", "--user", "bob", general)
+	mustFail(t, env, 1, "case", "subscribe", "--user", "bob", strings.ToLower(general))
+	bob, err := st.UserByName(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs, err := st.Subscriptions(ctx, bob.ID)
+	if err != nil || len(subs) != 2 {
+		t.Fatalf("subscriptions: %+v, %v", subs, err)
+	}
+	checkFolder(t, st, bob.ID, "Subscriptions/General news")
+	checkFolder(t, st, bob.ID, "Subscriptions/"+bitmessage)
+}
+
+// checkFolder asserts that a folder and its parent exist and are subscribed.
+func checkFolder(t *testing.T, st mailmap.Store, userID int64, name string) {
+	t.Helper()
+	for _, n := range []string{name, name[:strings.IndexByte(name, '/')]} {
+		mb, err := st.Mailbox(context.Background(), userID, n)
+		if err != nil {
+			t.Errorf("folder %s: %v", n, err)
+			continue
+		}
+		if !mb.Subscribed {
+			t.Errorf("folder %s is not subscribed", n)
+		}
+	}
+}
+
+func TestStatusCommand(t *testing.T) {
+	env := testEnv(t)
+	out := mustRun(t, env, "", "status")
+	for _, want := range []string{"server:     not running", "network:    test", "inventory:  0 objects", "outbox:     queued 0, awaiting_pubkey 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status without server lacks %q:\n%s", want, out)
+		}
+	}
+	mustFail(t, env, 1, "admin listener is off", "healthcheck")
+
+	// A running server's admin listener.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	a := &Admin{Status: func(context.Context) (Status, error) {
+		s := sampleStatus()
+		s.StartedAt = time.Now().Add(-time.Hour)
+		return s, nil
+	}}
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	env["BMGATE_ADMIN"] = ln.Addr().String()
+
+	out = mustRun(t, env, "", "status")
+	for _, want := range []string{
+		"server:     running, version v1.2.3, up 1h0m",
+		"peers:      3 (2 outbound, 1 inbound)",
+		"127.0.0.1:18444", "/PyBitmessage:0.6.3.2/",
+		"inventory:  0 objects", // from the database, not the server
+		"pow:        1 in progress, 1500000 trials/s",
+		"sessions:   1 SMTP, 4 IMAP",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	js := mustRun(t, env, "", "status", "--json")
+	if !strings.Contains(js, `"running": true`) || !strings.Contains(js, `"trials_per_second": 1500000`) {
+		t.Errorf("status --json:\n%s", js)
+	}
+	if out := mustRun(t, env, "", "healthcheck"); out != "ok\n" {
+		t.Errorf("healthcheck: %q", out)
+	}
+}
+
+func TestAdminURL(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:8446": "http://127.0.0.1:8446/status",
+		":8446":          "http://127.0.0.1:8446/status",
+		"0.0.0.0:8446":   "http://127.0.0.1:8446/status",
+		"[::]:8446":      "http://[::1]:8446/status",
+		"[::1]:8446":     "http://[::1]:8446/status",
+	} {
+		if got, err := adminURL(listen, "/status"); err != nil || got != want {
+			t.Errorf("adminURL(%q) = %q, %v; want %q", listen, got, err, want)
+		}
+	}
+}
+
+// TestBinary builds bmgate and drives it as a script would: user add with
+// the password on standard input, address new, address list.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bmgate")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "BMGATE_ADMIN=off", "BMGATE_CONFIG=")
+		cmd.Stdin = strings.NewReader(stdin)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("bmgate %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return string(out)
+	}
+	run("s3cret\n", "user", "add", "alice", "--data", data)
+	bm := strings.TrimSpace(run("", "address", "new", "--data", data, "--user", "alice", "--label", "Home"))
+	if _, err := address.Decode(bm); err != nil {
+		t.Fatalf("address new printed %q: %v", bm, err)
+	}
+	list := run("", "address", "list", "--user", "alice", "--data", data, "--domain", "example.org")
+	if list != bm+"\t"+bm+"@example.org\tnormal\tHome\n" {
+		t.Errorf("address list:\n%q", list)
+	}
+	fi, err := os.Stat(filepath.Join(data, "secret.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret.key: %v, %v", fi, err)
+	}
+	// The exit status says what went wrong.
+	cmd := exec.Command(bin, "address", "new", "--data", data)
+	cmd.Env = append(os.Environ(), "BMGATE_ADMIN=off")
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 {
+		t.Errorf("address new without --user: %v, want exit status 2", err)
+	}
+}

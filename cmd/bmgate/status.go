@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// storeStatus fills the figures the database holds: the inventory size and
+// the outbox rows by state. serve's Status func calls it too.
+func storeStatus(ctx context.Context, st mailmap.Store, s *Status) error {
+	n, err := st.InventoryCount(ctx)
+	if err != nil {
+		return fmt.Errorf("count inventory: %w", err)
+	}
+	counts, err := st.OutboxCounts(ctx)
+	if err != nil {
+		return fmt.Errorf("count outbox: %w", err)
+	}
+	s.Inventory = n
+	s.Outbox = make(map[string]int, len(counts))
+	for state, c := range counts {
+		s.Outbox[string(state)] = c
+	}
+	return nil
+}
+
+// adminURL is the URL of an admin endpoint for a client on this host: a
+// listener on all interfaces is reached over loopback.
+func adminURL(listen, path string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("admin address %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + path, nil
+}
+
+// adminGet fetches an admin endpoint of the running server.
+func adminGet(ctx context.Context, cfg Config, path string) (*http.Response, error) {
+	if ListenerOff(cfg.Admin) {
+		return nil, errors.New("the admin listener is off (admin = off)")
+	}
+	u, err := adminURL(cfg.Admin, path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("no server answers at %s", cfg.Admin)
+	}
+	resp.Body = readCloser{resp.Body, cancel}
+	return resp, nil
+}
+
+// readCloser cancels the request's context when the body is closed.
+type readCloser struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (r readCloser) Close() error {
+	err := r.ReadCloser.Close()
+	r.cancel()
+	return err
+}
+
+// serverStatus reads /status of the running server.
+func serverStatus(ctx context.Context, cfg Config) (Status, error) {
+	resp, err := adminGet(ctx, cfg, "/status")
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Status{}, fmt.Errorf("server at %s answers %s", cfg.Admin, resp.Status)
+	}
+	var s Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&s); err != nil {
+		return Status{}, fmt.Errorf("read server status: %w", err)
+	}
+	return s, nil
+}
+
+var cmdStatus = &command{
+	name: "status",
+	summary: "Show the state of the node: connected peers, inventory size, outgoing messages by state, proof of work in progress. " +
+		"Database figures are always shown; peers and proof of work come from the running server's admin listener.",
+	run: func(ctx context.Context, inv *invocation) error {
+		asJSON := inv.fs.Bool("json", false, "print the status as JSON")
+		cfg, err := inv.parse(0, 0)
+		if err != nil {
+			return err
+		}
+		st, err := inv.openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		live, liveErr := serverStatus(ctx, cfg)
+		s := live
+		if liveErr != nil {
+			s = Status{Network: cfg.Network}
+		}
+		// The database is the truth for what it holds, server or not.
+		if err := storeStatus(ctx, st, &s); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(inv.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(struct {
+				Status
+				Running bool `json:"running"`
+			}{s, liveErr == nil})
+		}
+		printStatus(inv.stdout, s, liveErr, time.Now())
+		return nil
+	},
+}
+
+func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
+	if liveErr != nil {
+		fmt.Fprintf(w, "server:     not running or not reachable: %v\n", liveErr)
+	} else {
+		fmt.Fprintf(w, "server:     running, version %s, up %s\n", s.Version, now.Sub(s.StartedAt).Truncate(time.Second))
+	}
+	fmt.Fprintf(w, "network:    %s\n", s.Network)
+	if liveErr == nil {
+		inbound := 0
+		for _, p := range s.Peers {
+			if p.Inbound {
+				inbound++
+			}
+		}
+		fmt.Fprintf(w, "peers:      %d (%d outbound, %d inbound)\n", len(s.Peers), len(s.Peers)-inbound, inbound)
+		for _, p := range s.Peers {
+			dir := "outbound"
+			if p.Inbound {
+				dir = "inbound"
+			}
+			fmt.Fprintf(w, "  %-45s %-8s %-28s since %s\n", p.Addr, dir, p.UserAgent, p.Since.Local().Format(time.DateTime))
+		}
+	}
+	fmt.Fprintf(w, "inventory:  %d objects\n", s.Inventory)
+	var parts []string
+	for _, state := range outboxStateNames(s.Outbox) {
+		parts = append(parts, fmt.Sprintf("%s %d", state, s.Outbox[state]))
+	}
+	fmt.Fprintf(w, "outbox:     %s\n", strings.Join(parts, ", "))
+	if liveErr == nil {
+		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
+		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)
+		fmt.Fprintf(w, "sessions:   %d SMTP, %d IMAP\n", s.Sessions.SMTP, s.Sessions.IMAP)
+	}
+}
+
+var cmdHealthcheck = &command{
+	name:    "healthcheck",
+	summary: "Exit 0 when the running server's /healthz answers ok (for container health checks), 1 otherwise.",
+	run: func(ctx context.Context, inv *invocation) error {
+		cfg, err := inv.parse(0, 0)
+		if err != nil {
+			return err
+		}
+		resp, err := adminGet(ctx, cfg, "/healthz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("server unhealthy: %s", resp.Status)
+		}
+		fmt.Fprintln(inv.stdout, "ok")
+		return nil
+	},
+}

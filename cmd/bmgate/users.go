@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+var cmdUserAdd = &command{
+	name:    "user add",
+	args:    "NAME",
+	summary: "Create a mail account. The password is the first line of --password-file, or one line of standard input (asked twice, not echoed, on a terminal).",
+	run: func(ctx context.Context, inv *invocation) error {
+		pwFile := inv.fs.String("password-file", "", "read the password from the first line of `FILE`")
+		cfg, err := inv.parse(1, 1)
+		if err != nil {
+			return err
+		}
+		name := inv.args[0]
+		pw, err := inv.readPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		st, err := inv.openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		u, err := st.CreateUser(ctx, name, pw)
+		switch {
+		case errors.Is(err, mailmap.ErrExists):
+			return fmt.Errorf("user %q already exists", name)
+		case errors.Is(err, mailmap.ErrInvalidName):
+			return fmt.Errorf("invalid user name %q", name)
+		case err != nil:
+			return fmt.Errorf("create user: %w", err)
+		}
+		fmt.Fprintf(inv.stdout, "created user %s; give it an address with: bmgate address new --user %s\n", u.Name, u.Name)
+		return nil
+	},
+}
+
+var cmdUserList = &command{
+	name:    "user list",
+	summary: "List the accounts: name, addresses, delivery reports, state, creation time (tab-separated).",
+	run: func(ctx context.Context, inv *invocation) error {
+		cfg, err := inv.parse(0, 0)
+		if err != nil {
+			return err
+		}
+		st, err := inv.openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		users, err := st.ListUsers(ctx)
+		if err != nil {
+			return fmt.Errorf("list users: %w", err)
+		}
+		for _, u := range users {
+			ids, err := st.Identities(ctx, u.ID)
+			if err != nil {
+				return fmt.Errorf("list addresses of %s: %w", u.Name, err)
+			}
+			state := "enabled"
+			if u.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(inv.stdout, "%s\t%d addresses\tdelivery-reports %s\t%s\t%s\n",
+				u.Name, len(ids), onOff(u.DeliveryReports), state, u.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+		return nil
+	},
+}
+
+var cmdUserPasswd = &command{
+	name:    "user passwd",
+	args:    "NAME",
+	summary: "Set an account's password, read like user add reads it.",
+	run: func(ctx context.Context, inv *invocation) error {
+		pwFile := inv.fs.String("password-file", "", "read the password from the first line of `FILE`")
+		cfg, err := inv.parse(1, 1)
+		if err != nil {
+			return err
+		}
+		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
+			pw, err := inv.readPassword(*pwFile)
+			if err != nil {
+				return err
+			}
+			if err := st.SetPassword(ctx, u.ID, pw); err != nil {
+				return fmt.Errorf("set password: %w", err)
+			}
+			fmt.Fprintf(inv.stdout, "password of %s changed\n", u.Name)
+			return nil
+		})
+	},
+}
+
+var cmdUserDel = &command{
+	name:    "user del",
+	args:    "NAME",
+	summary: "Delete an account with its addresses, mail and queued messages. The addresses' private keys are gone for good.",
+	run: func(ctx context.Context, inv *invocation) error {
+		cfg, err := inv.parse(1, 1)
+		if err != nil {
+			return err
+		}
+		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
+			if err := st.DeleteUser(ctx, u.ID); err != nil {
+				return fmt.Errorf("delete user: %w", err)
+			}
+			fmt.Fprintf(inv.stdout, "deleted user %s\n", u.Name)
+			return nil
+		})
+	},
+}
+
+var cmdUserSet = &command{
+	name: "user set",
+	args: "NAME SETTING on|off",
+	summary: "Change an account setting. delivery-reports: put a delivery report in INBOX for every acknowledged message, " +
+		"even when the mail client did not ask for one. disabled: refuse the account's logins and stop its mail.",
+	run: func(ctx context.Context, inv *invocation) error {
+		cfg, err := inv.parse(3, 3)
+		if err != nil {
+			return err
+		}
+		setting, value := inv.args[1], inv.args[2]
+		var on bool
+		switch value {
+		case "on":
+			on = true
+		case "off":
+		default:
+			return fmt.Errorf("%w: value must be on or off, not %q", errUsage, value)
+		}
+		var set func(st mailmap.Store, id int64) error
+		switch setting {
+		case "delivery-reports":
+			set = func(st mailmap.Store, id int64) error { return st.SetDeliveryReports(ctx, id, on) }
+		case "disabled":
+			set = func(st mailmap.Store, id int64) error { return st.SetDisabled(ctx, id, on) }
+		default:
+			return fmt.Errorf("%w: unknown setting %q (delivery-reports or disabled)", errUsage, setting)
+		}
+		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
+			if err := set(st, u.ID); err != nil {
+				return fmt.Errorf("set %s: %w", setting, err)
+			}
+			fmt.Fprintf(inv.stdout, "%s of %s is %s\n", setting, u.Name, value)
+			return nil
+		})
+	},
+}
+
+// withUser opens the store, finds the user named by the first argument and
+// runs fn.
+func withUser(ctx context.Context, inv *invocation, cfg Config, fn func(mailmap.Store, mailmap.User) error) error {
+	st, err := inv.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	u, err := userByName(ctx, st, inv.args[0])
+	if err != nil {
+		return err
+	}
+	return fn(st, u)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
