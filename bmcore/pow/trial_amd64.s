@@ -2,6 +2,10 @@
 
 //go:build !purego
 
+// search8AVX512 and search4AVX2 are kernel.search (kernel.go) for 8 and 4
+// lanes: both SHA-512 compressions of a trial, straight-line, reading the
+// nonce-independent words from the midstate.
+
 #include "textflag.h"
 
 	DATA rot8<>+0(SB)/8, $0x0007060504030201
