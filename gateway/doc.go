@@ -10,8 +10,8 @@
 //   - dsn.go: RFC 3464 delivery status reports for the sender's INBOX.
 //   - errors.go: Error, which carries an SMTP reply, and SMTPError, the one
 //     place any error becomes an SMTP reply.
-//   - gateway.go, submit.go, outbound.go, inbound.go: Submit, the outbound
-//     worker (pubkey → PoW → publish → ack) and the inbound dispatcher.
+//   - The other files: Submit, the outbound worker (pubkey → PoW → publish
+//     → ack), the inbound dispatcher and delivery status upkeep.
 //
 // The translation files are pure functions: no store, no network, no clock.
 // All MIME work goes through go-message; untrusted text never reaches a

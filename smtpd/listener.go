@@ -13,6 +13,7 @@ type limitListener struct {
 	net.Listener
 	s         *Server
 	localOnly bool
+	unix      bool // a unix socket: every peer is local, whatever its address says
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -21,7 +22,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.localOnly && !isLocalAddr(c.RemoteAddr()) {
+		if l.localOnly && !l.unix && !isLocalAddr(c.RemoteAddr()) {
 			l.s.log.Warn("dropping non-local connection on the trusted listener", "remote", c.RemoteAddr().String())
 			c.Close()
 			continue

@@ -256,7 +256,8 @@ func (s *Server) register(ln net.Listener, localOnly bool) (net.Listener, error)
 	if s.closed {
 		return nil, ErrClosed
 	}
-	l := &limitListener{Listener: ln, s: s, localOnly: localOnly}
+	_, unix := ln.Addr().(*net.UnixAddr)
+	l := &limitListener{Listener: ln, s: s, localOnly: localOnly, unix: unix}
 	s.listeners = append(s.listeners, l)
 	return l, nil
 }
