@@ -37,6 +37,7 @@ func (g *Gateway) report(ctx context.Context, it mailmap.OutboxItem, action, sta
 		EnvID:             it.EnvID,
 		Ret:               it.Ret,
 		Original:          it.Original,
+		Arrival:           it.CreatedAt,
 		Now:               now,
 		Recipients: []ReportRecipient{{
 			Final:          final,

@@ -18,7 +18,7 @@ const (
 )
 
 func refuse(code int, enhanced [3]int, msg string) *Error {
-	return &Error{Code: code, Enhanced: enhanced, Message: msg}
+	return NewError(code, enhanced, msg, nil)
 }
 
 // CheckSender checks that an envelope sender belongs to the user and returns
