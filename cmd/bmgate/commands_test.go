@@ -292,13 +292,8 @@ func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bmgate")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
+	bin := bmgateBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
 	run := func(stdin string, args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
