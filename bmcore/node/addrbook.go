@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -117,8 +118,15 @@ func routable(ip netip.Addr) bool {
 	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback()
 }
 
+// load reads the known nodes of the streams and of their child streams
+// (which only go into the addr we send, SPEC.md §13).
 func (b *addrBook) load(ctx context.Context, store KnownNodes, streams []uint64) error {
+	var all []uint64
 	for _, s := range streams {
+		all = append(all, s, 2*s, 2*s+1)
+	}
+	slices.Sort(all)
+	for _, s := range slices.Compact(all) {
 		list, err := store.ListNodes(ctx, s, maxKnownPerStream)
 		if err != nil {
 			return fmt.Errorf("load known nodes: %w", err)

@@ -347,9 +347,11 @@ func (n *Node) Peers() []PeerInfo {
 			BytesOut:    p.bytesOut.Load(),
 			Score:       n.bans.score(p.banKey(), now),
 		}
+		p.mu.Lock()
 		if p.remote.IsValid() {
 			pi.Remote = p.remote.String()
 		}
+		p.mu.Unlock()
 		if v := p.remoteVersion(); v != nil {
 			pi.ProtocolVersion, pi.Services, pi.UserAgent = v.ProtocolVersion, v.Services, v.UserAgent
 			pi.Streams = slices.Clone(v.Streams)

@@ -56,7 +56,7 @@ type peer struct {
 	bootstrap bool
 	dialAddr  string         // outbound: the address dialled
 	key       string         // dedup key in n.byKey; guarded by n.mu
-	remote    netip.AddrPort // set before run
+	remote    netip.AddrPort // inbound: set before registration; outbound: by attach, under mu
 	nonce     uint64         // our version nonce on this connection
 	created   time.Time
 	known     *hashSet
@@ -515,8 +515,9 @@ func (p *peer) onAddr(payload []byte) error {
 		if !slices.Contains(n.streams, uint64(a.Stream)) || a.Port == 0 {
 			continue
 		}
-		// Seen in the past, but within the last 3 hours.
-		if t := int64(min(a.Time, 1<<62)); t >= now || t <= now-int64(addrAliveWindow/time.Second) {
+		// Seen in the past (PyB compares with its float clock, so this
+		// second counts as past), but within the last 3 hours.
+		if t := int64(min(a.Time, 1<<62)); t > now || t <= now-int64(addrAliveWindow/time.Second) {
 			continue
 		}
 		addr := net.JoinHostPort(a.Host(), fmt.Sprint(a.Port))

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/wire"
+)
+
+func getdataOf(t *testing.T, p rawPacket) []wire.InvHash {
+	t.Helper()
+	m, err := wire.DecodeGetData(p.payload)
+	if err != nil {
+		t.Fatalf("node sent a bad getdata: %v", err)
+	}
+	return m.Hashes
+}
+
+// TestGetDataRetrySamePeer: a peer that drops our first getdata, as PyB does
+// during its anti-intersection window, is asked again (SPEC.md §4.4).
+func TestGetDataRetrySamePeer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GetDataRetry = 300 * time.Millisecond
+	n := startNode(t, cfg)
+	r := dialRaw(t, addrOf(n))
+	r.handshake()
+	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 80)
+	r.send(wire.CmdInv, r.invOf(obj))
+	first := getdataOf(t, r.next(5*time.Second, wire.CmdGetData))
+	if len(first) != 1 || first[0] != hashOf(obj) {
+		t.Fatalf("getdata %v", first)
+	}
+	start := time.Now()
+	// Ignore it; the node asks again after GetDataRetry.
+	again := getdataOf(t, r.next(5*time.Second, wire.CmdGetData))
+	if len(again) != 1 || again[0] != hashOf(obj) {
+		t.Fatalf("second getdata %v", again)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("re-requested after %v, before the retry time", d)
+	}
+	r.send(wire.CmdObject, obj)
+	waitFor(t, 5*time.Second, "object stored", func() bool { return has(n, hashOf(obj)) })
+}
+
+// TestGetDataRetryOtherPeer: the re-request goes to another peer that
+// announced the object.
+func TestGetDataRetryOtherPeer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GetDataRetry = 300 * time.Millisecond
+	n := startNode(t, cfg)
+	a, b := dialRaw(t, addrOf(n)), dialRaw(t, addrOf(n))
+	a.handshake()
+	b.handshake()
+	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 80)
+	a.send(wire.CmdInv, a.invOf(obj))
+	a.next(5*time.Second, wire.CmdGetData)
+	b.send(wire.CmdInv, b.invOf(obj))
+	// a stays silent; b gets the request.
+	if got := getdataOf(t, b.next(5*time.Second, wire.CmdGetData)); len(got) != 1 || got[0] != hashOf(obj) {
+		t.Fatalf("getdata to b: %v", got)
+	}
+	b.send(wire.CmdObject, obj)
+	waitFor(t, 5*time.Second, "object stored", func() bool { return has(n, hashOf(obj)) })
+	// Once stored, nobody is asked again.
+	if p, ok := a.tryNext(700*time.Millisecond, wire.CmdGetData); ok {
+		t.Fatalf("a asked again after delivery: %v", getdataOf(t, p))
+	}
+}
+
+// TestGetDataChunks: at most 1000 hashes per getdata (SPEC.md §4.4, §16),
+// and everything announced is fetched.
+func TestGetDataChunks(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	r := dialRaw(t, addrOf(n))
+	r.handshake()
+	const k = 2500
+	objs := map[wire.InvHash][]byte{}
+	var list [][]byte
+	for range k {
+		o := makeObject(t, time.Now(), time.Hour, wire.ObjectGetPubkey, 20)
+		objs[hashOf(o)] = o
+		list = append(list, o)
+	}
+	r.send(wire.CmdInv, r.invOf(list...))
+	served := 0
+	for served < k {
+		hs := getdataOf(t, r.next(10*time.Second, wire.CmdGetData))
+		if len(hs) == 0 || len(hs) > 1000 {
+			t.Fatalf("getdata with %d hashes", len(hs))
+		}
+		for _, h := range hs {
+			o, ok := objs[h]
+			if !ok {
+				t.Fatalf("asked for an unannounced hash")
+			}
+			delete(objs, h)
+			r.send(wire.CmdObject, o)
+			served++
+		}
+	}
+	waitFor(t, 10*time.Second, "all stored", func() bool { return n.Stats().ObjectsReceived == k })
+	if n.Stats().Fetching != 0 {
+		t.Fatalf("still fetching %d", n.Stats().Fetching)
+	}
+}
+
+// TestBigInvChunks: the inv sent on connect is split at 49 999 hashes,
+// because PyB 0.6.3.2 drops an inv of 50 000 (SPEC.md §4).
+func TestBigInvChunks(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	const k = wire.MaxInvSend + 2
+	for i := range k {
+		var h wire.InvHash
+		h[0], h[1], h[2] = byte(i>>16), byte(i>>8), byte(i)
+		if _, err := cfg.Inventory.Put(ctx, StoredObject{Hash: h, Stream: 1, Expires: exp, Raw: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := startNode(t, cfg)
+	r := dialRaw(t, addrOf(n))
+	r.handshake()
+	total := 0
+	var sizes []int
+	for total < k {
+		m, err := wire.DecodeInv(r.next(10*time.Second, wire.CmdInv).payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Hashes) > wire.MaxInvSend {
+			t.Fatalf("inv of %d hashes", len(m.Hashes))
+		}
+		sizes = append(sizes, len(m.Hashes))
+		total += len(m.Hashes)
+	}
+	if total != k || len(sizes) != 2 {
+		t.Fatalf("inv sizes %v", sizes)
+	}
+}
+
+// TestRelayToOthersNotBack: an object received from one peer is announced
+// to the others and not back to its source.
+func TestRelayToOthersNotBack(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	src, dst := dialRaw(t, addrOf(n)), dialRaw(t, addrOf(n))
+	src.handshake()
+	dst.handshake()
+	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 64)
+	src.send(wire.CmdObject, obj) // unsolicited objects are accepted (SPEC.md §5.3)
+	m, err := wire.DecodeInv(dst.next(5*time.Second, wire.CmdInv).payload)
+	if err != nil || len(m.Hashes) != 1 || m.Hashes[0] != hashOf(obj) {
+		t.Fatalf("relay inv %v, %v", m, err)
+	}
+	dst.send(wire.CmdGetData, (&wire.MsgGetData{Hashes: m.Hashes}).Encode())
+	if p := dst.next(5*time.Second, wire.CmdObject); hashOf(p.payload) != hashOf(obj) {
+		t.Fatal("wrong object served")
+	}
+	if _, ok := src.tryNext(300*time.Millisecond, wire.CmdInv); ok {
+		t.Fatal("object announced back to its source")
+	}
+	if s := n.Stats(); s.ObjectsReceived != 1 || s.ObjectsRelayed != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
