@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,26 @@ func TestParseFlagsInterspersed(t *testing.T) {
 	}
 	if *label != "L" || strings.Join(inv.args, "|") != "a|b|--c" {
 		t.Errorf("label %q args %q", *label, inv.args)
+	}
+}
+
+// codedError chooses its exit status, as sendmail's sysexits errors do.
+type codedError struct{}
+
+func (codedError) Error() string { return "temporary failure" }
+func (codedError) ExitCode() int { return 75 }
+
+func TestCLIExitCode(t *testing.T) {
+	saved := commands
+	t.Cleanup(func() { commands = saved })
+	commands = append(commands[:len(commands):len(commands)], &command{
+		name: "coded",
+		run: func(context.Context, *invocation) error {
+			return fmt.Errorf("queue: %w", codedError{})
+		},
+	})
+	code, _, errOut := runCLI(t, nil, "", "coded")
+	if code != 75 || errOut != "bmgate coded: queue: temporary failure\n" {
+		t.Errorf("code %d, stderr %q", code, errOut)
 	}
 }
