@@ -114,6 +114,26 @@ func TestMailboxOperations(t *testing.T) {
 	}
 	wantCode(t, "SUBSCRIBE a missing mailbox", c.Subscribe("Nope").Wait(), imap.ResponseCodeNonExistent)
 
+	// LSUB (IMAP4rev1, still sent by Thunderbird without LIST-EXTENDED).
+	if err := c.Subscribe("Lists").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.raw()
+	r.ok("LOGIN %s %q", testUser, testPass)
+	lsub := r.ok(`LSUB "" "*"`)
+	for _, want := range []string{`* LSUB (\HasNoChildren \Subscribed) "/" INBOX`, `* LSUB (\HasNoChildren \Subscribed \Sent) "/" "Sent"`,
+		`* LSUB (\HasNoChildren \Subscribed) "/" "Lists"`} {
+		if !slices.Contains(lsub, want) {
+			t.Errorf("LSUB lacks %s: %q", want, lsub)
+		}
+	}
+	if err := c.Unsubscribe("Lists").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if lsub := r.ok(`LSUB "" "Lists"`); len(lsub) != 0 {
+		t.Errorf("LSUB after UNSUBSCRIBE: %q", lsub)
+	}
+
 	// RECURSIVEMATCH: an unsubscribed parent of a subscribed child.
 	if err := c.Create("Lists/go", nil).Wait(); err != nil {
 		t.Fatal(err)
