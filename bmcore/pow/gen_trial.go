@@ -49,6 +49,7 @@ type block struct {
 	num   int // 1: uint64_be(nonce) || initialHash, 2: the first digest
 	w     [80]word
 	kslot [80]int // round t adds this slot: K[t], or K[t]+W[t] when W[t] is not dynamic
+	kbase int     // kslot[t] == kbase+t
 }
 
 type plan struct {
@@ -99,8 +100,8 @@ func (p *plan) newBlock(num int) *block {
 			b.w[t].kind = konst
 		}
 	}
+	consts := make([][]string, 80)
 	for t := 16; t < 80; t++ {
-		var consts []string
 		w := &b.w[t]
 		w.cslot = -1
 		for _, tm := range []term{{"ssig1", t - 2}, {"", t - 7}, {"ssig0", t - 15}, {"", t - 16}} {
@@ -112,27 +113,31 @@ func (p *plan) newBlock(num int) *block {
 				if tm.fn != "" {
 					e = tm.fn + "(" + e + ")"
 				}
-				consts = append(consts, e)
+				consts[t] = append(consts[t], e)
 			}
 		}
 		switch {
 		case len(w.terms) > 0:
 			w.kind = dyn
-			if len(consts) > 0 {
-				w.cslot = p.slot(strings.Join(consts, " + "))
-			}
-		case len(consts) > 0:
+		case len(consts[t]) > 0:
 			w.kind = konst
-			p.prologue = append(p.prologue, fmt.Sprintf("%s[%d] = %s", arr, t, strings.Join(consts, " + ")))
+			p.prologue = append(p.prologue, fmt.Sprintf("%s[%d] = %s", arr, t, strings.Join(consts[t], " + ")))
 		default:
 			w.kind = zero
 		}
 	}
-	for t := 1; t < 80; t++ {
+	// The round constants are contiguous, for the pure-Go round loop.
+	b.kbase = len(p.slots)
+	for t := range 80 {
 		if b.w[t].kind == konst {
 			b.kslot[t] = p.slot(fmt.Sprintf("sha512K[%d] + %s[%d]", t, arr, t))
 		} else {
 			b.kslot[t] = p.slot(fmt.Sprintf("sha512K[%d]", t))
+		}
+	}
+	for t := 16; t < 80; t++ {
+		if b.w[t].kind == dyn && len(consts[t]) > 0 {
+			b.w[t].cslot = p.slot(strings.Join(consts[t], " + "))
 		}
 	}
 	return b
@@ -168,70 +173,59 @@ func genGo(p *plan) []byte {
 	}
 	pr("}")
 	pr("}\n")
+	// trialGo keeps the state in registers and the schedule in arrays: the
+	// schedule words that depend on the nonce are computed straight-line,
+	// the others stay zero, their values being folded into the round
+	// constants; the rounds run in a loop unrolled eight times, small
+	// enough for the compiler to keep the state in registers.
 	pr("// trialGo is Trial computed from a midstate.")
 	pr("func trialGo(m *midstate, nonce uint64) uint64 {")
-	pr("var t uint64")
-	// The schedule window lives in an array, which the compiler keeps in
-	// memory, leaving the registers to the state: the fewest spills.
-	pr("var w [16]uint64")
-	wname := func(b *block, t int) string {
-		if b.num == 1 && t == 0 {
-			return "nonce"
-		}
-		return fmt.Sprintf("w[%d]", t%16)
-	}
+	pr("var w1, w2 [80]uint64")
 	for _, b := range p.blocks {
-		pre := fmt.Sprintf("%d_", b.num)
-		A := func(t int) string {
-			if t <= 0 {
-				return fmt.Sprintf("m.c[%d]", p.iv[-t])
-			}
-			return fmt.Sprintf("a%s%d", pre, t)
+		arr := fmt.Sprintf("w%d", b.num)
+		if b.num == 1 {
+			pr("w1[0] = nonce")
+		} else {
+			pr("w2[0], w2[1], w2[2], w2[3] = a+m.c[%d], b+m.c[%d], c+m.c[%d], d+m.c[%d]", p.iv[0], p.iv[1], p.iv[2], p.iv[3])
+			pr("w2[4], w2[5], w2[6], w2[7] = e+m.c[%d], f+m.c[%d], g+m.c[%d], h+m.c[%d]", p.iv[4], p.iv[5], p.iv[6], p.iv[7])
 		}
-		E := func(t int) string {
-			if t <= 0 {
-				return fmt.Sprintf("m.c[%d]", p.iv[4-t])
-			}
-			return fmt.Sprintf("e%s%d", pre, t)
-		}
-		if b.num == 2 {
-			for i := range 4 {
-				pr("%s = %s + m.c[%d]", wname(b, i), fmt.Sprintf("a1_%d", 80-i), p.iv[i])
-			}
-			for i := range 4 {
-				pr("%s = %s + m.c[%d]", wname(b, 4+i), fmt.Sprintf("e1_%d", 80-i), p.iv[4+i])
-			}
-		}
-		pr("%s := %s + m.c[%d]", A(1), wname(b, 0), p.r0a)
-		pr("%s := %s + m.c[%d]", E(1), wname(b, 0), p.r0e)
-		for t := 1; t < 80; t++ {
+		for t := 16; t < 80; t++ {
 			w := &b.w[t]
-			if w.kind == dyn && t >= 16 {
-				var terms []string
-				for _, tm := range w.terms {
-					if tm.fn != "" {
-						terms = append(terms, tm.fn+"("+wname(b, tm.src)+")")
-					} else {
-						terms = append(terms, wname(b, tm.src))
-					}
+			if w.kind != dyn {
+				continue
+			}
+			var terms []string
+			for _, tm := range w.terms {
+				e := fmt.Sprintf("%s[%d]", arr, tm.src)
+				if tm.fn != "" {
+					e = tm.fn + "(" + e + ")"
 				}
-				if w.cslot >= 0 {
-					terms = append(terms, fmt.Sprintf("m.c[%d]", w.cslot))
-				}
-				pr("%s = %s", wname(b, t), strings.Join(terms, " + "))
+				terms = append(terms, e)
 			}
-			wt := ""
-			if w.kind == dyn {
-				wt = " + " + wname(b, t)
+			if w.cslot >= 0 {
+				terms = append(terms, fmt.Sprintf("m.c[%d]", w.cslot))
 			}
-			pr("t = %s + m.c[%d]%s + ch(%s, %s, %s) + bsig1(%s)", E(t-3), b.kslot[t], wt, E(t), E(t-1), E(t-2), E(t))
-			if !skipE(b, t) {
-				pr("%s := %s + t", E(t+1), A(t-3))
-			}
-			pr("%s := t + bsig0(%s) + maj(%s, %s, %s)", A(t+1), A(t), A(t), A(t-1), A(t-2))
+			pr("%s[%d] = %s", arr, t, strings.Join(terms, " + "))
 		}
+		op := ":="
+		if b.num == 2 {
+			op = "="
+		}
+		pr("a, b, c, d, e, f, g, h %s m.c[%d], m.c[%d], m.c[%d], m.c[%d], m.c[%d], m.c[%d], m.c[%d], m.c[%d]", op,
+			p.iv[0], p.iv[1], p.iv[2], p.iv[3], p.iv[4], p.iv[5], p.iv[6], p.iv[7])
+		pr("k%d := (*[80]uint64)(m.c[%d:%d])", b.num, b.kbase, b.kbase+80)
+		pr("for t := 0; t < 80; t += 8 {")
+		st := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+		for i := range 8 {
+			ra, rb, rc, rd, re, rf, rg, rh := st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]
+			pr("%s += k%d[t+%d] + %s[t+%d] + ch(%s, %s, %s) + bsig1(%s)", rh, b.num, i, arr, i, re, rf, rg, re)
+			pr("%s += %s", rd, rh)
+			pr("%s += bsig0(%s) + maj(%s, %s, %s)", rh, ra, ra, rb, rc)
+			st = append([]string{rh}, st[:7]...)
+		}
+		pr("}")
 	}
-	pr("return a2_80 + m.c[%d]", p.iv[0])
+	pr("return a + m.c[%d]", p.iv[0])
 	pr("}")
 	out, err := format.Source(s.Bytes())
 	if err != nil {
