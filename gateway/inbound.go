@@ -333,19 +333,21 @@ func (g *Gateway) ensureMailbox(ctx context.Context, userID int64, name string) 
 	if !errors.Is(err, mailmap.ErrNotFound) {
 		return mb, fmt.Errorf("find mailbox: %w", err)
 	}
+	// Thunderbird lists only subscribed folders by default, so folders made
+	// here (and their parent) are subscribed.
+	names := []string{name}
 	if parent, _, ok := strings.Cut(name, "/"); ok {
-		if _, err := g.store.CreateMailbox(ctx, userID, parent, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return mb, fmt.Errorf("create mailbox %s: %w", parent, err)
+		names = []string{parent, name}
+	}
+	for _, n := range names {
+		if _, err := g.store.CreateMailbox(ctx, userID, n, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
+			return mb, fmt.Errorf("create mailbox %s: %w", n, err)
+		}
+		if err := g.store.SetSubscribed(ctx, userID, n, true); err != nil {
+			return mb, fmt.Errorf("subscribe mailbox %s: %w", n, err)
 		}
 	}
-	mb, err = g.store.CreateMailbox(ctx, userID, name, "")
-	if errors.Is(err, mailmap.ErrExists) {
-		return g.store.Mailbox(ctx, userID, name)
-	}
-	if err != nil {
-		return mb, fmt.Errorf("create mailbox %s: %w", name, err)
-	}
-	return mb, nil
+	return g.store.Mailbox(ctx, userID, name)
 }
 
 func (g *Gateway) isContact(ctx context.Context, userID int64, bm string) (bool, error) {

@@ -45,6 +45,9 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// ExitCode is the process exit status run() uses.
+func (e *exitError) ExitCode() int { return e.code }
+
 func runSendmail(ctx context.Context, inv *invocation) error {
 	fromFlag := inv.fs.String("f", "", "envelope sender: a BM-…@domain address of one of the user's identities")
 	useHeaders := inv.fs.Bool("t", false, "read the recipients from the To, Cc and Bcc headers")

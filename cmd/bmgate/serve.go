@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -53,9 +52,6 @@ func runServe(ctx context.Context, inv *invocation) error {
 		return err
 	}
 	log := cfg.NewLogger(inv.stderr)
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
 	store, err := cfg.OpenStore(ctx, log.With("component", "store"))
 	if err != nil {
 		return err
@@ -92,7 +88,7 @@ func (s *server) build() error {
 		Logger:       s.log.With("component", "gateway"),
 		PoWWorkers:   cfg.PoWWorkers,
 		MsgTTL:       cfg.MessageTTL,
-		BroadcastTTL: cfg.MessageTTL,
+		BroadcastTTL: cfg.BroadcastTTL,
 		PubkeyGiveUp: cfg.PubkeyTimeout,
 		AckGiveUp:    cfg.AckTimeout,
 	}
@@ -101,18 +97,24 @@ func (s *server) build() error {
 	if ListenerOff(listen) {
 		listen = ""
 	}
+	maxOut := cfg.MaxOutbound
+	if maxOut == 0 {
+		maxOut = -1 // max_outbound = 0: dial only the configured peers
+	}
 	var gw *gateway.Gateway
 	n, err := node.New(node.Config{
-		Network:     netp,
-		ListenAddr:  listen,
-		Peers:       cfg.Peers,
-		Bootstrap:   cfg.Bootstrap,
-		MaxOutbound: cfg.MaxOutbound,
-		MaxInbound:  cfg.MaxInbound,
-		Inventory:   s.store,
-		KnownNodes:  s.store,
-		SOCKS5:      cfg.SOCKS5,
-		Logger:      s.log.With("component", "node"),
+		Network:        netp,
+		ListenAddr:     listen,
+		Peers:          cfg.Peers,
+		Bootstrap:      cfg.Bootstrap,
+		MaxOutbound:    maxOut,
+		MaxInbound:     cfg.MaxInbound,
+		Inventory:      s.store,
+		KnownNodes:     s.store,
+		SOCKS5:         cfg.SOCKS5,
+		SOCKS5User:     cfg.SOCKS5User,
+		SOCKS5Password: cfg.SOCKS5Password,
+		Logger:         s.log.With("component", "node"),
 		OnObject: func(node.StoredObject) {
 			if gw != nil {
 				gw.WakeInbound()
@@ -130,7 +132,7 @@ func (s *server) build() error {
 	}
 	s.node, s.gw = n, gw
 
-	tlsConfig, err := s.tlsConfig()
+	tlsConfig, err := cfg.TLSConfig()
 	if err != nil {
 		return err
 	}
@@ -154,22 +156,6 @@ func (s *server) build() error {
 		Logger:            s.log.With("component", "imap"),
 	})
 	return nil
-}
-
-// tlsConfig loads the configured certificate, or a self-signed one kept in
-// the data directory.
-func (s *server) tlsConfig() (*tls.Config, error) {
-	var cert tls.Certificate
-	var err error
-	if s.cfg.TLSCert != "" {
-		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-	} else {
-		cert, err = smtpd.LoadOrCreateCert(s.cfg.Data, s.cfg.Hostname)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // listen opens a listener ("unix:/path" or host:port).
