@@ -97,7 +97,7 @@ func buildBroadcast(sender *identity.Identity, content MsgContent, expires uint6
 // address, so the caller can look the subscription up by tag.
 func BroadcastTag(o *wire.Object) ([32]byte, bool) {
 	var tag [32]byte
-	if o.Type != wire.ObjectBroadcast || o.Version != 5 || len(o.Payload) < 32 {
+	if checkDecoded(o) != nil || o.Type != wire.ObjectBroadcast || o.Version != 5 || len(o.Payload) < 32 {
 		return tag, false
 	}
 	copy(tag[:], o.Payload)
@@ -123,6 +123,9 @@ func DecryptBroadcast(o *wire.Object, subs []address.Address) (*Broadcast, addre
 
 func decryptBroadcast(o *wire.Object, subs []address.Address) (*Broadcast, address.Address, error) {
 	var none address.Address
+	if err := checkDecoded(o); err != nil {
+		return nil, none, err
+	}
 	if o.Type != wire.ObjectBroadcast {
 		return nil, none, fmt.Errorf("%w %d", ErrType, o.Type)
 	}

@@ -39,6 +39,9 @@ func BuildGetpubkey(addr address.Address, expires uint64) []byte {
 // (processgetpubkey): at most 200 bytes, version 2 to 4, a 20-byte ripe or a
 // 32-byte tag. Bytes after them are ignored, as PyBitmessage ignores them.
 func ParseGetpubkey(o *wire.Object) (Getpubkey, error) {
+	if err := checkDecoded(o); err != nil {
+		return Getpubkey{}, fmt.Errorf("parse getpubkey: %w", err)
+	}
 	if o.Type != wire.ObjectGetPubkey {
 		return Getpubkey{}, fmt.Errorf("parse getpubkey: %w %d", ErrType, o.Type)
 	}

@@ -115,6 +115,9 @@ func buildMsg(sender *identity.Identity, recipient PubkeyData, to address.Addres
 // that decrypted it. The proof-of-work demand of step 6, the black/white
 // lists and the ack are the caller's. The Msg aliases nothing in o.
 func DecryptMsg(o *wire.Object, keys []*identity.Identity) (*Msg, *identity.Identity, error) {
+	if err := checkDecoded(o); err != nil {
+		return nil, nil, fmt.Errorf("decrypt msg: %w", err)
+	}
 	if o.Type != wire.ObjectMsg {
 		return nil, nil, fmt.Errorf("decrypt msg: %w %d", ErrType, o.Type)
 	}

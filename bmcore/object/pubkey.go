@@ -57,7 +57,7 @@ func buildPubkey(id *identity.Identity, expires uint64, s sealer) ([]byte, error
 // it belongs to, so the caller can find the address it asked for.
 func PubkeyTag(o *wire.Object) ([32]byte, bool) {
 	var tag [32]byte
-	if o.Type != wire.ObjectPubkey || o.Version < 4 || len(o.Payload) < 32 {
+	if checkDecoded(o) != nil || o.Type != wire.ObjectPubkey || o.Version < 4 || len(o.Payload) < 32 {
 		return tag, false
 	}
 	copy(tag[:], o.Payload)
@@ -83,6 +83,9 @@ func ParsePubkey(o *wire.Object, want address.Address) (PubkeyData, error) {
 }
 
 func parsePubkey(o *wire.Object, want address.Address) (PubkeyData, error) {
+	if err := checkDecoded(o); err != nil {
+		return PubkeyData{}, err
+	}
 	if o.Type != wire.ObjectPubkey {
 		return PubkeyData{}, fmt.Errorf("%w %d", ErrType, o.Type)
 	}

@@ -68,3 +68,12 @@ func checkSize(headless []byte) ([]byte, error) {
 	}
 	return headless, nil
 }
+
+// checkDecoded guards against an Object not made by wire.DecodeObject, whose
+// offsets the parsers rely on.
+func checkDecoded(o *wire.Object) error {
+	if o == nil || o.HeaderLen < wire.MinObjectHeader || o.HeaderLen > len(o.Raw) || len(o.Payload) != len(o.Raw)-o.HeaderLen {
+		return fmt.Errorf("%w: object not decoded by wire.DecodeObject", ErrMalformed)
+	}
+	return nil
+}

@@ -455,3 +455,28 @@ func TestAckTTL(t *testing.T) {
 		t.Error("short object")
 	}
 }
+
+// Objects not made by wire.DecodeObject are refused, not a panic.
+func TestHandMadeObject(t *testing.T) {
+	a, _, _ := testIdentities(t, 10)
+	for _, o := range []*wire.Object{nil, {}, {Type: wire.ObjectPubkey, Version: 4, HeaderLen: 100, Raw: make([]byte, 50)}} {
+		if _, err := ParsePubkey(o, a.Address); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParsePubkey(%+v) = %v", o, err)
+		}
+		if _, err := ParseGetpubkey(o); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseGetpubkey: %v", err)
+		}
+		if _, _, err := DecryptMsg(o, []*identity.Identity{a}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecryptMsg: %v", err)
+		}
+		if _, _, err := DecryptBroadcast(o, []address.Address{a.Address}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecryptBroadcast: %v", err)
+		}
+		if _, ok := PubkeyTag(o); ok {
+			t.Error("PubkeyTag")
+		}
+		if _, ok := BroadcastTag(o); ok {
+			t.Error("BroadcastTag")
+		}
+	}
+}
