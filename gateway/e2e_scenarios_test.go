@@ -124,6 +124,13 @@ func TestChanPostAcrossGateways(t *testing.T) {
 		t.Errorf("From = %q, want the chan address", got)
 	}
 	a.waitMail(alice, folder, wait, hasSubject("Chan hello"))
+	// Folders the gateway creates are subscribed, or Thunderbird hides them.
+	for _, name := range []string{gateway.ChanFolderPrefix, folder} {
+		mb, err := b.store.Mailbox(context.Background(), carol.ID, name)
+		if err != nil || !mb.Subscribed {
+			t.Errorf("folder %s: %+v, %v; want it subscribed", name, mb, err)
+		}
+	}
 	// Chans have no acks: the row ends as sent, never acked.
 	a.waitOutbox(alice, mailmap.OutboxSent, wait)
 }
