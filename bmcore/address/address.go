@@ -155,7 +155,7 @@ func Decode(s string) (Address, error) {
 		if hint := caseHint(body); hint != "" {
 			return fail(fmt.Errorf("%w; %s", ErrChecksum, hint))
 		}
-		return fail(fmt.Errorf("%w: the address was mistyped or altered; copy it exactly as its owner gave it", ErrChecksum))
+		return fail(fmt.Errorf("%w: the address was mistyped or altered (%s); copy it exactly as its owner gave it", ErrChecksum, caseSensitive))
 	}
 	// PyBitmessage reads the var_ints from the data with its checksum still
 	// attached, so a var_int may run into the checksum; the ripe slice is

@@ -250,6 +250,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad char l", "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUl", ErrInvalidCharacters, ""},
 		{"space inside", "BM-2cWzSnwjJ7yRP3nLEW UV5LisTZyREWSzUK", ErrInvalidCharacters, ""},
 		{"one char changed", "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUL", ErrChecksum, "mistyped"},
+		{"two letters lower-cased", "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzuk", ErrChecksum, "case-sensitive"},
 		{"lower-cased", strings.ToLower(good), ErrInvalidCharacters, "case-sensitive"},
 		{"lower-cased body", "BM-" + strings.ToLower(good[3:]), ErrInvalidCharacters, "case-sensitive"},
 		{"upper-cased body", "BM-" + strings.ToUpper(good[3:]), ErrInvalidCharacters, "case-sensitive"},
