@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -218,26 +219,54 @@ func (s *sqlStore) UpdateFlags(ctx context.Context, userID, mailboxID int64, uid
 		if err != nil {
 			return err
 		}
-		var modseq uint64
+		// Messages that end with the same flags are updated together.
+		changed := map[string][]int64{}
+		var order []string
+		isChanged := make([]bool, len(rows))
 		for i := range rows {
 			m := &rows[i]
 			next := applyFlags(m.Flags, op, nf)
 			if !slices.Equal(next, m.Flags) {
-				if modseq == 0 {
-					if modseq, err = bumpModSeq(ctx, w, userID, mailboxID); err != nil {
-						return err
-					}
+				isChanged[i] = true
+				key := joinFlags(next)
+				if _, ok := changed[key]; !ok {
+					order = append(order, key)
 				}
-				res, err := w.ExecContext(ctx, `UPDATE messages SET flags = $1, seen = $2, deleted = $3, modseq = $4
-					WHERE id = $5 AND user_id = $6`,
-					joinFlags(next), hasFlag(next, `\Seen`), hasFlag(next, `\Deleted`), u64(modseq), m.ID, userID)
-				if err := rowsAffected("update flags", res, err); err != nil {
-					return err
-				}
-				m.Flags, m.ModSeq = next, modseq
+				changed[key] = append(changed[key], m.ID)
+				m.Flags = next
 				w.emit(Change{UserID: userID, MailboxID: mailboxID, Kind: ChangeFlags, UID: m.UID})
 			}
-			out = append(out, m.Message)
+		}
+		if len(changed) > 0 {
+			modseq, err := bumpModSeq(ctx, w, userID, mailboxID)
+			if err != nil {
+				return err
+			}
+			for _, key := range order {
+				flags := splitFlags(key)
+				for _, c := range chunks(changed[key]) {
+					args := []any{key, hasFlag(flags, `\Seen`), hasFlag(flags, `\Deleted`), u64(modseq), userID}
+					for _, id := range c {
+						args = append(args, id)
+					}
+					res, err := w.ExecContext(ctx, `UPDATE messages SET flags = $1, seen = $2, deleted = $3, modseq = $4
+						WHERE user_id = $5 AND id IN (`+placeholders(6, len(c))+`)`, args...)
+					if err != nil {
+						return fmt.Errorf("update flags: %w", err)
+					}
+					if n, err := res.RowsAffected(); err != nil || n != int64(len(c)) {
+						return fmt.Errorf("update flags: changed %d of %d messages (%v)", n, len(c), err)
+					}
+				}
+			}
+			for i := range rows {
+				if isChanged[i] {
+					rows[i].ModSeq = modseq
+				}
+			}
+		}
+		for i := range rows {
+			out = append(out, rows[i].Message)
 		}
 		return nil
 	})
@@ -288,22 +317,19 @@ func (s *sqlStore) CopyMessages(ctx context.Context, userID, srcMailboxID int64,
 		if err != nil {
 			return err
 		}
-		stmt, err := w.PrepareContext(ctx, `INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted,
-				internal_date, size, message_id, modseq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`)
-		if err != nil {
+		for i, m := range rows {
+			srcUIDs, dstUIDs = append(srcUIDs, m.UID), append(dstUIDs, first+uint32(i))
+		}
+		if err := execMapped(ctx, w, rows, first, func(values string) string {
+			return `WITH v (id, uid) AS (VALUES ` + values + `)
+				INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted, internal_date, size, message_id, modseq)
+				SELECT m.user_id, $1, v.uid, m.body_id, m.flags, m.seen, m.deleted, m.internal_date, m.size, m.message_id, $2
+				FROM messages m JOIN v ON v.id = m.id WHERE m.user_id = $3`
+		}, []any{dstMailboxID, u64(modseq), userID}); err != nil {
 			return fmt.Errorf("copy messages: %w", err)
 		}
-		defer stmt.Close()
-		for i, m := range rows {
-			uid := first + uint32(i)
-			if _, err := stmt.ExecContext(ctx, userID, dstMailboxID, int64(uid), m.bodyID, joinFlags(m.Flags),
-				hasFlag(m.Flags, `\Seen`), hasFlag(m.Flags, `\Deleted`), toMicros(m.InternalDate), m.Size, m.MessageID,
-				u64(modseq)); err != nil {
-				return fmt.Errorf("copy messages: %w", err)
-			}
-			srcUIDs, dstUIDs = append(srcUIDs, m.UID), append(dstUIDs, uid)
-			w.emit(Change{UserID: userID, MailboxID: dstMailboxID, Kind: ChangeNew, UID: uid})
+		for _, u := range dstUIDs {
+			w.emit(Change{UserID: userID, MailboxID: dstMailboxID, Kind: ChangeNew, UID: u})
 		}
 		return nil
 	})
@@ -335,18 +361,15 @@ func (s *sqlStore) MoveMessages(ctx context.Context, userID, srcMailboxID int64,
 				return err
 			}
 		}
-		stmt, err := w.PrepareContext(ctx, `UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 WHERE id = $4 AND user_id = $5`)
-		if err != nil {
-			return fmt.Errorf("move messages: %w", err)
-		}
-		defer stmt.Close()
 		for i, m := range rows {
-			uid := first + uint32(i)
-			res, err := stmt.ExecContext(ctx, dstMailboxID, int64(uid), u64(modseq), m.ID, userID)
-			if err := rowsAffected("move messages", res, err); err != nil {
-				return err
-			}
-			srcUIDs, dstUIDs = append(srcUIDs, m.UID), append(dstUIDs, uid)
+			srcUIDs, dstUIDs = append(srcUIDs, m.UID), append(dstUIDs, first+uint32(i))
+		}
+		if err := execMapped(ctx, w, rows, first, func(values string) string {
+			return `WITH v (id, uid) AS (VALUES ` + values + `)
+				UPDATE messages SET mailbox_id = $1, modseq = $2, uid = (SELECT v.uid FROM v WHERE v.id = messages.id)
+				WHERE user_id = $3 AND id IN (SELECT id FROM v)`
+		}, []any{dstMailboxID, u64(modseq), userID}); err != nil {
+			return fmt.Errorf("move messages: %w", err)
 		}
 		for _, u := range srcUIDs {
 			w.emit(Change{UserID: userID, MailboxID: srcMailboxID, Kind: ChangeExpunge, UID: u})
@@ -412,6 +435,35 @@ func (s *sqlStore) Expunge(ctx context.Context, userID, mailboxID int64, uids []
 		return nil, err
 	}
 	return removed, nil
+}
+
+// execMapped runs a statement per chunk of rows with a VALUES list mapping
+// each row's id to its new UID (first, first+1, … in row order). query gets
+// the VALUES text; its own parameters are $1…$len(args), the list's follow.
+// Every row must be affected, else the transaction is refused.
+func execMapped(ctx context.Context, w *wtx, rows []msgRow, first uint32, query func(values string) string, args []any) error {
+	uid := int64(first)
+	for _, c := range chunks(rows) {
+		var values strings.Builder
+		a := slices.Clone(args)
+		for i, m := range c {
+			if i > 0 {
+				values.WriteString(", ")
+			}
+			// Typed, so PostgreSQL does not take the parameters for text.
+			fmt.Fprintf(&values, "(CAST($%d AS BIGINT), CAST($%d AS BIGINT))", len(a)+1, len(a)+2)
+			a = append(a, m.ID, uid)
+			uid++
+		}
+		res, err := w.ExecContext(ctx, query(values.String()), a...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(c)) {
+			return fmt.Errorf("changed %d of %d messages (%v)", n, len(c), err)
+		}
+	}
+	return nil
 }
 
 // deleteMessages runs a DELETE … RETURNING body_id, size and sums up.

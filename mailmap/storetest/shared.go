@@ -88,6 +88,14 @@ func testCrossNotify(t *testing.T, open func(t *testing.T) mailmap.Store) {
 	defer cancel1()
 	ch2, cancel2 := s2.Subscribe(u.ID)
 	defer cancel2()
+	// Notices of creating the user may still be on their way to s2: skip
+	// up to a marker change.
+	marker, err := s1.CreateMailbox(ctx, u.ID, "Marker", "")
+	noErr(t, err, "CreateMailbox")
+	for _, ch := range []<-chan mailmap.Change{ch1, ch2} {
+		for c := recv(t, ch, "marker"); c.MailboxID != marker.ID; c = recv(t, ch, "marker") {
+		}
+	}
 
 	appendMsg(t, s1, u.ID, in.ID, message("x"))
 	want := mailmap.Change{UserID: u.ID, MailboxID: in.ID, Kind: mailmap.ChangeNew, UID: 1}
@@ -95,7 +103,7 @@ func testCrossNotify(t *testing.T, open func(t *testing.T) mailmap.Store) {
 	expect(t, ch1, want) // the writing instance, once
 	quiet(t, ch1, "the writer's own change echoed back")
 
-	_, err := s2.UpdateFlags(ctx, u.ID, in.ID, []uint32{1}, mailmap.FlagsAdd, []string{`\Seen`})
+	_, err = s2.UpdateFlags(ctx, u.ID, in.ID, []uint32{1}, mailmap.FlagsAdd, []string{`\Seen`})
 	noErr(t, err, "UpdateFlags")
 	want = mailmap.Change{UserID: u.ID, MailboxID: in.ID, Kind: mailmap.ChangeFlags, UID: 1}
 	expect(t, ch1, want)
