@@ -194,7 +194,9 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 	wantAck := it.Kind == mailmap.OutboxMsg && pk.Bitfield&doesAck != 0
 	if wantAck {
 		if len(it.AckData) == 0 {
-			it.AckData = object.NewAckData(to.Stream, g.cfg.Rand)
+			if it.AckData = object.NewAckData(to.Stream, g.cfg.Rand); it.AckData == nil {
+				return errors.New("no randomness for the ack data")
+			}
 		}
 		ackExpires := uint64(now.Unix() + int64(ackTTL(it.TTL)/time.Second) + g.jitter())
 		ackHeadless := object.BuildAck(it.AckData, ackExpires)
