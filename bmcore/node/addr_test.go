@@ -38,10 +38,16 @@ func TestAddrReceiveRules(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.AllowPrivateAddrs = false
 	n := startNode(t, cfg)
+	// With one object stored, the greeting ends with an inv, so a peer
+	// knows when its greeting is complete.
+	if _, err := n.Publish(context.Background(), makeObject(t, time.Now(), time.Hour, 2, 10)); err != nil {
+		t.Fatal(err)
+	}
 	r := dialRaw(t, addrOf(n))
 	r.handshake()
 	other := dialRaw(t, addrOf(n))
 	other.handshake()
+	other.next(5*time.Second, wire.CmdInv)
 	now := time.Now()
 	entries := []wire.NetAddr{
 		netAddr(t, "8.8.8.8", 8444, 1, now.Add(-time.Minute)),                // kept

@@ -145,11 +145,25 @@ func (c *Config) setDefaults() error {
 	def(&c.ExpireInterval, time.Hour)
 	def(&c.BanDuration, time.Hour)
 	def(&c.WriteTimeout, 2*time.Minute)
+	for name, d := range map[string]time.Duration{
+		"PingInterval": c.PingInterval, "HandshakeTimeout": c.HandshakeTimeout,
+		"IdleTimeout": c.IdleTimeout, "GetDataRetry": c.GetDataRetry,
+		"DialInterval": c.DialInterval, "RetryBackoff": c.RetryBackoff,
+		"ExpireInterval": c.ExpireInterval, "BanDuration": c.BanDuration,
+		"WriteTimeout": c.WriteTimeout,
+	} {
+		if d < time.Millisecond {
+			return fmt.Errorf("%w: %s must be at least 1ms", ErrConfig, name)
+		}
+	}
 	if c.InvBurst == 0 {
 		c.InvBurst = 200000
 	}
 	if c.InvRate == 0 {
 		c.InvRate = 100
+	}
+	if c.InvBurst < 0 || c.InvRate < 0 {
+		return fmt.Errorf("%w: InvBurst and InvRate must not be negative", ErrConfig)
 	}
 	if len(c.UserAgent) > 5000 {
 		return fmt.Errorf("%w: user agent longer than 5000 bytes", ErrConfig)

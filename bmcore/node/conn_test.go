@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -136,4 +137,36 @@ func TestCloseIsClean(t *testing.T) {
 	}
 	cancel()
 	_ = c.Close()
+}
+
+func TestConfigValidation(t *testing.T) {
+	base := func() Config {
+		return Config{Network: testConfig(t).Network, Inventory: NewMemInventory(), KnownNodes: NewMemKnownNodes()}
+	}
+	bad := []func(*Config){
+		func(c *Config) { c.Network = nil },
+		func(c *Config) { c.Inventory = nil },
+		func(c *Config) { c.KnownNodes = nil },
+		func(c *Config) { c.Peers = []string{"no-port"} },
+		func(c *Config) { c.SOCKS5 = "nohostport" },
+		func(c *Config) { c.PingInterval = -time.Second },
+		func(c *Config) { c.InvRate = -1 },
+	}
+	for i, mod := range bad {
+		c := base()
+		mod(&c)
+		if _, err := New(c); !errors.Is(err, ErrConfig) {
+			t.Errorf("case %d: %v", i, err)
+		}
+	}
+	n, err := New(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.cfg.MaxOutbound != 8 || n.cfg.MaxInbound != 200 || n.cfg.PingInterval != 300*time.Second ||
+		n.cfg.HandshakeTimeout != 20*time.Second || n.cfg.GetDataRetry != 60*time.Second ||
+		n.cfg.UserAgent != "/bmgate:"+Version+"/" {
+		t.Fatalf("defaults %+v", n.cfg)
+	}
+	_ = n.Close()
 }

@@ -278,7 +278,7 @@ func (n *Node) outboundCounts() (out, dialing, established int) {
 // fetchLoop sends getdata for announced objects and re-requests those not
 // delivered in time.
 func (n *Node) fetchLoop() {
-	tick := min(time.Second, n.cfg.GetDataRetry/4)
+	tick := max(min(time.Second, n.cfg.GetDataRetry/4), time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -302,7 +302,7 @@ func (n *Node) fetchLoop() {
 // maintLoop sends keep-alive pings, saves known nodes, forgets stale ones
 // and deletes expired objects.
 func (n *Node) maintLoop() {
-	tick := min(time.Second, n.cfg.PingInterval/4)
+	tick := max(min(time.Second, n.cfg.PingInterval/4), time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	const saveEvery = 30 * time.Second

@@ -187,7 +187,11 @@ func (n *Node) Start(ctx context.Context) error {
 	n.spawn(n.fetchLoop)
 	n.spawn(n.maintLoop)
 	n.spawn(n.notifyLoop)
-	context.AfterFunc(n.ctx, n.shutdown)
+	n.spawn(func() {
+		// Cancelling Start's context stops the node like Close does.
+		<-n.ctx.Done()
+		n.shutdown()
+	})
 	return nil
 }
 
