@@ -79,6 +79,11 @@ type Config struct {
 	// GetDataRetry: an object requested but not delivered within this time is
 	// requested again, from another peer when possible (default 60 s, SPEC.md §4.4).
 	GetDataRetry time.Duration
+	// GetDataDelay: no getdata goes to a peer during this time after the
+	// handshake, because PyB discards getdata that arrive in its first
+	// seconds (its anti-intersection window, SPEC.md §4.4). Default 3 s;
+	// negative = none.
+	GetDataDelay time.Duration
 	// RotateInterval: one outbound connection is closed and replaced after a
 	// random time between RotateInterval and 3×RotateInterval (default 10 min,
 	// so 10–30 min, SPEC.md §11). Negative disables rotation.
@@ -139,6 +144,7 @@ func (c *Config) setDefaults() error {
 	def(&c.HandshakeTimeout, 20*time.Second)
 	def(&c.IdleTimeout, 10*time.Minute)
 	def(&c.GetDataRetry, 60*time.Second)
+	def(&c.GetDataDelay, 3*time.Second)
 	def(&c.RotateInterval, 10*time.Minute)
 	def(&c.DialInterval, 2*time.Second)
 	def(&c.RetryBackoff, 30*time.Second)

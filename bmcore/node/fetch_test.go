@@ -165,3 +165,20 @@ func TestRelayToOthersNotBack(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestGetDataDelay: no getdata in the first seconds after the handshake,
+// when PyB would discard it (SPEC.md §4.4).
+func TestGetDataDelay(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GetDataDelay = 500 * time.Millisecond
+	n := startNode(t, cfg)
+	r := dialRaw(t, addrOf(n))
+	r.handshake()
+	start := time.Now()
+	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 10)
+	r.send(wire.CmdInv, r.invOf(obj))
+	r.next(5*time.Second, wire.CmdGetData)
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Fatalf("getdata %v after the handshake", d)
+	}
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -9,47 +10,55 @@ import (
 
 // hashSet is a bounded set of inventory hashes with two generations: when
 // the current one reaches limit it becomes the old one and the previous old
-// one is dropped. Used for what a peer already knows and for recently
-// rejected objects, where forgetting an entry only costs a redundant inv or
-// a second validation.
+// one is dropped. It keys on the first 8 bytes of the hash (a false match
+// needs a 2^64 search), which keeps a per-peer set of 2×limit entries near
+// 2 MB. Used for what a peer already knows and for recently rejected
+// objects, where forgetting an entry only costs a redundant inv or a second
+// validation.
 type hashSet struct {
 	mu       sync.Mutex
-	cur, old map[wire.InvHash]struct{}
+	cur, old map[uint64]struct{}
 	limit    int
 }
 
 func newHashSet(limit int) *hashSet {
-	return &hashSet{cur: map[wire.InvHash]struct{}{}, limit: limit}
+	return &hashSet{cur: map[uint64]struct{}{}, limit: limit}
 }
+
+func setKey(h *wire.InvHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 func (s *hashSet) add(h wire.InvHash) {
 	s.mu.Lock()
-	s.addLocked(h)
+	s.addLocked(setKey(&h))
 	s.mu.Unlock()
 }
 
 func (s *hashSet) addMany(hs []wire.InvHash) {
 	s.mu.Lock()
-	for _, h := range hs {
-		s.addLocked(h)
+	for i := range hs {
+		s.addLocked(setKey(&hs[i]))
 	}
 	s.mu.Unlock()
 }
 
-func (s *hashSet) addLocked(h wire.InvHash) {
+func (s *hashSet) addLocked(k uint64) {
 	if len(s.cur) >= s.limit {
-		s.old, s.cur = s.cur, make(map[wire.InvHash]struct{}, s.limit/4)
+		s.old, s.cur = s.cur, make(map[uint64]struct{}, s.limit/4)
 	}
-	s.cur[h] = struct{}{}
+	s.cur[k] = struct{}{}
 }
 
 func (s *hashSet) has(h wire.InvHash) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.cur[h]; ok {
+	return s.hasLocked(setKey(&h))
+}
+
+func (s *hashSet) hasLocked(k uint64) bool {
+	if _, ok := s.cur[k]; ok {
 		return true
 	}
-	_, ok := s.old[h]
+	_, ok := s.old[k]
 	return ok
 }
 
@@ -58,11 +67,9 @@ func (s *hashSet) without(hs []wire.InvHash) []wire.InvHash {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := hs[:0:0]
-	for _, h := range hs {
-		_, a := s.cur[h]
-		_, b := s.old[h]
-		if !a && !b {
-			out = append(out, h)
+	for i := range hs {
+		if !s.hasLocked(setKey(&hs[i])) {
+			out = append(out, hs[i])
 		}
 	}
 	return out

@@ -58,6 +58,7 @@ func testConfig(t testing.TB) Config {
 		AllowPrivateAddrs: true,
 		HandshakeTimeout:  3 * time.Second,
 		GetDataRetry:      time.Second,
+		GetDataDelay:      -1,
 		DialInterval:      50 * time.Millisecond,
 		RetryBackoff:      100 * time.Millisecond,
 		RotateInterval:    -1,

@@ -23,9 +23,9 @@ const (
 	// flushTimeout bounds the last writes (an error message) before a close.
 	flushTimeout = 2 * time.Second
 	// knownPerPeer is the per-generation size of a peer's known-hash set.
-	knownPerPeer = 1 << 17
+	knownPerPeer = 1 << 16
 	// maxUploadQueue bounds the getdata requests waiting to be served.
-	maxUploadQueue = 2 * wire.MaxInvPerMsg
+	maxUploadQueue = wire.MaxInvPerMsg
 	// uploadBatch is how many objects the writer serves between checks of
 	// its control queue, so pings and invs are not stuck behind a long list.
 	uploadBatch = 16
@@ -64,6 +64,7 @@ type peer struct {
 	verackSent, verackRecv bool
 	version                atomic.Pointer[wire.MsgVersion]
 	established            atomic.Bool
+	establishedAt          atomic.Int64 // UnixNano
 
 	// Writer state and the connection's lifecycle, guarded by mu.
 	mu         sync.Mutex
@@ -422,6 +423,7 @@ func (p *peer) onVerack() error {
 func (p *peer) establish() {
 	n := p.n
 	v := p.version.Load()
+	p.establishedAt.Store(time.Now().UnixNano())
 	p.established.Store(true)
 	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
 	now := n.cfg.Now()
