@@ -58,8 +58,9 @@ func parseMessageID(raw []byte) string {
 
 // cleanMessageID turns a Message-ID field value (or an id given by a
 // caller, with or without brackets) into the stored form: the text between
-// the first '<' and the following '>', without whitespace or control
-// characters, valid UTF-8, at most maxMessageID bytes.
+// the first '<' and the following '>', without angle brackets, whitespace
+// or control characters, valid UTF-8, at most maxMessageID bytes. Cleaning
+// a cleaned id changes nothing, so stored ids can be looked up again.
 func cleanMessageID(v string) string {
 	if i := strings.IndexByte(v, '<'); i >= 0 {
 		v = v[i+1:]
@@ -68,7 +69,7 @@ func cleanMessageID(v string) string {
 		}
 	}
 	v = strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
+		if r == utf8.RuneError || r == '<' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return -1
 		}
 		return r
