@@ -170,3 +170,21 @@ func TestConfigValidation(t *testing.T) {
 	}
 	_ = n.Close()
 }
+
+// TestProxiedInboundNotDeduplicated: without AllowPrivateAddrs, loopback
+// peers are hidden-service peers behind a local Tor: two of them
+// advertising the same port are different peers.
+func TestProxiedInboundNotDeduplicated(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AllowPrivateAddrs = false
+	n := startNode(t, cfg)
+	a, b := dialRaw(t, addrOf(n)), dialRaw(t, addrOf(n))
+	for _, r := range []*rawPeer{a, b} {
+		v := r.version(time.Now())
+		v.AddrFrom.Port = 8444
+		r.send(wire.CmdVersion, v.Encode())
+		r.next(5*time.Second, wire.CmdVersion)
+		r.send(wire.CmdVerack, nil)
+	}
+	waitFor(t, 5*time.Second, "both established", func() bool { return n.Stats().PeersInbound == 2 })
+}

@@ -72,7 +72,7 @@ func (n *Node) dial(addr string, bootstrap bool) bool {
 			}
 			p.close(fmt.Errorf("dial: %w", err), false)
 			n.unregister(p)
-			n.peerClosed(p, err)
+			n.peerClosed(p, p.closeReason())
 			return
 		}
 		if !p.attach(conn) {
@@ -130,7 +130,7 @@ func (n *Node) peerClosed(p *peer, reason error) {
 		if errors.Is(reason, errRotated) && !p.fixed {
 			n.book.hold(p.dialAddr, now.Add(n.cfg.RetryBackoff))
 		}
-	case errors.Is(reason, errDuplicate):
+	case errors.Is(reason, errDuplicate), errors.Is(reason, errSuperseded):
 	default:
 		// PyB decreases the rating of an outbound connection that never
 		// got established.

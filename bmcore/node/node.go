@@ -487,6 +487,7 @@ func (n *Node) accept(conn net.Conn) {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	p := newPeer(n, true, "")
 	p.remote = remote
+	p.log = p.log.With("peer", remote.String())
 	if n.bans.banned(p.banKey(), time.Now()) {
 		n.log.Debug("refusing banned peer", "remote", remote.String())
 		_ = conn.Close()
@@ -545,8 +546,16 @@ func (n *Node) unregister(p *peer) {
 // address. When both sides dial each other at once, the connection whose
 // initiator sent the larger nonce wins on both ends, so exactly one
 // survives (SPEC.md §3.3: keep at most one connection per peer address).
+//
+// Without AllowPrivateAddrs an inbound peer from loopback is taken to come
+// through a local proxy (a Tor hidden service delivers every peer from
+// 127.0.0.1, most advertising port 8444), so such peers are keyed by their
+// socket address and never refused as duplicates.
 func (n *Node) claimInbound(p *peer, port uint16, remoteNonce uint64) error {
 	key := net.JoinHostPort(p.remote.Addr().String(), strconv.Itoa(int(port)))
+	if p.remote.Addr().IsLoopback() && !n.cfg.AllowPrivateAddrs {
+		key = p.remote.String()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !p.remote.Addr().IsLoopback() && !p.remote.Addr().IsPrivate() {
@@ -560,7 +569,7 @@ func (n *Node) claimInbound(p *peer, port uint16, remoteNonce uint64) error {
 		if q.inbound || q.established.Load() || q.nonce >= remoteNonce {
 			return errDuplicate
 		}
-		q.close(errors.New("simultaneous connection: keeping the inbound one"), false)
+		q.close(errSuperseded, false)
 	}
 	p.key = key
 	n.byKey[key] = p

@@ -43,6 +43,7 @@ var (
 	errProtocol      = errors.New("protocol violation")
 	errSlowPeer      = errors.New("peer does not read")
 	errRotated       = errors.New("rotated (SPEC.md §11)")
+	errSuperseded    = errors.New("simultaneous connection: keeping the one the peer opened")
 )
 
 // peer is one connection. Its reader runs in run's goroutine and handles
@@ -82,7 +83,7 @@ type peer struct {
 	greet      bool
 	wake       chan struct{}
 	quit       chan struct{}
-	closingF   atomic.Bool
+	closingF   atomic.Bool // mirrors closing for lock-free reads
 
 	// Download state, guarded by n.fetch.mu.
 	want, retry []wire.InvHash
@@ -137,9 +138,6 @@ func (p *peer) attach(conn net.Conn) bool {
 		if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 			p.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
-	}
-	if p.inbound {
-		p.log = p.log.With("peer", p.remote.String())
 	}
 	now := time.Now().UnixNano()
 	p.lastRecv.Store(now)
