@@ -21,7 +21,7 @@ const (
 	maxFetchTries = 5
 	// maxFetchItems bounds the objects being tracked; announcements beyond it
 	// are ignored and come back with the next connection's inv.
-	maxFetchItems = 500000
+	maxFetchItems = 250000
 	// fetchItemTTL: an object nobody delivered within this time is forgotten.
 	fetchItemTTL = 30 * time.Minute
 	// sweepEvery spaces the full scans for stale objects.
