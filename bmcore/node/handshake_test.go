@@ -149,7 +149,7 @@ func TestSelfConnection(t *testing.T) {
 		s := n.Stats()
 		return s.PeersInbound+s.PeersOutbound+s.Handshaking == 0
 	})
-	if !n.book.mayDial(self, time.Now()) == false {
+	if n.book.mayDial(self, time.Now()) {
 		t.Fatal("own address still dialable")
 	}
 }

@@ -337,7 +337,8 @@ func (p *peer) handle(cmd string, payload []byte) error {
 }
 
 // refuse answers a version we will not accept with a fatal error message,
-// as PyB does, and closes after flushing it.
+// as PyB does (the texts are PyB's, typos included), and closes after
+// flushing it.
 func (p *peer) refuse(text string, why error) error {
 	p.log.Info("refusing peer", "reason", why.Error())
 	p.queue(&wire.MsgError{Fatal: wire.ErrorFatal, Text: text})
