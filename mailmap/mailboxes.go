@@ -318,6 +318,8 @@ func (s *sqlStore) RenameMailbox(ctx context.Context, userID int64, oldName, new
 		if err := s.createParents(ctx, w, userID, to, names); err != nil {
 			return err
 		}
+		// Rows change in ascending id order, the lock order of every writer.
+		sort.Slice(renames, func(i, j int) bool { return renames[i].id < renames[j].id })
 		for _, r := range renames {
 			res, err := w.ExecContext(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2 AND user_id = $3`, r.to, r.id, userID)
 			if err := rowsAffected("rename mailbox", res, err); err != nil {

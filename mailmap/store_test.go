@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/storetest"
@@ -246,4 +247,59 @@ func BenchmarkDeliver(b *testing.B) {
 func BenchmarkList10k(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { storetest.BenchList(b, openSQLite, 10000) })
 	b.Run("postgres", func(b *testing.B) { storetest.BenchList(b, openPostgres, 10000) })
+}
+
+// TestPostgresListenReconnect: when the LISTEN connection dies, subscribers
+// are told to resynchronise and changes from other processes flow again.
+func TestPostgresListenReconnect(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.PostgresDSN(t)
+	s1, s2 := openDSN(t, dsn), openDSN(t, dsn)
+	u, err := s1.CreateUser(ctx, "alice", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s1.Mailbox(ctx, u.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel := s2.Subscribe(u.ID)
+	defer cancel()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Both stores listen; kill every listening backend.
+	res, err := db.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 2 {
+		t.Fatalf("terminated %d listening backends, want 2", n)
+	}
+	deadline := time.After(30 * time.Second)
+	for resynced := false; !resynced; {
+		select {
+		case c := <-ch:
+			resynced = c == mailmap.Change{UserID: u.ID, Kind: mailmap.ChangeMailboxes}
+		case <-deadline:
+			t.Fatal("no resync notice after the LISTEN connection died")
+		}
+	}
+	if _, err := s1.AppendMessage(ctx, u.ID, in.ID, []byte("Subject: after\r\n\r\nx"), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	want := mailmap.Change{UserID: u.ID, MailboxID: in.ID, Kind: mailmap.ChangeNew, UID: 1}
+	for {
+		select {
+		case c := <-ch:
+			if c == want {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no change from the other store after reconnecting")
+		}
+	}
 }
