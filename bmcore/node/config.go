@@ -79,10 +79,10 @@ type Config struct {
 	// GetDataRetry: an object requested but not delivered within this time is
 	// requested again, from another peer when possible (default 60 s, SPEC.md §4.4).
 	GetDataRetry time.Duration
-	// GetDataDelay: no getdata goes to a peer during this time after the
-	// handshake, because PyB discards getdata that arrive in its first
-	// seconds (its anti-intersection window, SPEC.md §4.4). Default 3 s;
-	// negative = none.
+	// GetDataDelay: no getdata goes to a PyBitmessage peer during this time
+	// after the handshake, because PyB discards getdata that arrive in its
+	// first seconds (its anti-intersection window, SPEC.md §4.4). Other
+	// peers are asked at once. Default 3 s; negative = none.
 	GetDataDelay time.Duration
 	// RotateInterval: one outbound connection is closed and replaced after a
 	// random time between RotateInterval and 3×RotateInterval (default 10 min,

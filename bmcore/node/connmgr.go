@@ -289,7 +289,7 @@ func (n *Node) fetchLoop() {
 			n.fetch.expire(time.Now())
 		case <-n.fetch.wake:
 		}
-		for p, hs := range n.fetch.schedule(n.establishedPeers(), time.Now(), n.cfg.GetDataRetry, n.cfg.GetDataDelay) {
+		for p, hs := range n.fetch.schedule(n.establishedPeers(), time.Now(), n.cfg.GetDataRetry) {
 			for len(hs) > 0 {
 				k := min(len(hs), maxGetData)
 				p.queue(&wire.MsgGetData{Hashes: hs[:k]})

@@ -166,13 +166,14 @@ func TestRelayToOthersNotBack(t *testing.T) {
 	}
 }
 
-// TestGetDataDelay: no getdata in the first seconds after the handshake,
-// when PyB would discard it (SPEC.md §4.4).
+// TestGetDataDelay: no getdata to a PyBitmessage peer in the first seconds
+// after the handshake, when it would discard it (SPEC.md §4.4).
 func TestGetDataDelay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.GetDataDelay = 500 * time.Millisecond
 	n := startNode(t, cfg)
 	r := dialRaw(t, addrOf(n))
+	r.userAgent = "/PyBitmessage:0.6.3.2/"
 	r.handshake()
 	start := time.Now()
 	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 10)
@@ -181,4 +182,15 @@ func TestGetDataDelay(t *testing.T) {
 	if d := time.Since(start); d < 400*time.Millisecond {
 		t.Fatalf("getdata %v after the handshake", d)
 	}
+}
+
+func TestGetDataDelayOnlyForPyBitmessage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GetDataDelay = time.Hour
+	n := startNode(t, cfg)
+	r := dialRaw(t, addrOf(n))
+	r.handshake() // user agent /rawpeer:1.0/
+	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 10)
+	r.send(wire.CmdInv, r.invOf(obj))
+	r.next(5*time.Second, wire.CmdGetData)
 }

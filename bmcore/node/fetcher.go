@@ -129,9 +129,9 @@ func (f *fetcher) land(p *peer, h wire.InvHash) {
 
 // schedule assigns wanted objects to the given (established) peers, in
 // random order so that objects several peers announced are spread over
-// them, and returns the getdata batches to send. Peers established less
-// than delay ago are skipped.
-func (f *fetcher) schedule(peers []*peer, now time.Time, retry, delay time.Duration) map[*peer][]wire.InvHash {
+// them, and returns the getdata batches to send. Peers still in their
+// fetchAfter window are skipped.
+func (f *fetcher) schedule(peers []*peer, now time.Time, retry time.Duration) map[*peer][]wire.InvHash {
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -139,7 +139,7 @@ func (f *fetcher) schedule(peers []*peer, now time.Time, retry, delay time.Durat
 	for progress := true; progress; {
 		progress = false
 		for _, p := range peers {
-			if p.isClosing() || now.UnixNano() < p.establishedAt.Load()+int64(delay) {
+			if p.isClosing() || now.UnixNano() < p.fetchAfter.Load() {
 				continue
 			}
 			var batch []wire.InvHash

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -134,6 +135,7 @@ type rawPeer struct {
 	magic     uint32 // expected on received packets
 	sendMagic uint32 // put on sent packets
 	nonce     uint64
+	userAgent string // "" = /rawpeer:1.0/
 	mu        sync.Mutex
 	pkts      []rawPacket
 	notify    chan struct{}
@@ -286,7 +288,7 @@ func (r *rawPeer) version(ts time.Time) *wire.MsgVersion {
 		AddrRecv:        wire.ShortAddr{Services: 1, IP: lo, Port: 8444},
 		AddrFrom:        wire.ShortAddr{Services: 1, IP: lo, Port: r.localPort()},
 		Nonce:           r.nonce,
-		UserAgent:       "/rawpeer:1.0/",
+		UserAgent:       cmp.Or(r.userAgent, "/rawpeer:1.0/"),
 		Streams:         []uint64{1},
 	}
 }

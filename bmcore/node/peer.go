@@ -65,7 +65,7 @@ type peer struct {
 	verackSent, verackRecv bool
 	version                atomic.Pointer[wire.MsgVersion]
 	established            atomic.Bool
-	establishedAt          atomic.Int64 // UnixNano
+	fetchAfter             atomic.Int64 // UnixNano; no getdata before (Config.GetDataDelay)
 
 	// Writer state and the connection's lifecycle, guarded by mu.
 	mu         sync.Mutex
@@ -422,7 +422,11 @@ func (p *peer) onVerack() error {
 func (p *peer) establish() {
 	n := p.n
 	v := p.version.Load()
-	p.establishedAt.Store(time.Now().UnixNano())
+	after := time.Now()
+	if strings.HasPrefix(v.UserAgent, "/PyBitmessage:") && n.cfg.GetDataDelay > 0 {
+		after = after.Add(n.cfg.GetDataDelay)
+	}
+	p.fetchAfter.Store(after.UnixNano())
 	p.established.Store(true)
 	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
 	now := n.cfg.Now()
