@@ -320,11 +320,22 @@ func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
 		return nil, fmt.Errorf("load identities: %w", err)
 	}
 	c := &identityCache{loaded: now, byAddr: map[address.Address]int{}, byTag: map[[32]byte]int{}, byRipe: map[[20]byte]int{}}
+	// Deriving public keys costs two point multiplications per identity:
+	// keep the parsed keys of identities that were already cached.
+	prev := map[int64]*identity.Identity{}
+	if g.idCache != nil {
+		for i, m := range g.idCache.stored {
+			prev[m.ID] = g.idCache.keys[i]
+		}
+	}
 	for _, m := range all {
-		id, err := localIdentity(m)
-		if err != nil {
-			g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
-			continue
+		id, ok := prev[m.ID]
+		if !ok || id.Address.String() != m.Address || id.NonceTrialsPerByte != max(m.NonceTrialsPerByte, 1) || id.ExtraBytes != max(m.ExtraBytes, 1) {
+			var err error
+			if id, err = localIdentity(m); err != nil {
+				g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
+				continue
+			}
 		}
 		i := len(c.keys)
 		c.stored = append(c.stored, m)
@@ -340,7 +351,9 @@ func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
 // invalidateIdentities drops the identity cache (after a change we made).
 func (g *Gateway) invalidateIdentities() {
 	g.idMu.Lock()
-	g.idCache = nil
+	if g.idCache != nil {
+		g.idCache.loaded = time.Time{} // reload, keeping the parsed keys
+	}
 	g.subsCache = nil
 	g.idMu.Unlock()
 }
