@@ -303,3 +303,32 @@ func TestPostgresListenReconnect(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentOpen: several processes starting at once on a fresh
+// database migrate it once, without errors.
+func TestConcurrentOpen(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			dsn := b.dsn(t)
+			errs := make(chan error, 4)
+			for range 4 {
+				go func() {
+					s, err := mailmap.Open(context.Background(), dsn, mailmap.Options{SecretKey: testKey})
+					if err == nil {
+						err = s.Close()
+					}
+					errs <- err
+				}()
+			}
+			for range 4 {
+				if err := <-errs; err != nil {
+					t.Fatalf("concurrent Open: %v", err)
+				}
+			}
+			var n int
+			if err := b.raw(t, dsn).QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("schema_migrations rows = %d, %v", n, err)
+			}
+		})
+	}
+}

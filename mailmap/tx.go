@@ -47,7 +47,18 @@ func (s *sqlStore) write(ctx context.Context, fn func(w *wtx) error) error {
 }
 
 func (s *sqlStore) writeOnce(ctx context.Context, fn func(w *wtx) error) ([]Change, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	// Waiting for the (SQLite: only) writer connection honours ctx. The
+	// transaction itself is begun without cancellation, because the drivers
+	// commit with the Begin context: a cancel arriving during COMMIT would
+	// report failure for a transaction the server may have committed. ctx
+	// still cancels every statement, and is checked once more before COMMIT;
+	// once COMMIT is sent, the answer is the truth.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
@@ -61,6 +72,10 @@ func (s *sqlStore) writeOnce(ctx context.Context, fn func(w *wtx) error) ([]Chan
 			tx.Rollback()
 			return nil, err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("commit transaction: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit transaction: %w", err)
