@@ -31,11 +31,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// database/sql's connection opener lives as long as the DB handle,
-		// and modernc's SQLite keeps a finalizer goroutine.
-		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
-	)
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	if code == 0 {
+		// database/sql's connection opener lives as long as a DB handle.
+		if err := goleak.Find(goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener")); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 const (
@@ -282,10 +289,11 @@ func lookPath(name string) (string, error) {
 
 // rawClient speaks IMAP line by line, for checks imapclient hides.
 type rawClient struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
-	n    int
+	t        testing.TB
+	conn     net.Conn
+	r        *bufio.Reader
+	n        int
+	deadline bool // bound each command by 30 s
 }
 
 func (e *testEnv) raw() *rawClient {
@@ -296,7 +304,7 @@ func (e *testEnv) raw() *rawClient {
 	}
 	e.t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	c := &rawClient{t: e.t, conn: conn, r: bufio.NewReader(conn)}
+	c := &rawClient{t: e.t, conn: conn, r: bufio.NewReader(conn), deadline: true}
 	if greeting := c.line(); !strings.HasPrefix(greeting, "* OK") {
 		e.t.Fatalf("greeting %q", greeting)
 	}
@@ -335,6 +343,9 @@ func (c *rawClient) cmd(format string, args ...any) (untagged []string, tagged s
 	c.t.Helper()
 	c.n++
 	tag := fmt.Sprintf("R%d", c.n)
+	if c.deadline {
+		c.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	}
 	if _, err := fmt.Fprintf(c.conn, tag+" "+format+"\r\n", args...); err != nil {
 		c.t.Fatal(err)
 	}

@@ -42,11 +42,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 
 	needRaw := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	for _, t := range targets {
+	var pf *prefetcher
+	if needRaw {
+		pf = s.prefetch(ctx, v, uidsOf(targets))
+		defer pf.close()
+	}
+	for i, t := range targets {
 		var raw []byte
 		if needRaw {
 			var err error
-			if raw, err = s.loadRaw(ctx, v, t.msg.uid); err != nil {
+			if raw, err = pf.next(i); err != nil {
 				return s.fail("FETCH", err, "")
 			}
 			if raw == nil {

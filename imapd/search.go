@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,8 +43,20 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		uids   imap.UIDSet
 		hitUID []imap.UID
 	)
-	for _, t := range cands {
+	// When contents matter, narrow the candidates by the top-level
+	// metadata criteria first, then read the rest ahead in parallel.
+	var pf *prefetcher
+	if needsContents(&crit) {
+		cands = slices.DeleteFunc(cands, func(t target) bool { return !matchMeta(&crit, t) })
+		pf = s.prefetch(ctx, v, uidsOf(cands))
+		defer pf.close()
+	}
+	for i, t := range cands {
 		ev := &evaluator{s: s, ctx: ctx, v: v, t: t}
+		if pf != nil {
+			ev.raw, ev.err = pf.next(i)
+			ev.loaded = true
+		}
 		ok := ev.match(&crit)
 		if ev.err != nil {
 			return nil, s.fail("SEARCH", ev.err, "")
@@ -166,11 +179,31 @@ func (ev *evaluator) hdr() *mail.Header {
 	return ev.header
 }
 
-// match evaluates criteria: metadata first, then contents (RFC 9051 §6.4.4).
-func (ev *evaluator) match(c *imap.SearchCriteria) bool {
-	m := ev.t.msg
+// needsContents reports whether any criterion, however nested, reads the
+// message itself.
+func needsContents(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if needsContents(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsContents(&c.Or[i][0]) || needsContents(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchMeta evaluates the criteria's own metadata keys (sequence numbers,
+// UIDs, dates, flags, sizes), which are ANDed with everything else.
+func matchMeta(c *imap.SearchCriteria, t target) bool {
+	m := t.msg
 	for _, set := range c.SeqNum {
-		if !set.Contains(ev.t.seq) {
+		if !set.Contains(t.seq) {
 			return false
 		}
 	}
@@ -196,6 +229,14 @@ func (ev *evaluator) match(c *imap.SearchCriteria) bool {
 		return false
 	}
 	if c.Smaller != 0 && m.size >= c.Smaller {
+		return false
+	}
+	return true
+}
+
+// match evaluates criteria: metadata first, then contents (RFC 9051 §6.4.4).
+func (ev *evaluator) match(c *imap.SearchCriteria) bool {
+	if !matchMeta(c, ev.t) {
 		return false
 	}
 	for i := range c.Not {

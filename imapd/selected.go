@@ -144,6 +144,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			return s.fail("STORE", err, "")
 		}
 		v.applyFlagsLocked(updated, sel.tracker)
+		v.noteWriteLocked(ctx, flagBumps(updated, v.fp.modSeq))
 		for i := range targets {
 			if j := v.index(targets[i].msg.uid); j >= 0 {
 				targets[i].msg.flags = v.msgs[j].flags
@@ -222,6 +223,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 		return s.fail("MOVE", err, imap.ResponseCodeTryCreate)
 	}
 	v.applyExpungeLocked(src)
+	if len(src) > 0 && dst.ID != v.id {
+		v.noteWriteLocked(ctx, 1)
+	}
 	v.mu.Unlock()
 	s.hub.syncView(ctx, dst.ID)
 	if len(src) == 0 {
@@ -255,7 +259,21 @@ func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		return s.fail("EXPUNGE", err, "")
 	}
 	v.applyExpungeLocked(gone)
+	if len(gone) > 0 {
+		v.noteWriteLocked(ctx, 1)
+	}
 	return nil
+}
+
+// flagBumps is how many times an UpdateFlags call raised the modseq: once
+// if it changed any message (they then carry a modseq above the view's).
+func flagBumps(updated []mailmap.Message, base uint64) uint64 {
+	for _, m := range updated {
+		if m.ModSeq > base {
+			return 1
+		}
+	}
+	return 0
 }
 
 // loadRaw reads a message's bytes. A message expunged by someone else since
@@ -287,6 +305,7 @@ func (s *session) markSeenLocked(ctx context.Context, sel *selected, targets []t
 		return nil, err
 	}
 	v.applyFlagsLocked(updated, sel.tracker)
+	v.noteWriteLocked(ctx, flagBumps(updated, v.fp.modSeq))
 	changed := make(map[uint32]bool, len(uids))
 	for _, u := range uids {
 		changed[u] = true

@@ -374,13 +374,25 @@ func (s *session) unselect() {
 	s.hub.closeView(sel.view)
 }
 
-// Poll implements imapserver.Session: pending EXISTS/EXPUNGE/FETCH updates
-// after each command.
+// Poll implements imapserver.Session: after each command, the selected
+// mailbox is checked against the store (one primary-key read unless it
+// changed), so a NOOP always reports what was committed before it, and the
+// pending EXISTS/EXPUNGE/FETCH updates are written.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if sel := s.selected(); sel != nil {
-		return sel.tracker.Poll(w, allowExpunge)
+	sel := s.selected()
+	if sel == nil {
+		return nil
 	}
-	return nil
+	ctx, cancel := s.ctx()
+	defer cancel()
+	v := sel.view
+	v.mu.Lock()
+	err := v.checkLocked(ctx)
+	v.mu.Unlock()
+	if err != nil && !errors.Is(err, mailmap.ErrNotFound) {
+		s.srv.log.Warn("imap mailbox check failed", "user", s.user.ID, "mailbox", v.id, "err", err)
+	}
+	return sel.tracker.Poll(w, allowExpunge)
 }
 
 // Idle implements imapserver.Session. Updates come from the view, which the

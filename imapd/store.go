@@ -9,6 +9,11 @@ import (
 
 // Store is the part of mailmap.Store the IMAP server uses. Any mailmap.Store
 // satisfies it; tests and other backends need only these methods.
+//
+// imapd relies on the mailmap contract that every change to a mailbox
+// (append, flag change, expunge, move in or out) raises its HighestModSeq
+// or UIDNext: comparing the two is how a session finds out, cheaply, that
+// its view is stale.
 type Store interface {
 	mailmap.Notifier
 
@@ -16,6 +21,7 @@ type Store interface {
 
 	Mailboxes(ctx context.Context, userID int64) ([]mailmap.Mailbox, error)
 	Mailbox(ctx context.Context, userID int64, name string) (mailmap.Mailbox, error)
+	MailboxByID(ctx context.Context, userID, mailboxID int64) (mailmap.Mailbox, error)
 	MailboxStatus(ctx context.Context, userID, mailboxID int64) (mailmap.MailboxStatus, error)
 	CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (mailmap.Mailbox, error)
 	RenameMailbox(ctx context.Context, userID int64, oldName, newName string) error

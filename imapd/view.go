@@ -188,14 +188,6 @@ type message struct {
 	date  time.Time
 }
 
-// fingerprint is the cheap summary of a mailbox the poll backstop compares.
-type fingerprint struct {
-	modSeq   uint64
-	uidNext  uint32
-	messages uint32
-	validity uint32
-}
-
 // mailboxView is the server-side state of one mailbox, shared by every
 // session of its user that selected it. msgs is the "server view" of
 // imapserver's MailboxTracker: each session's SessionTracker translates
@@ -248,7 +240,7 @@ func (v *mailboxView) run(interval time.Duration) {
 }
 
 // refresh resynchronises the view; unless full, only when the mailbox's
-// fingerprint (highest modseq, UIDNEXT, count) moved.
+// fingerprint moved.
 func (v *mailboxView) refresh(full bool) {
 	srv := v.hub.srv
 	defer func() {
@@ -265,19 +257,52 @@ func (v *mailboxView) refresh(full bool) {
 	if !v.loaded {
 		return
 	}
-	if !full {
-		st, err := srv.store.MailboxStatus(ctx, v.hub.userID, v.id)
-		if err == nil && fingerprintOf(st) == v.fp {
-			return
-		}
+	var err error
+	if full {
+		err = v.syncLocked(ctx)
+	} else {
+		err = v.checkLocked(ctx)
 	}
-	if err := v.syncLocked(ctx); err != nil && !errors.Is(err, mailmap.ErrNotFound) && ctx.Err() == nil {
+	if err != nil && !errors.Is(err, mailmap.ErrNotFound) && ctx.Err() == nil {
 		srv.log.Warn("imap mailbox resync failed", "user", v.hub.userID, "mailbox", v.id, "err", err)
 	}
 }
 
-func fingerprintOf(st mailmap.MailboxStatus) fingerprint {
-	return fingerprint{modSeq: st.HighestModSeq, uidNext: st.UIDNext, messages: st.Messages, validity: st.UIDValidity}
+// fingerprint is what tells a view it is stale: every change to a mailbox
+// raises its HIGHESTMODSEQ or UIDNEXT (see Store).
+type fingerprint struct {
+	modSeq   uint64
+	uidNext  uint32
+	validity uint32
+}
+
+func fingerprintOf(mb mailmap.Mailbox) fingerprint {
+	return fingerprint{modSeq: mb.HighestModSeq, uidNext: mb.UIDNext, validity: mb.UIDValidity}
+}
+
+// checkLocked syncs the view if the mailbox changed since it was last
+// synced: one primary-key read when nothing did.
+func (v *mailboxView) checkLocked(ctx context.Context) error {
+	mb, err := v.hub.srv.store.MailboxByID(ctx, v.hub.userID, v.id)
+	if err == nil && fingerprintOf(mb) == v.fp {
+		return nil
+	}
+	return v.syncLocked(ctx)
+}
+
+// noteWriteLocked records that a session of this view changed the mailbox
+// itself and has already applied the change to the view. bumps is how many
+// times that write raised the modseq (0 or 1). If the mailbox moved by
+// exactly that much, the view is still current; otherwise someone else
+// wrote too and the fingerprint stays stale, so the next check syncs.
+func (v *mailboxView) noteWriteLocked(ctx context.Context, bumps uint64) {
+	mb, err := v.hub.srv.store.MailboxByID(ctx, v.hub.userID, v.id)
+	if err != nil {
+		return
+	}
+	if mb.HighestModSeq == v.fp.modSeq+bumps && mb.UIDNext == v.fp.uidNext && mb.UIDValidity == v.fp.validity {
+		v.fp = fingerprintOf(mb)
+	}
 }
 
 // syncLocked reads the mailbox from the store and queues the differences to
@@ -290,7 +315,7 @@ func fingerprintOf(st mailmap.MailboxStatus) fingerprint {
 // does not happen.
 func (v *mailboxView) syncLocked(ctx context.Context) error {
 	srv := v.hub.srv
-	st, err := srv.store.MailboxStatus(ctx, v.hub.userID, v.id)
+	st, err := srv.store.MailboxByID(ctx, v.hub.userID, v.id)
 	var list []mailmap.Message
 	if err == nil {
 		list, err = srv.store.Messages(ctx, v.hub.userID, v.id)
