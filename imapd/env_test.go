@@ -311,6 +311,14 @@ func (e *testEnv) raw() *rawClient {
 	return c
 }
 
+// rawLogin is raw followed by LOGIN.
+func (e *testEnv) rawLogin() *rawClient {
+	e.t.Helper()
+	r := e.raw()
+	r.ok("LOGIN %s %q", testUser, testPass)
+	return r
+}
+
 // line reads one response line, with any literals inlined.
 func (c *rawClient) line() string {
 	c.t.Helper()

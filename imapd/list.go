@@ -16,7 +16,8 @@ import (
 // Special-use attributes are in every response, not only when RETURN
 // (SPECIAL-USE) asks (RFC 6154 §5.1 allows it): clients that only send a
 // plain LIST still find Sent, Drafts, Trash, Junk and Archive. \HasChildren
-// and \HasNoChildren are always computed (CHILDREN, RFC 3348).
+// and \HasNoChildren are always computed (CHILDREN, RFC 3348). The store
+// creates every superior of a mailbox, so there are no \Noselect levels.
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 9051 §6.3.9).
@@ -46,14 +47,6 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			}
 		}
 	}
-	// Superiors that do not exist as mailboxes (another writer of the
-	// store created "a/b" without "a") are listed as \Noselect so
-	// clients can still walk the tree with "%".
-	for parent := range hasChildren {
-		if byName[parent] == nil {
-			names = append(names, parent)
-		}
-	}
 	sort.Slice(names, func(i, j int) bool {
 		if (names[i] == "INBOX") != (names[j] == "INBOX") {
 			return names[i] == "INBOX"
@@ -72,29 +65,26 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		mb := byName[name]
 		data := &imap.ListData{Delim: delim, Mailbox: name}
 		switch {
-		case options.SelectSpecialUse && (mb == nil || mb.SpecialUse == ""):
+		case options.SelectSpecialUse && mb.SpecialUse == "":
 			continue
-		case options.SelectSubscribed && (mb == nil || !mb.Subscribed):
+		case options.SelectSubscribed && !mb.Subscribed:
 			if !options.SelectRecursiveMatch || !subscribedChild[name] {
 				continue
 			}
 			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
-		}
-		if mb == nil {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
 		}
 		if hasChildren[name] {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
 		} else {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
 		}
-		if mb != nil && mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+		if mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 		}
-		if mb != nil && mb.SpecialUse != "" {
+		if mb.SpecialUse != "" {
 			data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
 		}
-		if options.ReturnStatus != nil && mb != nil {
+		if options.ReturnStatus != nil {
 			st, err := s.status(ctx, *mb, options.ReturnStatus)
 			if err != nil {
 				return s.fail("LIST", err, "")

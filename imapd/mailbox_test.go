@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -66,6 +67,20 @@ func TestMailboxOperations(t *testing.T) {
 		t.Errorf("LIST (SPECIAL-USE) = %v", got)
 	}
 
+	// Non-ASCII names travel in modified UTF-7 (RFC 3501 §5.1.3).
+	if err := c.Create("Grüße", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(listNames(t, c, "", "Gr*", nil)); !slices.Equal(got, []string{"Grüße"}) {
+		t.Errorf("LIST Gr* = %v", got)
+	}
+	if _, err := e.store.Mailbox(ctx, e.user.ID, "Grüße"); err != nil {
+		t.Errorf("store name of a UTF-7 mailbox: %v", err)
+	}
+	if u := e.rawLogin().ok(`LIST "" "Gr*"`); len(u) != 1 || !strings.HasSuffix(u[0], ` "Gr&APwA3w-e"`) {
+		t.Errorf("raw LIST of a non-ASCII name: %q", u)
+	}
+
 	wantCode(t, "CREATE an existing mailbox", c.Create("Projects", nil).Wait(), imap.ResponseCodeAlreadyExists)
 	wantCode(t, "CREATE INBOX", c.Create("inbox", nil).Wait(), imap.ResponseCodeAlreadyExists)
 	wantCode(t, "CREATE with a wildcard", c.Create("bad*name", nil).Wait(), imap.ResponseCodeCannot)
@@ -118,8 +133,7 @@ func TestMailboxOperations(t *testing.T) {
 	if err := c.Subscribe("Lists").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	r := e.raw()
-	r.ok("LOGIN %s %q", testUser, testPass)
+	r := e.rawLogin()
 	lsub := r.ok(`LSUB "" "*"`)
 	for _, want := range []string{`* LSUB (\HasNoChildren \Subscribed) "/" INBOX`, `* LSUB (\HasNoChildren \Subscribed \Sent) "/" "Sent"`,
 		`* LSUB (\HasNoChildren \Subscribed) "/" "Lists"`} {

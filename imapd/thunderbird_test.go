@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/storetest"
 )
 
 // updates records unilateral data a client receives.
@@ -117,7 +119,24 @@ func TestCapabilitiesHaveInterfaces(t *testing.T) {
 // TestThunderbirdFirstSync runs the commands Thunderbird sends when it
 // first syncs an account and checks the answers it relies on.
 func TestThunderbirdFirstSync(t *testing.T) {
-	e := newEnv(t, Config{})
+	thunderbirdFirstSync(t, newEnv(t, Config{}))
+}
+
+// TestThunderbirdFirstSyncPostgres runs the same over the PostgreSQL store.
+func TestThunderbirdFirstSyncPostgres(t *testing.T) {
+	st, err := mailmap.Open(context.Background(), storetest.PostgresDSN(t), mailmap.Options{SecretKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	u, err := st.CreateUser(context.Background(), testUser, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thunderbirdFirstSync(t, serveStore(t, st, u, Config{AllowInsecureAuth: true}, false))
+}
+
+func thunderbirdFirstSync(t *testing.T, e *testEnv) {
 	ctx := context.Background()
 	e.deliver("INBOX", mkMail("bob@example.test", "alice@example.test", "Hello one", "first body"))
 	e.deliver("INBOX", multipartMail, `\Seen`)
