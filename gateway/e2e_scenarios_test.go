@@ -112,6 +112,8 @@ func TestChanPostAcrossGateways(t *testing.T) {
 	carol, _ := b.user("carol")
 	chanA := a.joinChan(alice, "bmgate e2e")
 	chanB := b.joinChan(carol, "bmgate e2e")
+	erin, _ := b.user("erin") // a second member of the chan on the same server
+	b.joinChan(erin, "bmgate e2e")
 	if chanA != chanB {
 		t.Fatalf("chan addresses differ: %s vs %s", chanA, chanB)
 	}
@@ -124,6 +126,7 @@ func TestChanPostAcrossGateways(t *testing.T) {
 		t.Errorf("From = %q, want the chan address", got)
 	}
 	a.waitMail(alice, folder, wait, hasSubject("Chan hello"))
+	b.waitMail(erin, folder, wait, hasSubject("Chan hello"))
 	// Folders the gateway creates are subscribed, or Thunderbird hides them.
 	for _, name := range []string{gateway.ChanFolderPrefix, folder} {
 		mb, err := b.store.Mailbox(context.Background(), carol.ID, name)

@@ -298,14 +298,26 @@ func localIdentity(m mailmap.Identity) (*identity.Identity, error) {
 }
 
 // identityCache holds every local identity with parsed keys, for trial
-// decryption and getpubkey answers.
+// decryption and getpubkey answers. A chan joined by several users is one
+// key with several owners.
 type identityCache struct {
 	loaded time.Time
-	stored []mailmap.Identity
-	keys   []*identity.Identity
+	stored []mailmap.Identity   // every row
+	keys   []*identity.Identity // one per distinct address
+	owners [][]int              // keys index → indexes into stored, first joiner first
 	byAddr map[address.Address]int
 	byTag  map[[32]byte]int
 	byRipe map[[20]byte]int
+}
+
+// owner returns the row of a key owned by the user, if any.
+func (c *identityCache) owner(i int, userID int64) (mailmap.Identity, bool) {
+	for _, j := range c.owners[i] {
+		if c.stored[j].UserID == userID {
+			return c.stored[j], true
+		}
+	}
+	return mailmap.Identity{}, false
 }
 
 func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
@@ -321,23 +333,33 @@ func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
 	}
 	c := &identityCache{loaded: now, byAddr: map[address.Address]int{}, byTag: map[[32]byte]int{}, byRipe: map[[20]byte]int{}}
 	// Deriving public keys costs two point multiplications per identity:
-	// keep the parsed keys of identities that were already cached.
-	prev := map[int64]*identity.Identity{}
+	// keep the parsed keys of addresses that were already cached.
+	prev := map[string]*identity.Identity{}
 	if g.idCache != nil {
-		for i, m := range g.idCache.stored {
-			prev[m.ID] = g.idCache.keys[i]
+		for _, id := range g.idCache.keys {
+			prev[id.Address.String()] = id
 		}
 	}
 	for _, m := range all {
-		id, ok := prev[m.ID]
-		if !ok || id.Address.String() != m.Address || id.NonceTrialsPerByte != max(m.NonceTrialsPerByte, 1) || id.ExtraBytes != max(m.ExtraBytes, 1) {
-			var err error
+		a, err := address.Decode(m.Address)
+		if err != nil {
+			g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
+			continue
+		}
+		if i, ok := c.byAddr[a]; ok {
+			c.owners[i] = append(c.owners[i], len(c.stored))
+			c.stored = append(c.stored, m)
+			continue
+		}
+		id, ok := prev[m.Address]
+		if !ok || id.NonceTrialsPerByte != max(m.NonceTrialsPerByte, 1) || id.ExtraBytes != max(m.ExtraBytes, 1) {
 			if id, err = localIdentity(m); err != nil {
 				g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
 				continue
 			}
 		}
 		i := len(c.keys)
+		c.owners = append(c.owners, []int{len(c.stored)})
 		c.stored = append(c.stored, m)
 		c.keys = append(c.keys, id)
 		c.byAddr[id.Address] = i

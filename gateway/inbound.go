@@ -147,7 +147,7 @@ func (g *Gateway) handleGetpubkey(ctx context.Context, o *wire.Object) error {
 	if !ok {
 		return nil
 	}
-	m, id := ids.stored[i], ids.keys[i]
+	m, id := ids.stored[ids.owners[i][0]], ids.keys[i]
 	if m.Kind == mailmap.KindChan || id.Address.Version != o.Version || id.Address.Stream != o.Stream {
 		return nil
 	}
@@ -225,7 +225,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 	if !ok {
 		return nil
 	}
-	rcpt := ids.stored[i]
+	rcpt := ids.stored[ids.owners[i][0]]
 	sender := m.SenderAddress()
 	log := g.log.With("inv", so.Hash.String(), "to", rcpt.Address)
 	isChan := rcpt.Kind == mailmap.KindChan
@@ -248,25 +248,29 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 	if m.Encoding == 0 {
 		return nil // IGNORE: not shown, no ack (SPEC.md §12)
 	}
-	in := Incoming{
-		Domain:  g.cfg.Domain,
-		From:    sender.String(),
-		To:      rcpt.Address,
-		Date:    g.cfg.Now(),
-		InvHash: so.Hash,
-		Kind:    "msg",
+	// A chan's post goes to every member; a personal address has one owner.
+	for _, j := range ids.owners[i] {
+		owner := ids.stored[j]
+		in := Incoming{
+			Domain:  g.cfg.Domain,
+			From:    sender.String(),
+			To:      owner.Address,
+			Date:    g.cfg.Now(),
+			InvHash: so.Hash,
+			Kind:    "msg",
+		}
+		g.fillContent(&in, m.Encoding, m.Message)
+		folder := "INBOX"
+		if isChan {
+			in.Kind = "chan"
+			in.ChanLabel = owner.Label
+			folder = ChanFolder(owner.Label, owner.Address)
+		}
+		if err := g.deliver(ctx, owner.UserID, folder, in); err != nil {
+			return err
+		}
+		log.Info("delivered msg", "from", sender.String(), "user", owner.UserID, "folder", folder)
 	}
-	g.fillContent(&in, m.Encoding, m.Message)
-	folder := "INBOX"
-	if isChan {
-		in.Kind = "chan"
-		in.ChanLabel = rcpt.Label
-		folder = ChanFolder(rcpt.Label, rcpt.Address)
-	}
-	if err := g.deliver(ctx, rcpt.UserID, folder, in); err != nil {
-		return err
-	}
-	log.Info("delivered msg", "from", sender.String(), "folder", folder)
 	if isChan || len(m.AckPacket) == 0 {
 		return nil
 	}

@@ -110,7 +110,10 @@ func (g *Gateway) sender(ctx context.Context, it mailmap.OutboxItem) (*identity.
 		return nil, permanent("5.1.7", fmt.Sprintf("the sending address %s is invalid: %v", it.FromAddress, err))
 	}
 	i, ok := ids.byAddr[a]
-	if !ok || ids.stored[i].UserID != it.UserID {
+	if ok {
+		_, ok = ids.owner(i, it.UserID)
+	}
+	if !ok {
 		return nil, permanent("5.1.7", fmt.Sprintf("the sending identity %s no longer exists", it.FromAddress))
 	}
 	return ids.keys[i], nil
@@ -349,7 +352,7 @@ func (g *Gateway) recipientKey(ctx context.Context, to address.Address) (pk obje
 		return pk, false, err
 	}
 	if i, ok := ids.byAddr[to]; ok {
-		id, m := ids.keys[i], ids.stored[i]
+		id, m := ids.keys[i], ids.stored[ids.owners[i][0]]
 		pk = object.PubkeyData{Version: to.Version, Stream: to.Stream, NonceTrialsPerByte: max(m.NonceTrialsPerByte, 1), ExtraBytes: max(m.ExtraBytes, 1)}
 		if m.Kind != mailmap.KindChan {
 			pk.Bitfield = doesAck

@@ -48,17 +48,16 @@ func (g *Gateway) ownAddress(ctx context.Context, u mailmap.User, mailAddr strin
 		}
 		bm = alias
 	}
-	id, err := g.store.IdentityByAddress(ctx, bm)
+	ids, err := g.store.IdentitiesByAddress(ctx, bm)
 	if err != nil {
-		if errors.Is(err, mailmap.ErrNotFound) {
-			return "", refuse(550, [3]int{5, 7, 1}, fmt.Sprintf("sender %s is not one of your Bitmessage identities", mailAddr))
-		}
 		return "", fmt.Errorf("look up sender identity: %w", err)
 	}
-	if id.UserID != u.ID {
-		return "", refuse(550, [3]int{5, 7, 1}, fmt.Sprintf("sender %s is not one of your Bitmessage identities", mailAddr))
+	for _, id := range ids {
+		if id.UserID == u.ID {
+			return id.Address, nil
+		}
 	}
-	return id.Address, nil
+	return "", refuse(550, [3]int{5, 7, 1}, fmt.Sprintf("sender %s is not one of your Bitmessage identities", mailAddr))
 }
 
 // CheckRecipient validates and resolves one recipient. It never accepts an

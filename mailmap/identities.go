@@ -127,11 +127,15 @@ func (s *sqlStore) AllIdentities(ctx context.Context) ([]Identity, error) {
 }
 
 func (s *sqlStore) IdentityByAddress(ctx context.Context, address string) (Identity, error) {
-	id, err := s.scanIdentity(s.rdb.QueryRowContext(ctx, `SELECT `+identityCols+` FROM identities WHERE address = $1`, address))
+	id, err := s.scanIdentity(s.rdb.QueryRowContext(ctx, `SELECT `+identityCols+` FROM identities WHERE address = $1 ORDER BY id LIMIT 1`, address))
 	if err != nil {
 		return Identity{}, notFound("read identity", err)
 	}
 	return id, nil
+}
+
+func (s *sqlStore) IdentitiesByAddress(ctx context.Context, address string) ([]Identity, error) {
+	return s.identities(ctx, `SELECT `+identityCols+` FROM identities WHERE address = $1 ORDER BY id`, address)
 }
 
 func (s *sqlStore) MarkPubkeySent(ctx context.Context, identityID int64, at time.Time) error {

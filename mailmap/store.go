@@ -255,7 +255,12 @@ type Store interface {
 	AddIdentity(ctx context.Context, id Identity) (Identity, error)
 	Identities(ctx context.Context, userID int64) ([]Identity, error)
 	AllIdentities(ctx context.Context) ([]Identity, error) // every user's; for trial decryption
+	// IdentityByAddress returns the identity with that address (for a chan
+	// joined by several users, the first one to join).
 	IdentityByAddress(ctx context.Context, address string) (Identity, error)
+	// IdentitiesByAddress returns every user's identity with that address:
+	// one for a personal address, one per member for a chan.
+	IdentitiesByAddress(ctx context.Context, address string) ([]Identity, error)
 	MarkPubkeySent(ctx context.Context, identityID int64, at time.Time) error
 	DeleteIdentity(ctx context.Context, userID, identityID int64) error
 

@@ -117,10 +117,7 @@ var cmdChanJoin = &command{
 				ExtraBytes:         net.ExtraBytes,
 			})
 			if errors.Is(err, mailmap.ErrExists) {
-				// An address belongs to one user of a server.
-				if other, lerr := st.IdentityByAddress(ctx, id.Address.String()); lerr == nil && other.UserID != u.ID {
-					return fmt.Errorf("chan %s (%s) is already joined by another user of this server", name, id.Address)
-				}
+				// Several users may join one chan, each once.
 				return fmt.Errorf("%s has already joined chan %s (%s)", u.Name, name, id.Address)
 			}
 			if err != nil {

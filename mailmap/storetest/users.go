@@ -168,9 +168,28 @@ func testIdentities(t *testing.T, s mailmap.Store) {
 	ib, err := s.AddIdentity(ctx, chanID)
 	noErr(t, err, "AddIdentity chan")
 
-	// The address is unique across the whole store.
+	// A personal address is unique across the whole store.
 	_, err = s.AddIdentity(ctx, testIdentity(b.ID, "BM-2cAlice"))
 	wantErr(t, err, mailmap.ErrExists, "AddIdentity with another user's address")
+	// A chan may be joined by several users, but by each only once.
+	_, err = s.AddIdentity(ctx, chanID)
+	wantErr(t, err, mailmap.ErrExists, "AddIdentity of the same chan twice for one user")
+	chanOfA := chanID
+	chanOfA.UserID = a.ID
+	ic, err := s.AddIdentity(ctx, chanOfA)
+	noErr(t, err, "AddIdentity of a chan another user joined")
+	members, err := s.IdentitiesByAddress(ctx, "BM-2cChan")
+	noErr(t, err, "IdentitiesByAddress")
+	if len(members) != 2 || members[0].UserID != b.ID || members[1].UserID != a.ID {
+		t.Fatalf("IdentitiesByAddress(chan) = %+v", members)
+	}
+	first, err := s.IdentityByAddress(ctx, "BM-2cChan")
+	noErr(t, err, "IdentityByAddress(chan)")
+	sameIdentity(t, first, ib)
+	noErr(t, s.DeleteIdentity(ctx, a.ID, ic.ID), "DeleteIdentity(chan of alice)")
+	if none, err := s.IdentitiesByAddress(ctx, "BM-nobody"); err != nil || len(none) != 0 {
+		t.Fatalf("IdentitiesByAddress(unknown) = %v, %v", none, err)
+	}
 	_, err = s.AddIdentity(ctx, testIdentity(99999, "BM-nouser"))
 	wantErr(t, err, mailmap.ErrNotFound, "AddIdentity for an unknown user")
 	bad := testIdentity(a.ID, "BM-bad")

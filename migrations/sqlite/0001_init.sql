@@ -20,7 +20,7 @@ CREATE TABLE users (
 CREATE TABLE identities (
     id                    INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id               INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    address               TEXT NOT NULL UNIQUE,
+    address               TEXT NOT NULL,
     label                 TEXT NOT NULL DEFAULT '',
     kind                  TEXT NOT NULL,
     signing_key           BLOB NOT NULL,                   -- AES-256-GCM sealed
@@ -31,7 +31,11 @@ CREATE TABLE identities (
     last_pubkey_sent      INTEGER,
     created_at            INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX identities_user ON identities (user_id);
+-- A personal address belongs to one user; a chan may be joined by several
+-- users of one server (its keys come from the chan's passphrase).
+CREATE UNIQUE INDEX identities_user_address ON identities (user_id, address);
+CREATE UNIQUE INDEX identities_normal_address ON identities (address) WHERE kind <> 'chan';
+CREATE INDEX identities_address ON identities (address);
 
 CREATE TABLE contacts (
     id                    INTEGER PRIMARY KEY AUTOINCREMENT,
