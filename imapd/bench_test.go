@@ -23,9 +23,38 @@ var (
 	benchErr  error
 )
 
+const benchDistinct = 250
+
+type benchMessage struct {
+	raw  string
+	seen bool
+	date time.Time
+}
+
+// benchCorpus is benchDistinct messages: a third of them from bob, every
+// tenth one long (with "needle" in it), every seventh \Seen.
+func benchCorpus() []benchMessage {
+	out := make([]benchMessage, benchDistinct)
+	for i := range out {
+		from := fmt.Sprintf("sender%d@example.test", i)
+		if i%3 == 0 {
+			from = "Bob <bob@example.test>"
+		}
+		body := fmt.Sprintf("Message number %d.\r\n", i) + strings.Repeat("Lorem ipsum dolor sit amet. ", 10)
+		if i%10 == 0 {
+			body += strings.Repeat("A much longer body line to make the message bigger. ", 100) + "needle\r\n"
+		}
+		out[i] = benchMessage{
+			raw:  mkMail(from, "alice@example.test", fmt.Sprintf("Subject %d about things", i), body),
+			seen: i%7 == 0,
+			date: time.Date(2026, 1, 1+i%28, 0, 0, 0, 0, time.UTC),
+		}
+	}
+	return out
+}
+
 // benchTemplate builds, once per process, an SQLite database whose INBOX
-// holds benchMessages messages: 250 distinct ones (a third of them from
-// bob, every tenth one long, every seventh \Seen) copied 40 times.
+// holds benchMessages messages: benchCorpus copied 40 times.
 func benchTemplate(b *testing.B) string {
 	benchOnce.Do(func() {
 		benchDir, benchErr = os.MkdirTemp("", "imapd-bench-")
@@ -46,31 +75,21 @@ func benchTemplate(b *testing.B) string {
 		}
 		inbox, _ := st.Mailbox(ctx, u.ID, "INBOX")
 		seed, _ := st.CreateMailbox(ctx, u.ID, "Seed", "")
-		const distinct = 250
-		for i := range distinct {
-			from := fmt.Sprintf("sender%d@example.test", i)
-			if i%3 == 0 {
-				from = "Bob <bob@example.test>"
-			}
-			body := fmt.Sprintf("Message number %d.\r\n", i) + strings.Repeat("Lorem ipsum dolor sit amet. ", 10)
-			if i%10 == 0 {
-				body += strings.Repeat("A much longer body line to make the message bigger. ", 100) + "needle\r\n"
-			}
+		for _, m := range benchCorpus() {
 			var flags []string
-			if i%7 == 0 {
+			if m.seen {
 				flags = []string{`\Seen`}
 			}
-			raw := mkMail(from, "alice@example.test", fmt.Sprintf("Subject %d about things", i), body)
-			if _, err := st.AppendMessage(ctx, u.ID, seed.ID, []byte(raw), flags, time.Date(2026, 1, 1+i%28, 0, 0, 0, 0, time.UTC)); err != nil {
+			if _, err := st.AppendMessage(ctx, u.ID, seed.ID, []byte(m.raw), flags, m.date); err != nil {
 				benchErr = err
 				return
 			}
 		}
-		uids := make([]uint32, distinct)
+		uids := make([]uint32, benchDistinct)
 		for i := range uids {
 			uids[i] = uint32(i + 1)
 		}
-		for range benchMessages / distinct {
+		for range benchMessages / benchDistinct {
 			if _, _, err := st.CopyMessages(ctx, u.ID, seed.ID, uids, inbox.ID); err != nil {
 				benchErr = err
 				return
@@ -125,9 +144,54 @@ func benchEnv(b *testing.B) *rawClient {
 	return r
 }
 
-// runBench times one command per iteration and reports per-message cost.
+// benchDovecot serves the same 10,000 messages from Dovecot (written into
+// its Maildir, indexed by a first SELECT before the timer starts), so one
+// run gives imapd/Dovecot ratios.
+func benchDovecot(b *testing.B) *rawClient {
+	corpus := benchCorpus()
+	conn, _ := startDovecotConn(b, func(dir string) {
+		cur := filepath.Join(dir, "Mail", "cur")
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(dir, "Mail", sub), 0o777); err != nil {
+				b.Fatal(err)
+			}
+		}
+		os.Chmod(filepath.Join(dir, "Mail"), 0o777)
+		for i := range benchMessages {
+			m := corpus[i%benchDistinct]
+			info := ":2,"
+			if m.seen {
+				info += "S"
+			}
+			name := filepath.Join(cur, fmt.Sprintf("%d.%06d.bench%s", m.date.Unix(), i, info))
+			if err := os.WriteFile(name, []byte(m.raw), 0o666); err != nil {
+				b.Fatal(err)
+			}
+			os.Chtimes(name, m.date, m.date)
+		}
+	})
+	r := newRawClient(b, conn, "* PREAUTH")
+	r.conn.SetDeadline(time.Time{})
+	r.deadline = false
+	if u := r.ok("SELECT INBOX"); !strings.Contains(strings.Join(u, "\n"), fmt.Sprintf("* %d EXISTS", benchMessages)) {
+		b.Fatalf("dovecot SELECT: %q", u)
+	}
+	return r
+}
+
+// runBench times one command per iteration, against imapd or (with
+// dovecot) against Dovecot, and reports per-message cost.
 func runBench(b *testing.B, command string, wantLines int) {
-	r := benchEnv(b)
+	b.Run("imapd", func(b *testing.B) { timeCommand(b, benchEnv(b), command, wantLines) })
+	b.Run("dovecot", func(b *testing.B) {
+		if _, err := lookPath("doveadm"); err != nil {
+			b.Skip("doveadm not installed (apt package dovecot-imapd)")
+		}
+		timeCommand(b, benchDovecot(b), command, wantLines)
+	})
+}
+
+func timeCommand(b *testing.B, r *rawClient, command string, wantLines int) {
 	b.ResetTimer()
 	for b.Loop() {
 		u := r.ok("%s", command)

@@ -58,6 +58,29 @@ namespace inbox {
 // be a pipe, which exec provides for a net.Conn.
 func startDovecot(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
+	conn, _ := startDovecotConn(t, nil)
+	c := imapclient.New(conn, opts)
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitGreeting(); err != nil {
+		t.Fatalf("dovecot greeting: %v", err)
+	}
+	// Start from what mailmap.CreateUser gives a user: the special-use
+	// folders exist (Dovecot's auto=subscribe only creates them on first
+	// use) and every default folder, INBOX included, is subscribed.
+	for _, name := range []string{"Sent", "Drafts", "Trash", "Junk", "Archive"} {
+		c.Create(name, nil).Wait()
+	}
+	if err := c.Subscribe("INBOX").Wait(); err != nil {
+		t.Fatalf("dovecot SUBSCRIBE INBOX: %v", err)
+	}
+	return c
+}
+
+// startDovecotConn starts Dovecot and returns the client end of its pipe
+// and its mail directory. prepare, if set, runs on the directory first
+// (to write messages into the INBOX Maildir).
+func startDovecotConn(t testing.TB, prepare func(dir string)) (net.Conn, string) {
+	t.Helper()
 	doveadm := needTool(t, "doveadm", "dovecot-imapd")
 	dir, err := os.MkdirTemp("", "imapd-dovecot-")
 	if err != nil {
@@ -76,6 +99,9 @@ func startDovecot(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 		runuser := needTool(t, "runuser", "util-linux")
 		args = append([]string{runuser, "-u", "nobody", "--"}, args...)
 	}
+	if prepare != nil {
+		prepare(dir)
+	}
 	clientConn, serverConn := net.Pipe()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = []string{"USER=" + testUser, "HOME=" + dir, "PATH=" + os.Getenv("PATH")}
@@ -88,9 +114,8 @@ func startDovecot(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	c := imapclient.New(clientConn, opts)
 	t.Cleanup(func() {
-		c.Close()
+		clientConn.Close()
 		serverConn.Close()
 		select {
 		case <-done:
@@ -103,19 +128,7 @@ func startDovecot(t *testing.T, opts *imapclient.Options) *imapclient.Client {
 			t.Logf("dovecot stderr: %s\ndovecot log: %s", stderr.String(), log)
 		}
 	})
-	if err := c.WaitGreeting(); err != nil {
-		t.Fatalf("dovecot greeting: %v (stderr %s)", err, stderr.String())
-	}
-	// Start from what mailmap.CreateUser gives a user: the special-use
-	// folders exist (Dovecot's auto=subscribe only creates them on first
-	// use) and every default folder, INBOX included, is subscribed.
-	for _, name := range []string{"Sent", "Drafts", "Trash", "Junk", "Archive"} {
-		c.Create(name, nil).Wait()
-	}
-	if err := c.Subscribe("INBOX").Wait(); err != nil {
-		t.Fatalf("dovecot SUBSCRIBE INBOX: %v", err)
-	}
-	return c
+	return clientConn, dir
 }
 
 // recorder collects a normalised transcript: one line per step.

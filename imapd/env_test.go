@@ -303,10 +303,16 @@ func (e *testEnv) raw() *rawClient {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { conn.Close() })
+	return newRawClient(e.t, conn, "* OK")
+}
+
+// newRawClient reads the greeting, which must start with want.
+func newRawClient(t testing.TB, conn net.Conn, want string) *rawClient {
+	t.Helper()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	c := &rawClient{t: e.t, conn: conn, r: bufio.NewReader(conn), deadline: true}
-	if greeting := c.line(); !strings.HasPrefix(greeting, "* OK") {
-		e.t.Fatalf("greeting %q", greeting)
+	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), deadline: true}
+	if greeting := c.line(); !strings.HasPrefix(greeting, want) {
+		t.Fatalf("greeting %q", greeting)
 	}
 	return c
 }

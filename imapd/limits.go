@@ -25,6 +25,9 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// handshakeTimeout bounds a new connection's first exchange.
+const handshakeTimeout = 30 * time.Second
+
 // limitListener counts connections per remote IP.
 type limitListener struct {
 	net.Listener
@@ -36,6 +39,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Until imapserver sets its own deadlines (greeting write, first
+	// command read), bound the TLS handshake of implicit-TLS connections,
+	// which would otherwise wait for a ClientHello forever.
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	ip := hostOf(c.RemoteAddr())
 	tc := &trackedConn{Conn: c, ip: ip, release: func() {}}
 	if l.srv.ipConns.acquire(ip) {

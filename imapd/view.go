@@ -155,7 +155,7 @@ func (h *userHub) openView(ctx context.Context, mailboxID int64) (*mailboxView, 
 	h.mu.Unlock()
 
 	v.mu.Lock()
-	err := v.syncLocked(ctx)
+	err := v.checkLocked(ctx) // loads a new view; a shared one only if stale
 	v.mu.Unlock()
 	if err != nil {
 		h.closeView(v)
