@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/storetest"
 )
 
 const wait = 20 * time.Second
@@ -446,5 +448,42 @@ func TestDSNDelay(t *testing.T) {
 	}
 	if n := a.count(alice, "INBOX", isReport); n != 1 {
 		t.Errorf("%d reports, want exactly one delayed report", n)
+	}
+}
+
+// TestTwoInstancesOneDatabase runs bob's side as two bmgate instances on one
+// PostgreSQL database, as a hosted deployment scales out: each message is
+// delivered once (one instance owns the inbound dispatcher) and each send is
+// done once (outbox rows are claimed with SKIP LOCKED).
+func TestTwoInstancesOneDatabase(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	a := newSite(t, "a", nil)
+	b1 := newSiteOn(t, "b1", dsn, nil, a)
+	b2 := newSiteOn(t, "b2", dsn, nil, a, b1)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b1.user("bob")
+	for i := range 3 {
+		if _, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, fmt.Sprintf("scale-out %d", i), "body", "", sendOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Bob answers through the second instance.
+	if _, err := b2.send("bob", bobBM, []string{mailOf(aliceBM)}, "from instance two", "body", "", sendOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b2.waitMail(bob, "INBOX", wait, hasSubject(fmt.Sprintf("scale-out %d", i)))
+	}
+	a.waitMail(alice, "INBOX", wait, hasSubject("from instance two"))
+	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	b1.waitOutbox(bob, mailmap.OutboxAcked, wait)
+	time.Sleep(time.Second)
+	for i := range 3 {
+		if n := b1.count(bob, "INBOX", hasSubject(fmt.Sprintf("scale-out %d", i))); n != 1 {
+			t.Errorf("message %d delivered %d times", i, n)
+		}
+	}
+	if n := a.count(alice, "INBOX", hasSubject("from instance two")); n != 1 {
+		t.Errorf("bob's reply arrived %d times", n)
 	}
 }

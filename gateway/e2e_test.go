@@ -59,7 +59,14 @@ type site struct {
 // connects to the given peers.
 func newSite(t *testing.T, name string, tweak func(*gateway.Config), peers ...*site) *site {
 	t.Helper()
-	s := &site{t: t, name: name, dsn: filepath.Join(t.TempDir(), name+".db"), tweak: tweak}
+	return newSiteOn(t, name, filepath.Join(t.TempDir(), name+".db"), tweak, peers...)
+}
+
+// newSiteOn starts a site on the given database (two sites on one
+// PostgreSQL database are two instances of one deployment).
+func newSiteOn(t *testing.T, name, dsn string, tweak func(*gateway.Config), peers ...*site) *site {
+	t.Helper()
+	s := &site{t: t, name: name, dsn: dsn, tweak: tweak}
 	for _, p := range peers {
 		s.peers = append(s.peers, p.p2pAddr)
 	}

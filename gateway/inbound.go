@@ -55,8 +55,41 @@ func folderSafe(s string) string {
 	return s
 }
 
+// dispatcherLock names the lock that makes one instance of a deployment
+// (several bmgate processes on one PostgreSQL database) the only one that
+// processes inbound objects, so nothing is delivered twice.
+const dispatcherLock = "inventory-dispatcher"
+
 func (g *Gateway) inboundLoop(ctx context.Context) {
+	var lock mailmap.Lock
+	defer func() {
+		if lock != nil {
+			lock.Release()
+		}
+	}()
 	for {
+		if lock == nil || !lock.Held(ctx) {
+			l, ok, err := g.store.TryLock(ctx, dispatcherLock)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil || !ok {
+				if lock != nil {
+					g.log.Warn("lost the inbound dispatcher lock")
+				}
+				lock = nil
+				if err != nil {
+					g.log.Error("take the inbound dispatcher lock", "err", err)
+				}
+				// Another instance dispatches; look again later.
+				if !sleep(ctx, 10*g.cfg.PollInterval, nil) {
+					return
+				}
+				continue
+			}
+			lock = l
+			g.log.Info("this instance dispatches inbound objects")
+		}
 		n, err := g.inboundOnce(ctx)
 		if ctx.Err() != nil {
 			return

@@ -48,6 +48,9 @@ type sqlStore struct {
 
 	closeOnce  sync.Once
 	stopListen func() // stops the PostgreSQL LISTEN loop; nil for SQLite
+
+	locksMu sync.Mutex
+	locks   map[Lock]struct{} // held locks, released by Close
 }
 
 // Open opens (creating if needed) the database named by dsn and brings its
@@ -180,6 +183,7 @@ func (s *sqlStore) closeDBs() {
 func (s *sqlStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.releaseLocks()
 		if s.stopListen != nil {
 			s.stopListen()
 		}

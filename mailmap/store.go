@@ -320,4 +320,10 @@ type Store interface {
 	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]node.StoredObject, error)
 	MarkProcessed(ctx context.Context, h wire.InvHash) error
 	InventoryCount(ctx context.Context) (int, error)
+
+	// TryLock takes a named lock for the whole deployment (a PostgreSQL
+	// advisory lock; on SQLite, one process, per Store), or reports false
+	// when another holder has it. Singleton jobs use it when several bmgate
+	// instances share one database.
+	TryLock(ctx context.Context, name string) (Lock, bool, error)
 }
