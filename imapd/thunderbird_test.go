@@ -3,6 +3,7 @@ package imapd
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -513,3 +514,28 @@ func TestPollBackstop(t *testing.T) {
 type deafStore struct{ mailmap.Store }
 
 func (deafStore) Subscribe(int64) (<-chan mailmap.Change, func()) { return nil, func() {} }
+
+// TestPipelining: Apple Mail sends several commands without waiting; the
+// answers come back complete and in order (responses are coalesced until
+// the server reads again).
+func TestPipelining(t *testing.T) {
+	e := newEnv(t, Config{})
+	for i := range 3 {
+		e.deliver("INBOX", mkMail("a@example.test", "b@example.test", fmt.Sprintf("pipelined %d", i), "x"))
+	}
+	r := e.raw()
+	batch := fmt.Sprintf("P1 LOGIN %s %q\r\nP2 SELECT INBOX\r\nP3 UID FETCH 1:* (FLAGS)\r\nP4 UID STORE 2 +FLAGS (\\Seen)\r\nP5 NOOP\r\n", testUser, testPass)
+	if _, err := r.conn.Write([]byte(batch)); err != nil {
+		t.Fatal(err)
+	}
+	var tagged []string
+	for len(tagged) < 5 {
+		l := r.line()
+		if strings.HasPrefix(l, "P") {
+			tagged = append(tagged, l[:2]+" "+strings.Fields(l)[1])
+		}
+	}
+	if want := []string{"P1 OK", "P2 OK", "P3 OK", "P4 OK", "P5 OK"}; !slices.Equal(tagged, want) {
+		t.Errorf("pipelined answers %v, want %v", tagged, want)
+	}
+}
