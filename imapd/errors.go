@@ -18,16 +18,6 @@ var (
 		Code: imap.ResponseCodeCannot,
 		Text: "Mailbox is read-only (EXAMINE)",
 	}
-	errNoSuchMailbox = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeNonExistent,
-		Text: "No such mailbox",
-	}
-	errTryCreate = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeTryCreate,
-		Text: "No such mailbox",
-	}
 	errTooManyUserConns = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeUnavailable,
@@ -40,6 +30,11 @@ var (
 	}
 	errShuttingDown = &imap.Error{
 		Type: imap.StatusResponseTypeBye,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Server shutting down",
+	}
+	errLoginShuttingDown = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeUnavailable,
 		Text: "Server shutting down",
 	}
@@ -65,17 +60,15 @@ var (
 	}
 )
 
-// mapError turns an error from the store (or from reading a client literal)
-// into the IMAP answer a client should see. It is the only place that does
+// mapError turns an error from the store into the IMAP answer a client should see. It is the only place that does
 // so: store sentinels get their RFC 5530 response codes, anything else is
 // logged with its detail and answered with a generic NO [SERVERBUG], so Go
 // error strings and SQL text never reach the wire. Errors that already are
 // *imap.Error pass through unchanged.
 //
-// op names the command for the log ("APPEND", "RENAME"...); mailboxOp says
-// whether ErrNotFound refers to a mailbox the client named as a destination
-// (TRYCREATE, RFC 9051 §6.3.12 / §6.4.7) rather than as the object itself
-// (NONEXISTENT).
+// op names the command for the log ("APPEND", "RENAME"...). notFoundCode is
+// the code for ErrNotFound: TRYCREATE where the missing mailbox is a
+// destination (RFC 9051 §6.3.12, §6.4.7), NONEXISTENT ("") otherwise.
 func mapError(log *slog.Logger, op string, err error, notFoundCode imap.ResponseCode) error {
 	if err == nil {
 		return nil

@@ -22,9 +22,8 @@ const delim = '/'
 // connection's goroutine, one command at a time, except Idle, which runs in
 // a goroutine of its own while the connection goroutine waits for DONE.
 type session struct {
-	srv  *Server
-	conn *imapserver.Conn
-	ip   string
+	srv *Server
+	ip  string
 
 	user *mailmap.User // nil until login
 	hub  *userHub

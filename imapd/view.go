@@ -37,7 +37,7 @@ func (s *Server) acquireUser(userID int64) (*userHub, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errShuttingDown
+		return nil, errLoginShuttingDown
 	}
 	h := s.users[userID]
 	if h == nil {
@@ -293,8 +293,12 @@ func (v *mailboxView) checkLocked(ctx context.Context) error {
 // noteWriteLocked records that a session of this view changed the mailbox
 // itself and has already applied the change to the view. bumps is how many
 // times that write raised the modseq (0 or 1). If the mailbox moved by
-// exactly that much, the view is still current; otherwise someone else
-// wrote too and the fingerprint stays stale, so the next check syncs.
+// exactly that much, the view is taken as current, which spares the check
+// after the command a full reload; otherwise someone else wrote too and the
+// fingerprint stays stale, so the next check syncs. The estimate can be
+// fooled (a STORE that changed nothing racing another writer's flag change
+// to the same messages), so change notices always resync in full and do
+// not rely on it.
 func (v *mailboxView) noteWriteLocked(ctx context.Context, bumps uint64) {
 	mb, err := v.hub.srv.store.MailboxByID(ctx, v.hub.userID, v.id)
 	if err != nil {
