@@ -180,20 +180,7 @@ func mime2047(s string) string {
 // lengths, base64 when most of it is not ASCII (Cyrillic, CJK…: smaller),
 // quoted-printable otherwise. go-message's writer applies the encoding.
 func encodeText(s string) ([]byte, string) {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '\r':
-			return '\n'
-		case r == '\n' || r == '\t':
-			return r
-		case r < ' ' || r == 0x7f:
-			return -1
-		}
-		return r
-	}, s)
-	s = strings.TrimRight(s, "\n") + "\n"
+	s = strings.TrimRight(normalizeText(s), "\n") + "\n"
 	b := []byte(strings.ReplaceAll(s, "\n", "\r\n"))
 
 	nonASCII, line, longest := 0, 0, 0

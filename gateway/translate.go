@@ -235,9 +235,15 @@ func oneLine(s string) string {
 // ends, no control characters but tab and newline, no trailing white space
 // or blank lines.
 func cleanBody(s string) string {
+	return strings.TrimRight(normalizeText(s), " \t\n")
+}
+
+// normalizeText repairs invalid UTF-8, turns every line end into LF and
+// drops control characters other than tab and newline.
+func normalizeText(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.Map(func(r rune) rune {
+	return strings.Map(func(r rune) rune {
 		switch {
 		case r == '\r':
 			return '\n'
@@ -248,7 +254,6 @@ func cleanBody(s string) string {
 		}
 		return r
 	}, s)
-	return strings.TrimRight(s, " \t\n")
 }
 
 // Part ranks inside multipart/alternative: the client's own plain text is
