@@ -58,6 +58,12 @@ func TestSendReplyAndAck(t *testing.T) {
 	if items[0].Attempts != 1 {
 		t.Errorf("attempts = %d, want 1", items[0].Attempts)
 	}
+	if st := a.gw.Stats(); st.Acks != 1 || st.MessagesOut < 1 || st.PoWTrials == 0 || len(st.PoWJobs) != 0 {
+		t.Errorf("sender stats after the ack: %+v", st)
+	}
+	if st := b.gw.Stats(); st.MessagesIn != 1 {
+		t.Errorf("recipient stats: %+v", st)
+	}
 	// The Sent copy gets $Delivered once the ack is back.
 	deadline := time.Now().Add(wait)
 	for {

@@ -115,14 +115,16 @@ type Gateway struct {
 	idCache   *identityCache
 	subsCache *subscriptionCache
 
-	powMu   sync.Mutex
-	powJobs map[int64]*pow.Progress // outbox id → progress
+	powMu    sync.Mutex
+	powJobs  map[int64]*pow.Progress // outbox id (or a negative key) → progress
+	anonJobs int64
 
 	deliveredMu sync.Mutex
 	delivered   map[int64]pendingDelivered // acked rows whose Sent copy may still arrive
 
 	stats struct {
 		msgsIn, msgsOut, acks, reports atomic.Uint64
+		powTrials                      atomic.Uint64 // trials of finished proofs of work
 	}
 }
 
@@ -197,12 +199,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // Stats is a snapshot for metrics and the status command.
 type Stats struct {
-	MessagesIn   uint64 // messages delivered into mailboxes
-	MessagesOut  uint64 // msg/broadcast objects published
-	Acks         uint64 // acks matched to sent messages
-	Reports      uint64 // delivery status reports written
-	PoWJobs      []PoWJob
-	PoWTrialsSum uint64 // trials done by the jobs in progress
+	MessagesIn  uint64 // messages delivered into mailboxes
+	MessagesOut uint64 // msg/broadcast objects published
+	Acks        uint64 // acks matched to sent messages
+	Reports     uint64 // delivery status reports written
+	PoWJobs     []PoWJob
+	PoWTrials   uint64 // trials done since start, jobs in progress included
 }
 
 // PoWJob is one proof of work in progress.
@@ -221,10 +223,13 @@ func (g *Gateway) Stats() Stats {
 		Reports:     g.stats.reports.Load(),
 	}
 	g.powMu.Lock()
+	s.PoWTrials = g.stats.powTrials.Load()
 	for id, p := range g.powJobs {
 		j := PoWJob{OutboxID: id, Trials: p.Trials(), Expected: p.Expected()}
-		s.PoWJobs = append(s.PoWJobs, j)
-		s.PoWTrialsSum += j.Trials
+		if id > 0 {
+			s.PoWJobs = append(s.PoWJobs, j)
+		}
+		s.PoWTrials += j.Trials
 	}
 	g.powMu.Unlock()
 	return s
@@ -234,16 +239,22 @@ func (g *Gateway) Stats() Stats {
 // the whole object. progressID, when non-zero, makes the job visible in Stats.
 func (g *Gateway) solve(ctx context.Context, progressID int64, headless []byte, target uint64) ([]byte, error) {
 	p := &pow.Progress{}
-	if progressID != 0 {
-		g.powMu.Lock()
-		g.powJobs[progressID] = p
-		g.powMu.Unlock()
-		defer func() {
-			g.powMu.Lock()
-			delete(g.powJobs, progressID)
-			g.powMu.Unlock()
-		}()
+	// Jobs without an outbox row (acks, pubkeys, getpubkeys) are tracked
+	// under negative keys so their trials count but they are not listed.
+	g.powMu.Lock()
+	key := progressID
+	if key == 0 {
+		g.anonJobs--
+		key = g.anonJobs
 	}
+	g.powJobs[key] = p
+	g.powMu.Unlock()
+	defer func() {
+		g.powMu.Lock()
+		delete(g.powJobs, key)
+		g.stats.powTrials.Add(p.Trials())
+		g.powMu.Unlock()
+	}()
 	obj, err := pow.SolveObject(ctx, headless, target, pow.Options{Workers: g.cfg.PoWWorkers, Progress: p})
 	if err != nil {
 		return nil, fmt.Errorf("proof of work: %w", err)

@@ -318,20 +318,17 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-// powStatus turns the gateway's per-job trial counts into a rate.
+// powStatus turns the gateway's trial counter into a rate over the time
+// since the previous status request.
 func (s *server) powStatus(gs gateway.Stats) PoWStatus {
 	s.powMu.Lock()
 	defer s.powMu.Unlock()
 	now := time.Now()
-	sum := gs.PoWTrialsSum
-	if !s.powLastAt.IsZero() && sum >= s.powLast {
+	if !s.powLastAt.IsZero() && gs.PoWTrials >= s.powLast {
 		if dt := now.Sub(s.powLastAt).Seconds(); dt > 0 {
-			s.powRate = float64(sum-s.powLast) / dt
+			s.powRate = float64(gs.PoWTrials-s.powLast) / dt
 		}
-		s.powTrials += sum - s.powLast
-	} else if len(gs.PoWJobs) == 0 {
-		s.powRate = 0
 	}
-	s.powLast, s.powLastAt = sum, now
-	return PoWStatus{InProgress: len(gs.PoWJobs), Trials: s.powTrials, TrialsPerSecond: s.powRate}
+	s.powLast, s.powLastAt = gs.PoWTrials, now
+	return PoWStatus{InProgress: len(gs.PoWJobs), Trials: gs.PoWTrials, TrialsPerSecond: s.powRate}
 }
