@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bmgate/bmgate/bmcore/identity"
+	"github.com/bmgate/bmgate/bmcore/object"
+	"github.com/bmgate/bmgate/bmcore/params"
+	"github.com/bmgate/bmgate/bmcore/pow"
+	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/bmgate/bmgate/mailmap"
+)
+
+// capture is a Publisher that keeps what the gateway publishes.
+type capture struct {
+	mu   sync.Mutex
+	objs [][]byte
+}
+
+func (c *capture) Publish(_ context.Context, obj []byte) (wire.InvHash, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.objs = append(c.objs, append([]byte(nil), obj...))
+	return wire.ComputeInvHash(obj), nil
+}
+
+func (c *capture) ofType(typ uint32) []*wire.Object {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*wire.Object
+	for _, b := range c.objs {
+		if o, err := wire.DecodeObject(b); err == nil && o.Type == typ {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestBuiltMsgParsesFromBytes submits a mail and checks the msg object the
+// outbound pipeline publishes the way a foreign node would: parse from
+// bytes only, decrypt with the recipient's key, verify the signature, check
+// the proof of work against the recipient's demand, decode the encoding
+// (SPEC.md §10.3, §12) and the embedded ack packet (§11).
+func TestBuiltMsgParsesFromBytes(t *testing.T) {
+	ctx := context.Background()
+	st, err := mailmap.Open(ctx, filepath.Join(t.TempDir(), "g.db"), mailmap.Options{SecretKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub := &capture{}
+	g, err := New(Config{Store: st, Publisher: pub, Network: params.Testnet, Domain: "bm.test", PoWWorkers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.CreateUser(ctx, "alice", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := identity.NewRandom(1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddIdentity(ctx, mailmap.Identity{UserID: u.ID, Address: alice.Address.String(), Kind: mailmap.KindNormal,
+		SigningKey: alice.Signing.Serialize(), EncryptionKey: alice.Encryption.Serialize(), NonceTrialsPerByte: 1, ExtraBytes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Bob is remote: only his pubkey is known, with a demanded difficulty
+	// above the network minimum.
+	bob, err := identity.NewRandom(1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bobNTPB, bobExtra = 40, 30
+	if err := st.PutPubkey(ctx, mailmap.Pubkey{Address: bob.Address.String(), Version: 4, Stream: 1, Bitfield: 1,
+		SigningKey: bob.PublicSigning(), EncryptionKey: bob.PublicEncryption(), NonceTrialsPerByte: bobNTPB, ExtraBytes: bobExtra,
+		Source: "test", LearnedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	from, to := alice.Address.String()+"@bm.test", bob.Address.String()+"@bm.test"
+	raw := "From: " + from + "\r\nTo: " + to + "\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <m1@client.test>\r\n" +
+		"In-Reply-To: <m0@client.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZeile eins\r\nZeile zwei\r\n"
+	rcpt, err := g.CheckRecipient(ctx, mailmap.User{ID: u.ID}, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := g.CheckSender(ctx, mailmap.User{ID: u.ID}, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Submit(ctx, Submission{User: mailmap.User{ID: u.ID}, From: sender, Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.outboundOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("outboundOnce = %d, %v", n, err)
+	}
+	msgs := pub.ofType(wire.ObjectMsg)
+	if len(msgs) != 1 {
+		t.Fatalf("published %d msg objects", len(msgs))
+	}
+	o := msgs[0]
+	if o.Version != 1 || o.Stream != 1 {
+		t.Errorf("msg object version %d stream %d", o.Version, o.Stream)
+	}
+	now := time.Now().Unix()
+	if !pow.Check(o.Raw, now, bobNTPB, bobExtra) {
+		t.Error("proof of work below the recipient's demand")
+	}
+	m, key, err := object.DecryptMsg(o, []*identity.Identity{bob})
+	if err != nil {
+		t.Fatalf("recipient cannot decrypt and verify: %v", err)
+	}
+	if key.Address != bob.Address || m.DestinationRipe != bob.Address.Ripe {
+		t.Errorf("destination ripe %x", m.DestinationRipe)
+	}
+	if m.SenderAddress() != alice.Address {
+		t.Errorf("sender %s, want %s", m.SenderAddress(), alice.Address)
+	}
+	if m.Encoding != 3 {
+		t.Errorf("encoding %d, want 3 (threading headers to carry)", m.Encoding)
+	}
+	c, err := object.DecodeMessage(m.Encoding, m.Message)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "Grüße" || c.Body != "Zeile eins\nZeile zwei" {
+		t.Errorf("content %q / %q", c.Subject, c.Body)
+	}
+	if c.Extra["messageid"] != "m1@client.test" || c.Extra["inreplyto"] != "m0@client.test" {
+		t.Errorf("extras %v", c.Extra)
+	}
+	// The ack is a whole object packet of this network with valid proof of work.
+	cmd, ack, err := wire.DecodePacket(m.AckPacket, params.Testnet.Magic)
+	if err != nil || cmd != "object" {
+		t.Fatalf("ack packet: %q, %v", cmd, err)
+	}
+	if !pow.Check(ack, now, 1, 1) {
+		t.Error("ack proof of work")
+	}
+	items, err := st.UserOutbox(ctx, u.ID)
+	if err != nil || len(items) != 1 {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(items[0].AckData, ack[16:]) {
+		t.Error("stored ack data does not match the embedded ack object")
+	}
+	if items[0].State != mailmap.OutboxSent {
+		t.Errorf("state %s", items[0].State)
+	}
+
+	// A mail without threading headers goes out in encoding 2, which every
+	// PyBitmessage shows.
+	plain := strings.Replace(strings.Replace(raw, "Message-ID: <m1@client.test>\r\n", "", 1), "In-Reply-To: <m0@client.test>\r\n", "", 1)
+	if err := g.Submit(ctx, Submission{User: mailmap.User{ID: u.ID}, From: sender, Recipients: []Recipient{rcpt}, Raw: []byte(plain)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.outboundOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs = pub.ofType(wire.ObjectMsg)
+	m, _, err = object.DecryptMsg(msgs[len(msgs)-1], []*identity.Identity{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Encoding != 2 || !bytes.HasPrefix(m.Message, []byte("Subject:Grüße\nBody:Zeile eins")) {
+		t.Errorf("encoding %d message %q", m.Encoding, m.Message)
+	}
+}
