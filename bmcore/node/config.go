@@ -84,7 +84,8 @@ type Config struct {
 	// first seconds (its anti-intersection window, SPEC.md §4.4). Other
 	// peers are asked at once. Default 3 s; negative = none.
 	GetDataDelay time.Duration
-	// RotateInterval: one outbound connection is closed and replaced after a
+	// RotateInterval: one outbound connection (an inbound one when there is
+	// no outbound) is closed and replaced after a
 	// random time between RotateInterval and 3×RotateInterval (default 10 min,
 	// so 10–30 min, SPEC.md §11). Negative disables rotation.
 	RotateInterval time.Duration

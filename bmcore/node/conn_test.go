@@ -104,6 +104,35 @@ func TestRotation(t *testing.T) {
 	waitFor(t, 5*time.Second, "object on b", func() bool { return has(b, h) })
 }
 
+// TestRotationInbound: a node that only has a peer that dialled it renews
+// that connection instead (SPEC.md §11: PyBitmessage 0.6.3.2 sends its
+// acks only in the inv of a new connection); the peer dials again and the
+// new handshake brings what it stored meanwhile.
+func TestRotationInbound(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RotateInterval = 300 * time.Millisecond
+	a := startNode(t, cfg)
+	bcfg := testConfig(t)
+	bcfg.Peers = []string{addrOf(a)}
+	bcfg.DialInterval = 20 * time.Millisecond
+	b := startNode(t, bcfg)
+	waitFor(t, 5*time.Second, "connected", func() bool { return establishedCount(a) == 1 })
+	ps := a.Peers()
+	if !ps[0].Inbound {
+		t.Fatal("a's only connection should be inbound")
+	}
+	first := ps[0].Remote
+	waitFor(t, 10*time.Second, "inbound connection rotated and re-established by b", func() bool {
+		ps := a.Peers()
+		return len(ps) == 1 && ps[0].Established && ps[0].Inbound && ps[0].Remote != first
+	})
+	h, err := b.Publish(context.Background(), makeObject(t, time.Now(), time.Hour, 2, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "object on a", func() bool { return has(a, h) })
+}
+
 func TestCloseIsClean(t *testing.T) {
 	// Close with connections in every state, twice; goleak in TestMain
 	// checks that nothing is left behind.

@@ -127,8 +127,16 @@ func (n *Node) peerClosed(p *peer, reason error) {
 	case errors.Is(reason, ErrClosed):
 	case established:
 		n.book.touch(p.dialAddr, now)
-		if errors.Is(reason, errRotated) && !p.fixed {
-			n.book.hold(p.dialAddr, now.Add(n.cfg.RetryBackoff))
+		if errors.Is(reason, errRotated) {
+			// A rotated fixed peer is redialled after a short pause only:
+			// PyB 0.6.3.2 dials a host just while it has no connection from
+			// it, and its own objects leave its Dandelion stem only over
+			// a connection it dialled (SPEC.md §14), so it gets the chance.
+			wait := n.cfg.RetryBackoff
+			if p.fixed {
+				wait = 2*n.cfg.DialInterval + time.Second
+			}
+			n.book.hold(p.dialAddr, now.Add(wait))
 		}
 	case errors.Is(reason, errDuplicate), errors.Is(reason, errSuperseded):
 	default:
@@ -236,18 +244,33 @@ func (n *Node) bootstrap(now time.Time, last *time.Time, seeded *bool) {
 // least RotateInterval, so its replacement gets a fresh full inv — the only
 // way PyB 0.6.3.2 passes on acks it did not announce (SPEC.md §11).
 func (n *Node) rotate(now time.Time) {
-	var oldest *peer
+	// PyBitmessage 0.6.3.2 announces the acks it stores only in the full
+	// inv of a new connection (SPEC.md §11), so a connection must be renewed
+	// now and then: the oldest outbound one, or, when there is none (only
+	// peers that dialled us), the oldest inbound one; the peer dials again
+	// and the new handshake carries its whole inventory.
+	var oldest, oldestIn *peer
 	for _, p := range n.establishedPeers() {
-		if p.inbound || p.bootstrap || now.Sub(p.created) < n.cfg.RotateInterval {
+		if p.bootstrap || now.Sub(p.created) < n.cfg.RotateInterval {
+			continue
+		}
+		if p.inbound {
+			if oldestIn == nil || p.created.Before(oldestIn.created) {
+				oldestIn = p
+			}
 			continue
 		}
 		if oldest == nil || p.created.Before(oldest.created) {
 			oldest = p
 		}
 	}
-	if oldest != nil {
+	switch {
+	case oldest != nil:
 		oldest.log.Info("rotating outbound connection")
 		oldest.close(errRotated, false)
+	case oldestIn != nil:
+		oldestIn.log.Info("rotating inbound connection (no outbound one to renew)")
+		oldestIn.close(errRotated, false)
 	}
 }
 
