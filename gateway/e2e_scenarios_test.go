@@ -493,3 +493,44 @@ func TestTwoInstancesOneDatabase(t *testing.T) {
 		t.Errorf("bob's reply arrived %d times", n)
 	}
 }
+
+// TestReplyWithoutThreadingHeaders: PyBitmessage replies carry no
+// Message-ID or In-Reply-To (encoding 2, "Re: " + subject); the gateway
+// threads them under the message the user sent to that address.
+func TestReplyWithoutThreadingHeaders(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	msgID, err := a.send("alice", aliceBM, []string{mailOf(bobBM)}, "Lunch?", "Tomorrow at noon?", "", sendOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitMail(bob, "INBOX", wait, hasSubject("Lunch?"))
+	// Bob's reply is plain: no Message-ID, no In-Reply-To (like PyBitmessage's).
+	c, err := smtp.Dial(b.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(plainAuth("bob", "pw-bob")); err != nil {
+		t.Fatal(err)
+	}
+	reply := "From: " + mailOf(bobBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: Re: Lunch?\r\n\r\nSure.\r\n"
+	if err := c.SendMail(mailOf(bobBM), []string{mailOf(aliceBM)}, strings.NewReader(reply)); err != nil {
+		t.Fatal(err)
+	}
+	got := a.waitMail(alice, "INBOX", wait, hasSubject("Re: Lunch?"))
+	if irt := header(got, "In-Reply-To"); irt != "<"+msgID+">" {
+		t.Errorf("In-Reply-To = %q, want <%s>", irt, msgID)
+	}
+	// An unrelated subject is not threaded.
+	other := "From: " + mailOf(bobBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: Re: something else\r\n\r\nHm?\r\n"
+	if err := c.SendMail(mailOf(bobBM), []string{mailOf(aliceBM)}, strings.NewReader(other)); err != nil {
+		t.Fatal(err)
+	}
+	got = a.waitMail(alice, "INBOX", wait, hasSubject("Re: something else"))
+	if irt := header(got, "In-Reply-To"); irt != "" {
+		t.Errorf("unrelated reply threaded under %q", irt)
+	}
+}

@@ -294,6 +294,11 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 		}
 		g.fillContent(&in, m.Encoding, m.Message)
 		folder := "INBOX"
+		if !isChan && in.InReplyTo == "" {
+			if err := g.guessThread(ctx, owner, &in); err != nil {
+				return err
+			}
+		}
 		if isChan {
 			in.Kind = "chan"
 			in.ChanLabel = owner.Label
@@ -308,6 +313,49 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 		return nil
 	}
 	return g.sendAck(ctx, m.AckPacket)
+}
+
+// guessThread threads a reply that carries no threading headers (every
+// PyBitmessage reply: it sends encoding 2 with "Re: " before the subject)
+// under the message this user last sent to that address with that subject,
+// so clients that thread by References show the conversation.
+func (g *Gateway) guessThread(ctx context.Context, owner mailmap.Identity, in *Incoming) error {
+	subject := strings.TrimSpace(in.Subject)
+	orig, ok := cutReplyPrefix(subject)
+	if !ok {
+		return nil
+	}
+	items, err := g.store.UserOutbox(ctx, owner.UserID)
+	if err != nil {
+		return fmt.Errorf("find the replied-to message: %w", err)
+	}
+	var best *mailmap.OutboxItem
+	for i := range items {
+		it := &items[i]
+		if it.ToAddress != in.From || it.FromAddress != owner.Address || it.MessageID == "" || !ValidMsgID(it.MessageID) {
+			continue
+		}
+		sent := strings.TrimSpace(it.Subject)
+		if sent != orig && sent != subject {
+			continue
+		}
+		if best == nil || it.CreatedAt.After(best.CreatedAt) {
+			best = it
+		}
+	}
+	if best != nil {
+		in.InReplyTo = best.MessageID
+		in.References = []string{best.MessageID}
+	}
+	return nil
+}
+
+// cutReplyPrefix removes one "Re:" (any case) from a subject.
+func cutReplyPrefix(subject string) (string, bool) {
+	if len(subject) < 3 || !strings.EqualFold(subject[:3], "re:") {
+		return subject, false
+	}
+	return strings.TrimSpace(subject[3:]), true
 }
 
 // sendAck publishes the ack object a sender embedded (SPEC.md §11). The
