@@ -325,27 +325,18 @@ func (g *Gateway) guessThread(ctx context.Context, owner mailmap.Identity, in *I
 	if !ok {
 		return nil
 	}
-	items, err := g.store.UserOutbox(ctx, owner.UserID)
+	// The latest sends to that address are enough: a reply answers a
+	// recent message.
+	items, err := g.store.OutboxTo(ctx, owner.UserID, owner.Address, in.From, 50)
 	if err != nil {
 		return fmt.Errorf("find the replied-to message: %w", err)
 	}
-	var best *mailmap.OutboxItem
-	for i := range items {
-		it := &items[i]
-		if it.ToAddress != in.From || it.FromAddress != owner.Address || it.MessageID == "" || !ValidMsgID(it.MessageID) {
-			continue
+	for _, it := range items {
+		if sent := strings.TrimSpace(it.Subject); (sent == orig || sent == subject) && ValidMsgID(it.MessageID) {
+			in.InReplyTo = it.MessageID
+			in.References = []string{it.MessageID}
+			return nil
 		}
-		sent := strings.TrimSpace(it.Subject)
-		if sent != orig && sent != subject {
-			continue
-		}
-		if best == nil || it.CreatedAt.After(best.CreatedAt) {
-			best = it
-		}
-	}
-	if best != nil {
-		in.InReplyTo = best.MessageID
-		in.References = []string{best.MessageID}
 	}
 	return nil
 }

@@ -216,7 +216,16 @@ func (s *sqlStore) OutboxCounts(ctx context.Context) (map[OutboxState]int, error
 }
 
 func (s *sqlStore) UserOutbox(ctx context.Context, userID int64) ([]OutboxItem, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE user_id = $1 ORDER BY id`, userID)
+	return s.listOutbox(ctx, `SELECT `+outboxCols+` FROM outbox WHERE user_id = $1 ORDER BY id`, userID)
+}
+
+func (s *sqlStore) OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error) {
+	return s.listOutbox(ctx, `SELECT `+outboxCols+` FROM outbox WHERE user_id = $1 AND from_address = $2 AND to_address = $3
+		ORDER BY id DESC LIMIT $4`, userID, from, to, limit)
+}
+
+func (s *sqlStore) listOutbox(ctx context.Context, query string, args ...any) ([]OutboxItem, error) {
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
 	}

@@ -310,6 +310,9 @@ type Store interface {
 	OutboxByAckData(ctx context.Context, ackData []byte) (OutboxItem, error)
 	OutboxCounts(ctx context.Context) (map[OutboxState]int, error)
 	UserOutbox(ctx context.Context, userID int64) ([]OutboxItem, error)
+	// OutboxTo returns the user's latest rows (newest first, at most limit)
+	// sent from one address to another.
+	OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error)
 
 	// Inbound processing queue: objects put into the inventory by the node
 	// are pending until the gateway marks them processed.

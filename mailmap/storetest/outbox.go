@@ -207,3 +207,29 @@ func equalIDs(items []mailmap.OutboxItem, want []int64) bool {
 	}
 	return true
 }
+
+// testOutboxTo: the latest rows from one address to another, of one user,
+// newest first, limited.
+func testOutboxTo(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	a := newUser(t, s, "alice")
+	b := newUser(t, s, "bob")
+	first, err := s.EnqueueOutbox(ctx, []mailmap.OutboxItem{testOutboxItem(a.ID, 1), testOutboxItem(a.ID, 2)})
+	noErr(t, err, "EnqueueOutbox")
+	// OutboxTo: one sender and recipient of one user, newest first, limited.
+	again := testOutboxItem(a.ID, 1)
+	again.MessageID = "m1-again@example.org"
+	more, err := s.EnqueueOutbox(ctx, []mailmap.OutboxItem{again, testOutboxItem(b.ID, 1)})
+	noErr(t, err, "EnqueueOutbox")
+	to, err := s.OutboxTo(ctx, a.ID, "BM-from", "BM-to1", 10)
+	noErr(t, err, "OutboxTo")
+	if len(to) != 2 || to[0].ID != more[0].ID || to[1].ID != first[0].ID {
+		t.Fatalf("OutboxTo(alice, BM-to1) = %+v", to)
+	}
+	if to, err := s.OutboxTo(ctx, a.ID, "BM-from", "BM-to1", 1); err != nil || len(to) != 1 || to[0].ID != more[0].ID {
+		t.Fatalf("OutboxTo limit 1 = %+v, %v", to, err)
+	}
+	if to, err := s.OutboxTo(ctx, a.ID, "BM-other", "BM-to1", 10); err != nil || len(to) != 0 {
+		t.Fatalf("OutboxTo(other sender) = %+v, %v", to, err)
+	}
+}

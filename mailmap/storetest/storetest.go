@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"Isolation", testIsolation},
 		{"Outbox", testOutbox},
 		{"OutboxClaim", testOutboxClaim},
+		{"OutboxTo", testOutboxTo},
 		{"Inventory", testInventory},
 		{"PendingObjects", testPendingObjects},
 		{"KnownNodes", testKnownNodes},
