@@ -114,6 +114,21 @@ func reserveQuota(ctx context.Context, w *wtx, userID, quota, used, n int64) err
 }
 
 func (s *sqlStore) AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (Message, error) {
+	var m Message
+	err := s.write(ctx, func(w *wtx) error {
+		var err error
+		m, err = s.appendTx(ctx, w, userID, mailboxID, raw, flags, date)
+		return err
+	})
+	if err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// appendTx appends a message inside the write transaction w, so that other
+// changes (an outbox transition, a delivery key) commit with it.
+func (s *sqlStore) appendTx(ctx context.Context, w *wtx, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (Message, error) {
 	if len(raw) == 0 {
 		return Message{}, invalid("empty message")
 	}
@@ -125,37 +140,31 @@ func (s *sqlStore) AppendMessage(ctx context.Context, userID, mailboxID int64, r
 		date = s.now()
 	}
 	m := Message{MailboxID: mailboxID, Flags: nf, InternalDate: stored(date), Size: int64(len(raw)), MessageID: parseMessageID(raw)}
-	err = s.write(ctx, func(w *wtx) error {
-		quota, used, err := s.lockUser(ctx, w, userID)
-		if err != nil {
-			return err
-		}
-		if _, err := s.lockMailbox(ctx, w, userID, mailboxID); err != nil {
-			return err
-		}
-		if err := reserveQuota(ctx, w, userID, quota, used, m.Size); err != nil {
-			return err
-		}
-		if m.UID, m.ModSeq, err = allocUIDs(ctx, w, userID, mailboxID, 1); err != nil {
-			return err
-		}
-		var bodyID int64
-		if err := w.QueryRowContext(ctx, `INSERT INTO bodies (user_id, raw) VALUES ($1, $2) RETURNING id`, userID, raw).Scan(&bodyID); err != nil {
-			return fmt.Errorf("store message: %w", err)
-		}
-		if err := w.QueryRowContext(ctx, `INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted,
-				internal_date, size, message_id, modseq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
-			userID, mailboxID, int64(m.UID), bodyID, joinFlags(nf), hasFlag(nf, `\Seen`), hasFlag(nf, `\Deleted`),
-			toMicros(m.InternalDate), m.Size, m.MessageID, u64(m.ModSeq)).Scan(&m.ID); err != nil {
-			return fmt.Errorf("store message: %w", err)
-		}
-		w.emit(Change{UserID: userID, MailboxID: mailboxID, Kind: ChangeNew, UID: m.UID})
-		return nil
-	})
+	quota, used, err := s.lockUser(ctx, w, userID)
 	if err != nil {
 		return Message{}, err
 	}
+	if _, err := s.lockMailbox(ctx, w, userID, mailboxID); err != nil {
+		return Message{}, err
+	}
+	if err := reserveQuota(ctx, w, userID, quota, used, m.Size); err != nil {
+		return Message{}, err
+	}
+	if m.UID, m.ModSeq, err = allocUIDs(ctx, w, userID, mailboxID, 1); err != nil {
+		return Message{}, err
+	}
+	var bodyID int64
+	if err := w.QueryRowContext(ctx, `INSERT INTO bodies (user_id, raw) VALUES ($1, $2) RETURNING id`, userID, raw).Scan(&bodyID); err != nil {
+		return Message{}, fmt.Errorf("store message: %w", err)
+	}
+	if err := w.QueryRowContext(ctx, `INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted,
+			internal_date, size, message_id, modseq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+		userID, mailboxID, int64(m.UID), bodyID, joinFlags(nf), hasFlag(nf, `\Seen`), hasFlag(nf, `\Deleted`),
+		toMicros(m.InternalDate), m.Size, m.MessageID, u64(m.ModSeq)).Scan(&m.ID); err != nil {
+		return Message{}, fmt.Errorf("store message: %w", err)
+	}
+	w.emit(Change{UserID: userID, MailboxID: mailboxID, Kind: ChangeNew, UID: m.UID})
 	return m, nil
 }
 
