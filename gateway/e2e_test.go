@@ -114,7 +114,6 @@ func (s *site) start() {
 		PollInterval:        100 * time.Millisecond,
 		PubkeyPoll:          100 * time.Millisecond,
 		MaintenanceInterval: 200 * time.Millisecond,
-		IdentityRefresh:     50 * time.Millisecond,
 		Lease:               3 * time.Second,
 		PoWWorkers:          1,
 	}

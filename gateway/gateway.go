@@ -1,18 +1,20 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/bmgate/bmgate/bmcore/address"
-	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/pow"
 	"github.com/bmgate/bmgate/bmcore/wire"
@@ -36,6 +38,9 @@ type Config struct {
 
 	// PoWWorkers is the number of cores a proof of work uses (0 = all).
 	PoWWorkers int
+	// PoWConcurrency is how many proofs of work this process solves at
+	// once (default 1: each one uses PoWWorkers cores).
+	PoWConcurrency int
 	// MsgTTL is the lifetime of a first send (SPEC.md §5.4; default 4 days).
 	// Each resend doubles it, up to 28 days.
 	MsgTTL time.Duration
@@ -64,9 +69,9 @@ type Config struct {
 	// Lease is how long a claimed outbox row stays reserved without a
 	// heartbeat (default 2 min); a crashed worker's rows come back after it.
 	Lease time.Duration
-	// IdentityRefresh is how long the identity and subscription caches used
-	// for trial decryption stay fresh (default 10 s).
-	IdentityRefresh time.Duration
+	// MaxObjectAttempts is how many times the processing of an inbound
+	// object may fail before it is set aside for an operator (default 5).
+	MaxObjectAttempts int
 }
 
 func (c *Config) setDefaults() {
@@ -83,7 +88,12 @@ func (c *Config) setDefaults() {
 	def(&c.PubkeyPoll, 10*time.Second)
 	def(&c.MaintenanceInterval, 30*time.Second)
 	def(&c.Lease, 2*time.Minute)
-	def(&c.IdentityRefresh, 10*time.Second)
+	if c.PoWConcurrency <= 0 {
+		c.PoWConcurrency = 1
+	}
+	if c.MaxObjectAttempts <= 0 {
+		c.MaxObjectAttempts = 5
+	}
 	if c.MaxNonceTrialsPerByte == 0 {
 		c.MaxNonceTrialsPerByte = 20000000
 	}
@@ -110,14 +120,17 @@ type Gateway struct {
 
 	wakeOut chan struct{}
 	wakeIn  chan struct{}
+	retries objectRetries // failure counts of inbound objects (inbound.go)
 
-	idMu      sync.Mutex
+	idMu      sync.Mutex // guards the caches of identities.go
 	idCache   *identityCache
 	subsCache *subscriptionCache
 
-	powMu    sync.Mutex
-	powJobs  map[int64]*pow.Progress // outbox id (or a negative key) → progress
-	anonJobs int64
+	owner   string // this process's lease token for outbox rows and jobs
+	wakePoW chan struct{}
+	powMu   sync.Mutex
+	powJobs map[int64]runningJob // job id → what this process is solving
+	powRate atomic.Uint64        // float64 bits: trials per second of the last solve
 
 	deliveredMu sync.Mutex
 	delivered   map[int64]pendingDelivered // acked rows whose Sent copy may still arrive
@@ -152,7 +165,9 @@ func New(cfg Config) (*Gateway, error) {
 		log:       cfg.Logger,
 		wakeOut:   make(chan struct{}, 1),
 		wakeIn:    make(chan struct{}, 1),
-		powJobs:   make(map[int64]*pow.Progress),
+		owner:     newOwner(),
+		wakePoW:   make(chan struct{}, 1),
+		powJobs:   make(map[int64]runningJob),
 		delivered: make(map[int64]pendingDelivered),
 	}, nil
 }
@@ -184,8 +199,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg.Publisher == nil {
 		return errors.New("gateway: run needs a publisher")
 	}
+	defer g.release()
 	var wg sync.WaitGroup
-	loops := []func(context.Context){g.outboundLoop, g.inboundLoop, g.maintenanceLoop}
+	loops := []func(context.Context){g.outboundLoop, g.powLoop, g.inboundLoop, g.maintenanceLoop}
 	for _, loop := range loops {
 		wg.Add(1)
 		go func() {
@@ -204,14 +220,21 @@ type Stats struct {
 	Acks        uint64 // acks matched to sent messages
 	Reports     uint64 // delivery status reports written
 	PoWJobs     []PoWJob
-	PoWTrials   uint64 // trials done since start, jobs in progress included
+	PoWTrials   uint64  // trials done since start, jobs in progress included
+	PoWRate     float64 // trials per second of the last finished proof of work (0: none yet)
 }
 
-// PoWJob is one proof of work in progress.
+// PoWJob is one proof-of-work job: in Stats, one this process is solving;
+// from PoWQueue, any job of the deployment.
 type PoWJob struct {
-	OutboxID int64
-	Trials   uint64
-	Expected uint64
+	ID        int64
+	Kind      string // msg, broadcast, ack, pubkey, getpubkey
+	State     string // pending, solving, solved
+	OutboxID  int64  // 0 for the node's own jobs
+	UserID    int64
+	Trials    uint64
+	Expected  uint64
+	Remaining time.Duration // expected time to completion (PoWQueue only)
 }
 
 // Stats returns current counters.
@@ -222,44 +245,28 @@ func (g *Gateway) Stats() Stats {
 		Acks:        g.stats.acks.Load(),
 		Reports:     g.stats.reports.Load(),
 	}
+	s.PoWRate = math.Float64frombits(g.powRate.Load())
 	g.powMu.Lock()
 	s.PoWTrials = g.stats.powTrials.Load()
-	for id, p := range g.powJobs {
-		j := PoWJob{OutboxID: id, Trials: p.Trials(), Expected: p.Expected()}
-		if id > 0 {
-			s.PoWJobs = append(s.PoWJobs, j)
-		}
+	for id, r := range g.powJobs {
+		j := PoWJob{ID: id, Kind: r.job.Kind, State: string(mailmap.PoWSolving), OutboxID: r.job.OutboxID,
+			UserID: r.job.UserID, Trials: r.progress.Trials(), Expected: r.progress.Expected()}
+		s.PoWJobs = append(s.PoWJobs, j)
 		s.PoWTrials += j.Trials
 	}
+	slices.SortFunc(s.PoWJobs, func(a, b PoWJob) int { return cmp.Compare(a.ID, b.ID) })
 	g.powMu.Unlock()
 	return s
 }
 
-// solve runs proof of work on a headless object for the target and returns
-// the whole object. progressID, when non-zero, makes the job visible in Stats.
-func (g *Gateway) solve(ctx context.Context, progressID int64, headless []byte, target uint64) ([]byte, error) {
-	p := &pow.Progress{}
-	// Jobs without an outbox row (acks, pubkeys, getpubkeys) are tracked
-	// under negative keys so their trials count but they are not listed.
-	g.powMu.Lock()
-	key := progressID
-	if key == 0 {
-		g.anonJobs--
-		key = g.anonJobs
+// newOwner makes the token that marks this process's leases.
+// It is random whatever Config.Rand is, so that two gateways never share it.
+func newOwner() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprintf("pid%d-%d", os.Getpid(), time.Now().UnixNano())
 	}
-	g.powJobs[key] = p
-	g.powMu.Unlock()
-	defer func() {
-		g.powMu.Lock()
-		delete(g.powJobs, key)
-		g.stats.powTrials.Add(p.Trials())
-		g.powMu.Unlock()
-	}()
-	obj, err := pow.SolveObject(ctx, headless, target, pow.Options{Workers: g.cfg.PoWWorkers, Progress: p})
-	if err != nil {
-		return nil, fmt.Errorf("proof of work: %w", err)
-	}
-	return obj, nil
+	return fmt.Sprintf("%x", b)
 }
 
 // networkTarget is the target for an object at the network minimum
@@ -287,141 +294,6 @@ func (g *Gateway) jitter() int64 {
 		return 0
 	}
 	return int64(uint16(b[0])<<8|uint16(b[1]))%600 - 300
-}
-
-// localIdentity converts a stored identity into protocol keys and checks
-// that the keys really belong to the stored address.
-func localIdentity(m mailmap.Identity) (*identity.Identity, error) {
-	a, err := address.Decode(m.Address)
-	if err != nil {
-		return nil, fmt.Errorf("identity %s: %w", m.Address, err)
-	}
-	id, err := identity.FromKeys(a.Version, a.Stream, m.SigningKey, m.EncryptionKey)
-	if err != nil {
-		return nil, fmt.Errorf("identity %s: %w", m.Address, err)
-	}
-	if id.Address != a {
-		return nil, fmt.Errorf("identity %s: keys give %s", m.Address, id.Address)
-	}
-	id.NonceTrialsPerByte = max(m.NonceTrialsPerByte, 1)
-	id.ExtraBytes = max(m.ExtraBytes, 1)
-	return id, nil
-}
-
-// identityCache holds every local identity with parsed keys, for trial
-// decryption and getpubkey answers. A chan joined by several users is one
-// key with several owners.
-type identityCache struct {
-	loaded time.Time
-	stored []mailmap.Identity   // every row
-	keys   []*identity.Identity // one per distinct address
-	owners [][]int              // keys index → indexes into stored, first joiner first
-	byAddr map[address.Address]int
-	byTag  map[[32]byte]int
-	byRipe map[[20]byte]int
-}
-
-// owner returns the row of a key owned by the user, if any.
-func (c *identityCache) owner(i int, userID int64) (mailmap.Identity, bool) {
-	for _, j := range c.owners[i] {
-		if c.stored[j].UserID == userID {
-			return c.stored[j], true
-		}
-	}
-	return mailmap.Identity{}, false
-}
-
-func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
-	g.idMu.Lock()
-	defer g.idMu.Unlock()
-	now := g.cfg.Now()
-	if g.idCache != nil && now.Sub(g.idCache.loaded) < g.cfg.IdentityRefresh {
-		return g.idCache, nil
-	}
-	all, err := g.store.AllIdentities(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load identities: %w", err)
-	}
-	c := &identityCache{loaded: now, byAddr: map[address.Address]int{}, byTag: map[[32]byte]int{}, byRipe: map[[20]byte]int{}}
-	// Deriving public keys costs two point multiplications per identity:
-	// keep the parsed keys of addresses that were already cached.
-	prev := map[string]*identity.Identity{}
-	if g.idCache != nil {
-		for _, id := range g.idCache.keys {
-			prev[id.Address.String()] = id
-		}
-	}
-	for _, m := range all {
-		a, err := address.Decode(m.Address)
-		if err != nil {
-			g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
-			continue
-		}
-		if i, ok := c.byAddr[a]; ok {
-			c.owners[i] = append(c.owners[i], len(c.stored))
-			c.stored = append(c.stored, m)
-			continue
-		}
-		id, ok := prev[m.Address]
-		if !ok || id.NonceTrialsPerByte != max(m.NonceTrialsPerByte, 1) || id.ExtraBytes != max(m.ExtraBytes, 1) {
-			if id, err = localIdentity(m); err != nil {
-				g.log.Error("skipping unusable identity", "address", m.Address, "err", err)
-				continue
-			}
-		}
-		i := len(c.keys)
-		c.owners = append(c.owners, []int{len(c.stored)})
-		c.stored = append(c.stored, m)
-		c.keys = append(c.keys, id)
-		c.byAddr[id.Address] = i
-		c.byTag[id.Address.Tag()] = i
-		c.byRipe[id.Address.Ripe] = i
-	}
-	g.idCache = c
-	return c, nil
-}
-
-// invalidateIdentities drops the identity cache (after a change we made).
-func (g *Gateway) invalidateIdentities() {
-	g.idMu.Lock()
-	if g.idCache != nil {
-		g.idCache.loaded = time.Time{} // reload, keeping the parsed keys
-	}
-	g.subsCache = nil
-	g.idMu.Unlock()
-}
-
-type subscriptionCache struct {
-	loaded time.Time
-	subs   []mailmap.Subscription
-	addrs  []address.Address // distinct
-}
-
-func (g *Gateway) subscriptions(ctx context.Context) (*subscriptionCache, error) {
-	g.idMu.Lock()
-	defer g.idMu.Unlock()
-	now := g.cfg.Now()
-	if g.subsCache != nil && now.Sub(g.subsCache.loaded) < g.cfg.IdentityRefresh {
-		return g.subsCache, nil
-	}
-	all, err := g.store.AllSubscriptions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load subscriptions: %w", err)
-	}
-	c := &subscriptionCache{loaded: now, subs: all}
-	seen := map[address.Address]bool{}
-	for _, s := range all {
-		a, err := address.Decode(s.Address)
-		if err != nil {
-			continue
-		}
-		if !seen[a] {
-			seen[a] = true
-			c.addrs = append(c.addrs, a)
-		}
-	}
-	g.subsCache = c
-	return c, nil
 }
 
 // sleep waits for d, a wake-up or cancellation; it reports false on cancel.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/address"
@@ -107,21 +108,110 @@ func (g *Gateway) inboundLoop(ctx context.Context) {
 
 // inboundOnce processes a batch of pending inventory objects. An object is
 // marked processed only after everything it caused (mail delivered, ack
-// published) is durable; a store or node fault leaves it pending.
+// published) is durable. An object whose processing fails stays pending
+// with its failure recorded (ObjectFailed): it is tried again after a
+// backoff, and set aside after MaxObjectAttempts, while the objects after it
+// go on. Deliveries are idempotent per object (DeliverOnce), so a retry
+// files no second copy for the owners already served.
 func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
-	objs, err := g.store.PendingObjects(ctx, 64)
+	objs, err := g.store.PendingObjects(ctx, g.cfg.Now(), 64)
 	if err != nil {
 		return 0, fmt.Errorf("pending objects: %w", err)
 	}
 	for i, so := range objs {
 		if err := g.processObject(ctx, so); err != nil {
-			return i, fmt.Errorf("object %s: %w", so.Hash, err)
+			if ctx.Err() != nil {
+				// Shutting down: not the object's fault.
+				return i, ctx.Err()
+			}
+			if err := g.objectFailed(ctx, so, err); err != nil {
+				return i, err
+			}
+			continue
 		}
 		if err := g.store.MarkProcessed(ctx, so.Hash); err != nil {
 			return i, fmt.Errorf("mark processed: %w", err)
 		}
+		g.retries.forget(so.Hash)
 	}
 	return len(objs), nil
+}
+
+// maxObjectBackoff caps the wait before a failed object is tried again.
+const maxObjectBackoff = time.Hour
+
+// objectBackoff is the wait after an object's attempts-th failure:
+// PollInterval·2^attempts, at most maxObjectBackoff.
+func (g *Gateway) objectBackoff(attempts int) time.Duration {
+	d := g.cfg.PollInterval
+	for range max(attempts, 0) {
+		if d >= maxObjectBackoff/2 {
+			return maxObjectBackoff
+		}
+		d *= 2
+	}
+	return min(d, maxObjectBackoff)
+}
+
+// objectFailed records a failed attempt at an object. An error means the
+// failure could not be recorded (a store fault): the batch stops there.
+func (g *Gateway) objectFailed(ctx context.Context, so node.StoredObject, cause error) error {
+	now := g.cfg.Now()
+	// The backoff grows with the attempts. The store counts them, but
+	// ObjectFailed takes the retry time, so the count this process saw
+	// sizes it (after a restart the backoff starts small again; the
+	// attempts toward MaxObjectAttempts are the store's).
+	retryAt := now.Add(g.objectBackoff(g.retries.seen(so.Hash) + 1))
+	attempts, aside, err := g.store.ObjectFailed(ctx, so.Hash, cause.Error(), retryAt, g.cfg.MaxObjectAttempts)
+	switch {
+	case errors.Is(err, mailmap.ErrNotFound):
+		g.retries.forget(so.Hash) // expired and pruned meanwhile
+		return nil
+	case err != nil:
+		return fmt.Errorf("object %s: %w; recording the failure: %w", so.Hash, cause, err)
+	}
+	if aside {
+		g.retries.forget(so.Hash)
+		g.log.Error("inbound object set aside after repeated failures", "inv", so.Hash.String(), "type", so.Type,
+			"attempts", attempts, "err", cause)
+		return nil
+	}
+	g.retries.record(so.Hash, attempts)
+	g.log.Warn("inbound object failed; will retry", "inv", so.Hash.String(), "type", so.Type,
+		"attempts", attempts, "retry_at", retryAt, "err", cause)
+	return nil
+}
+
+// objectRetries remembers the failure counts of the objects that failed in
+// this process, to size their backoff.
+type objectRetries struct {
+	mu       sync.Mutex
+	attempts map[wire.InvHash]int
+}
+
+// maxRetriesTracked bounds objectRetries: an object that fails and then
+// expires is never forgotten on its own.
+const maxRetriesTracked = 10000
+
+func (r *objectRetries) seen(h wire.InvHash) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attempts[h]
+}
+
+func (r *objectRetries) record(h wire.InvHash, attempts int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attempts == nil || len(r.attempts) >= maxRetriesTracked {
+		r.attempts = make(map[wire.InvHash]int)
+	}
+	r.attempts[h] = attempts
+}
+
+func (r *objectRetries) forget(h wire.InvHash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.attempts, h)
 }
 
 // processObject does the local processing of one valid object (relaying was
@@ -188,33 +278,6 @@ func (g *Gateway) handleGetpubkey(ctx context.Context, o *wire.Object) error {
 		return nil // our pubkey is still out there; the asker finds it in its inventory
 	}
 	return g.publishPubkey(ctx, m)
-}
-
-// publishPubkey builds, solves and publishes an identity's pubkey.
-func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
-	id, err := localIdentity(m)
-	if err != nil {
-		return nil
-	}
-	id.Bitfield = doesAck
-	expires := uint64(g.cfg.Now().Unix() + int64(pubkeyTTL/time.Second) + g.jitter())
-	headless, err := object.BuildPubkey(id, expires, g.cfg.Rand)
-	if err != nil {
-		return fmt.Errorf("build pubkey: %w", err)
-	}
-	obj, err := g.solve(ctx, 0, headless, g.target(headless, 0, 0))
-	if err != nil {
-		return err
-	}
-	if _, err := g.cfg.Publisher.Publish(ctx, obj); err != nil {
-		return fmt.Errorf("publish pubkey: %w", err)
-	}
-	if err := g.store.MarkPubkeySent(ctx, m.ID, g.cfg.Now()); err != nil {
-		return fmt.Errorf("mark pubkey sent: %w", err)
-	}
-	g.invalidateIdentities()
-	g.log.Info("published pubkey", "address", m.Address)
-	return nil
 }
 
 // handlePubkey caches v2/v3 pubkeys as they pass (they carry no tag, so a
@@ -304,10 +367,11 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 			in.ChanLabel = owner.Label
 			folder = ChanFolder(owner.Label, owner.Address)
 		}
-		if err := g.deliver(ctx, owner.UserID, folder, in); err != nil {
+		if ok, err := g.deliver(ctx, owner.UserID, folder, in); err != nil {
 			return err
+		} else if ok {
+			log.Info("delivered msg", "from", sender.String(), "user", owner.UserID, "folder", folder)
 		}
-		log.Info("delivered msg", "from", sender.String(), "user", owner.UserID, "folder", folder)
 	}
 	if isChan || len(m.AckPacket) == 0 {
 		return nil
@@ -379,26 +443,33 @@ func (g *Gateway) fillContent(in *Incoming, encoding uint64, data []byte) {
 	in.MessageID, in.InReplyTo, in.References = ThreadingFromExtra(c.Extra)
 }
 
-// deliver builds the mail and appends it to the user's folder, creating
-// the folder (chans, subscriptions) when missing.
-func (g *Gateway) deliver(ctx context.Context, userID int64, folder string, in Incoming) error {
+// deliver builds the mail and files it in the user's folder, creating the
+// folder (chans, subscriptions) when missing. It files at most one copy per
+// user and object (keyed by the inventory hash), however often the object
+// is processed; it reports whether it filed one now.
+func (g *Gateway) deliver(ctx context.Context, userID int64, folder string, in Incoming) (bool, error) {
 	raw, err := BuildIncoming(in)
 	if err != nil {
-		return fmt.Errorf("build mail: %w", err)
+		return false, fmt.Errorf("build mail: %w", err)
 	}
 	mb, err := g.ensureMailbox(ctx, userID, folder)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if _, err := g.store.AppendMessage(ctx, userID, mb.ID, raw, nil, in.Date); err != nil {
+	_, dup, err := g.store.DeliverOnce(ctx, userID, mb.ID, in.InvHash[:], raw, nil, in.Date)
+	if err != nil {
 		if errors.Is(err, mailmap.ErrOverQuota) {
 			g.log.Warn("message dropped: mailbox over quota", "user", userID, "inv", fmt.Sprintf("%x", in.InvHash))
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("deliver: %w", err)
+		return false, fmt.Errorf("deliver: %w", err)
+	}
+	if dup {
+		g.log.Debug("already delivered", "user", userID, "inv", fmt.Sprintf("%x", in.InvHash))
+		return false, nil
 	}
 	g.stats.msgsIn.Add(1)
-	return nil
+	return true, nil
 }
 
 func (g *Gateway) ensureMailbox(ctx context.Context, userID int64, name string) (mailmap.Mailbox, error) {
@@ -468,10 +539,11 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so node.StoredObject, o *
 			Kind:    "broadcast",
 		}
 		g.fillContent(&in, b.Encoding, b.Message)
-		if err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {
+		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {
 			return err
+		} else if ok {
+			g.log.Info("delivered broadcast", "inv", so.Hash.String(), "from", from.String(), "user", s.UserID)
 		}
-		g.log.Info("delivered broadcast", "inv", so.Hash.String(), "from", from.String(), "user", s.UserID)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,9 +16,10 @@ const DeliveredKeyword = "$Delivered"
 // transaction, and on a fast network the ack can come first.
 const deliveredWatch = time.Hour
 
-// report writes a delivery status report for one outbox row into the
-// sender's INBOX (RFC 3464). willRetry is for "delayed" reports.
-func (g *Gateway) report(ctx context.Context, it mailmap.OutboxItem, action, status, diagnostic string, willRetry time.Time) error {
+// buildReport builds a delivery status report for one outbox row, for the
+// sender's INBOX (RFC 3464). willRetry is for "delayed" reports. It is
+// filed by the transition that sets the row's report flag.
+func (g *Gateway) buildReport(it mailmap.OutboxItem, action, status, diagnostic string, willRetry time.Time) ([]byte, error) {
 	now := g.cfg.Now()
 	final := BMToMail(it.ToAddress, g.cfg.Domain)
 	if it.Kind == mailmap.OutboxBroadcast {
@@ -52,51 +52,9 @@ func (g *Gateway) report(ctx context.Context, it mailmap.OutboxItem, action, sta
 		}},
 	})
 	if err != nil {
-		return fmt.Errorf("build %s report: %w", action, err)
+		return nil, fmt.Errorf("build %s report: %w", action, err)
 	}
-	inbox, err := g.store.Mailbox(ctx, it.UserID, "INBOX")
-	if err != nil {
-		return fmt.Errorf("find INBOX for report: %w", err)
-	}
-	if _, err := g.store.AppendMessage(ctx, it.UserID, inbox.ID, raw, nil, now); err != nil {
-		if errors.Is(err, mailmap.ErrOverQuota) {
-			g.log.Warn("report dropped: mailbox over quota", "user", it.UserID, "outbox", it.ID)
-			return nil
-		}
-		return fmt.Errorf("deliver %s report: %w", action, err)
-	}
-	g.stats.reports.Add(1)
-	g.log.Info("delivery report", "outbox", it.ID, "action", action)
-	return nil
-}
-
-// acknowledged handles an ack that matched an outbox row.
-func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error {
-	if it.State == mailmap.OutboxAcked || it.State == mailmap.OutboxFailed {
-		return nil
-	}
-	now := g.cfg.Now()
-	it.State = mailmap.OutboxAcked
-	it.AckedAt = now
-	it.NextAttempt = never
-	g.stats.acks.Add(1)
-	g.log.Info("acknowledged", "outbox", it.ID, "to", it.ToAddress)
-	if !it.Reported && g.wants(ctx, it, mailmap.NotifySuccess) {
-		if err := g.report(ctx, it, "delivered", "2.0.0", "", time.Time{}); err != nil {
-			return err
-		}
-	}
-	it.Reported = true
-	if err := g.store.UpdateOutbox(ctx, it); err != nil {
-		return fmt.Errorf("mark acked: %w", err)
-	}
-	if it.MessageID != "" {
-		g.deliveredMu.Lock()
-		g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, until: now.Add(deliveredWatch)}
-		g.deliveredMu.Unlock()
-		g.markDelivered(ctx)
-	}
-	return nil
+	return raw, nil
 }
 
 // markDelivered puts $Delivered on the Sent copies of acked messages,

@@ -38,6 +38,11 @@ var (
 		Code: imap.ResponseCodeUnavailable,
 		Text: "Server shutting down",
 	}
+	errAccountGone = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Account disabled",
+	}
 	errAuthFailed = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeAuthenticationFailed,

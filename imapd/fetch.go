@@ -13,6 +13,9 @@ import (
 // INTERNALDATE and RFC822.SIZE come from the view; anything else reads the
 // message from the store, one at a time, outside the view's lock.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	sel := s.selected()
 	ctx, cancel := s.ctx()
 	defer cancel()

@@ -19,6 +19,9 @@ import (
 // and \HasNoChildren are always computed (CHILDREN, RFC 3348). The store
 // creates every superior of a mailbox, so there are no \Noselect levels.
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 9051 §6.3.9).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})

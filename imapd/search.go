@@ -21,6 +21,9 @@ import (
 // only criteria on headers or text read messages from the store, and only
 // for messages the cheap criteria have not already ruled out.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	sel := s.selected()
 	ctx, cancel := s.ctx()
 	defer cancel()

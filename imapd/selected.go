@@ -113,6 +113,9 @@ func uidSet(uids []uint32) imap.UIDSet {
 
 // Store implements imapserver.Session (STORE, UID STORE).
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	sel := s.selected()
 	if sel.readOnly {
 		return errReadOnly
@@ -172,6 +175,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 // Copy implements imapserver.Session (COPY, UID COPY) with UIDPLUS
 // COPYUID (RFC 4315).
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	sel := s.selected()
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -200,6 +206,9 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 // Move implements imapserver.SessionMove (RFC 6851). The EXPUNGE responses
 // follow from the tracker when imapserver polls after the command.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	sel := s.selected()
 	if sel.readOnly {
 		return errReadOnly
@@ -239,6 +248,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // for CLOSE, which must then succeed without expunging (RFC 9051 §6.4.1),
 // and the two cannot be told apart here.
 func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	sel := s.selected()
 	if sel.readOnly {
 		return nil

@@ -253,7 +253,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		return nil, nil, errShuttingDown
 	}
 	s.sessions.Add(1)
-	return &session{srv: s, ip: ip}, nil, nil
+	return &session{srv: s, conn: c, ip: ip}, nil, nil
 }
 
 // sleep waits for d or until the server closes.

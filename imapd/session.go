@@ -22,11 +22,13 @@ const delim = '/'
 // connection's goroutine, one command at a time, except Idle, which runs in
 // a goroutine of its own while the connection goroutine waits for DONE.
 type session struct {
-	srv *Server
-	ip  string
+	srv  *Server
+	conn *imapserver.Conn
+	ip   string
 
-	user *mailmap.User // nil until login
-	hub  *userHub
+	user  *mailmap.User // nil until login
+	hub   *userHub
+	ended bool // BYE sent: the account was disabled or deleted
 
 	mu        sync.Mutex // guards sel against Idle's goroutine
 	sel       *selected
@@ -51,6 +53,38 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 
 func (s *session) fail(op string, err error, notFound imap.ResponseCode) error {
 	return mapError(s.srv.log, op, err, notFound)
+}
+
+// active checks, before each command of a logged-in session, that the
+// account was not disabled or deleted since the login. If it was, the
+// session says BYE and closes the connection, and the command fails.
+func (s *session) active() error {
+	if s.ended {
+		return errAccountGone
+	}
+	if s.user == nil {
+		return nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	err := s.srv.store.UserActive(ctx, s.user.ID)
+	text := ""
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mailmap.ErrDisabled):
+		text = "Account disabled"
+	case errors.Is(err, mailmap.ErrNotFound):
+		text = "Account no longer exists"
+	default:
+		return s.fail("account check", err, "")
+	}
+	s.ended = true
+	s.srv.log.Info("imap session ended: account disabled or deleted", "ip", s.ip, "user", s.user.Name)
+	if err := s.conn.Bye(text); err != nil {
+		s.srv.log.Debug("imap bye", "ip", s.ip, "err", err)
+	}
+	return errAccountGone
 }
 
 func (s *session) selected() *selected {
@@ -101,6 +135,9 @@ func (s *session) AppendLimit() uint32 { return s.srv.cfg.AppendLimit }
 // Namespace implements imapserver.SessionNamespace: one personal namespace
 // with an empty prefix (RFC 2342), as Dovecot's default.
 func (s *session) Namespace() (*imap.NamespaceData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
 }
 
@@ -125,6 +162,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 		}
 		special = use
 	}
+	if err := s.active(); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	_, err := s.srv.store.CreateMailbox(ctx, s.user.ID, name, special)
@@ -135,6 +175,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 // special-use folders (clients find Sent/Trash/... by attribute and would
 // silently recreate them without it) and mailboxes with children.
 func (s *session) Delete(name string) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	mb, err := s.srv.store.Mailbox(ctx, s.user.ID, name)
@@ -151,6 +194,9 @@ func (s *session) Delete(name string) error {
 // Rename implements imapserver.Session. Children, UIDVALIDITY, special use
 // and subscription move with the mailbox (the store does it).
 func (s *session) Rename(name, newName string, _ *imap.RenameOptions) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	if strings.EqualFold(name, "INBOX") {
@@ -194,6 +240,9 @@ func (s *session) Subscribe(name string) error { return s.subscribe("SUBSCRIBE",
 func (s *session) Unsubscribe(name string) error { return s.subscribe("UNSUBSCRIBE", name, false) }
 
 func (s *session) subscribe(op, name string, on bool) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	return s.fail(op, s.srv.store.SetSubscribed(ctx, s.user.ID, name, on), "")
@@ -201,6 +250,9 @@ func (s *session) subscribe(op, name string, on bool) error {
 
 // Status implements imapserver.Session.
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	mb, err := s.srv.store.Mailbox(ctx, s.user.ID, name)
@@ -258,6 +310,9 @@ func (s *session) status(ctx context.Context, mb mailmap.Mailbox, options *imap.
 // Append implements imapserver.Session. imapserver has already refused
 // literals over AppendLimit.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	mb, err := s.srv.store.Mailbox(ctx, s.user.ID, name)
@@ -312,6 +367,9 @@ func (s *session) flagsFor(mailboxID int64, flags []imap.Flag) []string {
 
 // Select implements imapserver.Session (SELECT and EXAMINE).
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	if err := s.active(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	mb, err := s.srv.store.Mailbox(ctx, s.user.ID, name)
@@ -357,7 +415,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 // selected).
 func (s *session) Unselect() error {
 	s.unselect()
-	return nil
+	return s.active()
 }
 
 func (s *session) unselect() {
@@ -378,6 +436,12 @@ func (s *session) unselect() {
 // changed), so a NOOP always reports what was committed before it, and the
 // pending EXISTS/EXPUNGE/FETCH updates are written.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	// NOOP and CHECK reach the session only here. A failed check that said
+	// BYE leaves nothing to write; one that failed otherwise waits for the
+	// next command (this one is done).
+	if err := s.active(); err != nil {
+		return nil
+	}
 	sel := s.selected()
 	if sel == nil {
 		return nil
@@ -398,6 +462,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // store's notifier (and the poll backstop) keep current; the waiter is
 // registered before the first poll so no update falls in between.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if err := s.active(); err != nil {
+		return err
+	}
 	sel := s.selected()
 	if sel == nil {
 		<-stop

@@ -18,6 +18,9 @@ type Store interface {
 	mailmap.Notifier
 
 	Authenticate(ctx context.Context, name, password string) (mailmap.User, error)
+	// UserActive runs before every command of a logged-in session (see
+	// mailmap.Store): ErrDisabled or ErrNotFound ends the session.
+	UserActive(ctx context.Context, userID int64) error
 
 	Mailboxes(ctx context.Context, userID int64) ([]mailmap.Mailbox, error)
 	Mailbox(ctx context.Context, userID int64, name string) (mailmap.Mailbox, error)

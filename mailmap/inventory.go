@@ -94,14 +94,28 @@ func (s *sqlStore) Hashes(ctx context.Context, stream uint64, now time.Time) ([]
 	return out, nil
 }
 
+// Expire deletes the objects that expired before the cut-off, and with
+// them their delivery keys (DeliverOnce): an object that old is refused by
+// the node, so it cannot be processed again.
 func (s *sqlStore) Expire(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM inventory WHERE expires < $1`, toMicros(before))
+	var n int64
+	err := s.write(ctx, func(w *wtx) error {
+		if _, err := w.ExecContext(ctx, `DELETE FROM deliveries
+			WHERE inv_hash IN (SELECT hash FROM inventory WHERE expires < $1) OR at < $2`,
+			toMicros(before), toMicros(before.Add(-strayDeliveries))); err != nil {
+			return fmt.Errorf("prune deliveries: %w", err)
+		}
+		res, err := w.ExecContext(ctx, `DELETE FROM inventory WHERE expires < $1`, toMicros(before))
+		if err != nil {
+			return fmt.Errorf("inventory expire: %w", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("inventory expire: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("inventory expire: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("inventory expire: %w", err)
+		return 0, err
 	}
 	return int(n), nil
 }
@@ -133,12 +147,14 @@ func (s *sqlStore) queryObjects(ctx context.Context, query string, args ...any) 
 }
 
 // PendingObjects returns up to limit objects the gateway has not processed,
-// in arrival order.
-func (s *sqlStore) PendingObjects(ctx context.Context, limit int) ([]node.StoredObject, error) {
+// in arrival order, leaving out objects set aside and objects whose retry
+// (ObjectFailed) is not due at now.
+func (s *sqlStore) PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	out, err := s.queryObjects(ctx, `SELECT `+objectCols+` FROM inventory WHERE NOT processed ORDER BY id LIMIT $1`, int64(limit))
+	out, err := s.queryObjects(ctx, `SELECT `+objectCols+` FROM inventory
+		WHERE NOT processed AND NOT set_aside AND retry_at <= $1 ORDER BY id LIMIT $2`, toMicros(now), int64(limit))
 	if err != nil {
 		return nil, fmt.Errorf("pending objects: %w", err)
 	}

@@ -200,9 +200,11 @@ func (s *sqlStore) listenConn(ctx context.Context, dsn string) (*pgx.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("listen for changes: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		conn.Close(context.Background())
-		return nil, fmt.Errorf("listen for changes: %w", err)
+	for _, ch := range []string{notifyChannel, accountsChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("listen for changes: %w", err)
+		}
 	}
 	return conn, nil
 }
@@ -219,7 +221,11 @@ func (s *sqlStore) listenLoop(ctx context.Context, dsn string, conn *pgx.Conn, d
 		n, err := conn.WaitForNotification(ctx)
 		if err == nil {
 			backoff = listenRetryMin
-			s.handleNotification(n.Payload)
+			if n.Channel == accountsChannel {
+				s.accountsNotified(n.Payload)
+			} else {
+				s.handleNotification(n.Payload)
+			}
 			continue
 		}
 		closeConn()
@@ -246,6 +252,7 @@ func (s *sqlStore) listenLoop(ctx context.Context, dsn string, conn *pgx.Conn, d
 			s.log.Warn("change notifications: reconnect failed", "err", err)
 		}
 		// Whatever happened while we were not listening is lost.
+		s.accountsReconnected(ctx)
 		s.hub.resyncAll()
 	}
 }

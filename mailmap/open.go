@@ -46,6 +46,9 @@ type sqlStore struct {
 	hub    *hub
 	origin string // identifies this Store in PostgreSQL notifications
 
+	gen   accountGen // PostgreSQL: the accounts generation, kept by the LISTEN loop
+	users userStates // per-command account checks (UserActive)
+
 	closeOnce  sync.Once
 	stopListen func() // stops the PostgreSQL LISTEN loop; nil for SQLite
 
@@ -99,6 +102,12 @@ func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 			return nil, err
 		}
 		s.stopListen = stop
+		// Listening already: a change committed from here on raises the
+		// generation past what this read returns.
+		if _, err := s.ReadAccountsGeneration(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,17 +13,18 @@ import (
 
 const outboxCols = `id, user_id, from_address, to_address, kind, subject, body, encoding, extra, message_id, state,
 	attempts, next_attempt, ttl, ack_data, inv_hash, last_error, pow_duration, created_at, sent_at, acked_at,
-	notify, ret, env_id, orig_rcpt, delay_reported, reported, original`
+	notify, ret, env_id, orig_rcpt, delay_reported, reported, original, lease_owner, pow_job`
 
 func scanOutbox(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	var it OutboxItem
 	var kind, state string
 	var subject, body []byte
 	var encoding, attempts, next, ttl, pow, created, notify int64
-	var sent, acked sql.NullInt64
+	var sent, acked, job sql.NullInt64
 	if err := row.Scan(&it.ID, &it.UserID, &it.FromAddress, &it.ToAddress, &kind, &subject, &body, &encoding, &it.Extra,
 		&it.MessageID, &state, &attempts, &next, &ttl, &it.AckData, &it.InvHash, &it.LastError, &pow, &created,
-		&sent, &acked, &notify, &it.Ret, &it.EnvID, &it.OrigRcpt, &it.DelayReported, &it.Reported, &it.Original); err != nil {
+		&sent, &acked, &notify, &it.Ret, &it.EnvID, &it.OrigRcpt, &it.DelayReported, &it.Reported, &it.Original,
+		&it.LeaseOwner, &job); err != nil {
 		return OutboxItem{}, err
 	}
 	it.Kind, it.State = OutboxKind(kind), OutboxState(state)
@@ -31,6 +33,7 @@ func scanOutbox(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	it.NextAttempt, it.CreatedAt = fromMicros(next), fromMicros(created)
 	it.TTL, it.PoWDuration = time.Duration(ttl), time.Duration(pow)
 	it.SentAt, it.AckedAt = fromNullMicros(sent), fromNullMicros(acked)
+	it.PoWJob = job.Int64
 	return it, nil
 }
 
@@ -116,21 +119,30 @@ func (s *sqlStore) EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]Out
 	return out, nil
 }
 
-// ClaimOutbox takes due rows for this worker. On PostgreSQL rows another
-// transaction is claiming are skipped (FOR UPDATE SKIP LOCKED), so workers
-// in several processes never take the same row; on SQLite the immediate
-// write transaction makes the claim exclusive.
-func (s *sqlStore) ClaimOutbox(ctx context.Context, states []OutboxState, now time.Time, lease time.Duration, limit int) ([]OutboxItem, error) {
+// ClaimOutbox takes due rows for this worker and leases them to owner. On
+// PostgreSQL rows another transaction is claiming are skipped (FOR UPDATE
+// SKIP LOCKED), so workers in several processes never take the same row; on
+// SQLite the immediate write transaction makes the claim exclusive. Rows of
+// disabled accounts wait, and a doing_pow row is due only when its proof of
+// work job is gone or is a solved embedded ack (the scheduler moves it
+// otherwise).
+func (s *sqlStore) ClaimOutbox(ctx context.Context, states []OutboxState, now time.Time, lease time.Duration, limit int, owner string) ([]OutboxItem, error) {
 	if len(states) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	args := []any{toMicros(now.Add(lease)), toMicros(now), int64(limit)}
+	if owner == "" {
+		return nil, invalid("claim without an owner")
+	}
+	args := []any{toMicros(now.Add(lease)), toMicros(now), int64(limit), owner}
 	for _, st := range states {
 		args = append(args, string(st))
 	}
-	query := `UPDATE outbox SET next_attempt = $1 WHERE id IN (
-		SELECT id FROM outbox WHERE state IN (` + placeholders(4, len(states)) + `) AND next_attempt <= $2
-		ORDER BY next_attempt, id LIMIT $3` + s.d.skipLocked + `)
+	query := `UPDATE outbox SET next_attempt = $1, lease_owner = $4 WHERE id IN (
+		SELECT o.id FROM outbox o WHERE o.state IN (` + placeholders(5, len(states)) + `) AND o.next_attempt <= $2
+			AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.disabled)
+			AND (o.state <> 'doing_pow' OR NOT EXISTS (SELECT 1 FROM pow_jobs j WHERE j.outbox_id = o.id
+				AND (j.publish OR j.state <> 'solved')))
+		ORDER BY o.next_attempt, o.id LIMIT $3` + s.d.skipLocked + `)
 		RETURNING ` + outboxCols
 	var out []OutboxItem
 	err := s.write(ctx, func(w *wtx) error {
@@ -159,19 +171,186 @@ func (s *sqlStore) ClaimOutbox(ctx context.Context, states []OutboxState, now ti
 	return out, nil
 }
 
-// UpdateOutbox writes every field of the row but ID, UserID and CreatedAt.
-func (s *sqlStore) UpdateOutbox(ctx context.Context, item OutboxItem) error {
-	if err := validOutbox(&item); err != nil {
-		return err
+// TransitionOutbox applies one checked transition: it writes the step's
+// columns only when the row is in one of step.From (and, when given, leased
+// by step.Owner and waiting for step.Job), else it returns ErrConflict and
+// writes nothing. A report in the step is appended to the sender's INBOX in
+// the same transaction, once: the flag it sets is checked first.
+func (s *sqlStore) TransitionOutbox(ctx context.Context, step OutboxStep) (OutboxItem, error) {
+	if len(step.From) == 0 || step.To == "" {
+		return OutboxItem{}, invalid("outbox transition without states")
 	}
-	args := append(outboxArgs(&item), item.ID, item.UserID)
-	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET from_address = $1, to_address = $2, kind = $3, subject = $4,
-			body = $5, encoding = $6, extra = $7, message_id = $8, state = $9, attempts = $10, next_attempt = $11,
-			ttl = $12, ack_data = $13, inv_hash = $14, last_error = $15, pow_duration = $16, sent_at = $17,
-			acked_at = $18, notify = $19, ret = $20, env_id = $21, orig_rcpt = $22, delay_reported = $23,
-			reported = $24, original = $25
-		WHERE id = $26 AND user_id = $27`, args...)
-	return rowsAffected("update outbox", res, err)
+	for _, st := range append(slices.Clone(step.From), step.To) {
+		if err := validOutbox(&OutboxItem{Kind: OutboxMsg, State: st, FromAddress: "x", ToAddress: "x"}); err != nil {
+			return OutboxItem{}, err
+		}
+	}
+	set := []string{"state = $1"}
+	args := []any{string(step.To)}
+	add := func(col string, v any) {
+		args = append(args, v)
+		set = append(set, fmt.Sprintf("%s = $%d", col, len(args)))
+	}
+	if step.Attempts != nil {
+		add("attempts", int64(*step.Attempts))
+	}
+	if step.NextAttempt != nil {
+		add("next_attempt", toMicros(stored(*step.NextAttempt)))
+	}
+	if step.TTL != nil {
+		add("ttl", int64(*step.TTL))
+	}
+	if step.AckData != nil {
+		var v any
+		if len(*step.AckData) > 0 {
+			v = *step.AckData
+		}
+		add("ack_data", v)
+	}
+	if step.InvHash != nil {
+		add("inv_hash", step.InvHash)
+	}
+	if step.LastError != nil {
+		add("last_error", cleanText(*step.LastError))
+	}
+	if step.AddPoWDuration > 0 {
+		args = append(args, int64(step.AddPoWDuration))
+		set = append(set, fmt.Sprintf("pow_duration = pow_duration + $%d", len(args)))
+	}
+	if step.SentAt != nil {
+		add("sent_at", toNullMicros(stored(*step.SentAt)))
+	}
+	if step.AckedAt != nil {
+		add("acked_at", toNullMicros(stored(*step.AckedAt)))
+	}
+	if !step.KeepLease {
+		set = append(set, "lease_owner = ''")
+	}
+	if step.Job == nil && !step.KeepJob {
+		set = append(set, "pow_job = NULL")
+	}
+	where := []string{}
+	args = append(args, step.ID)
+	where = append(where, fmt.Sprintf("id = $%d", len(args)))
+	var states []string
+	for _, st := range step.From {
+		args = append(args, string(st))
+		states = append(states, fmt.Sprintf("$%d", len(args)))
+	}
+	where = append(where, "state IN ("+strings.Join(states, ", ")+")")
+	if step.Owner != "" {
+		args = append(args, step.Owner)
+		where = append(where, fmt.Sprintf("lease_owner = $%d", len(args)))
+	}
+	if step.WaitingJob != 0 {
+		args = append(args, step.WaitingJob)
+		where = append(where, fmt.Sprintf("pow_job = $%d", len(args)))
+	}
+	if step.AckDataIs != nil {
+		args = append(args, step.AckDataIs)
+		where = append(where, fmt.Sprintf("ack_data = $%d", len(args)))
+	}
+	query := `UPDATE outbox SET ` + strings.Join(set, ", ") + ` WHERE ` + strings.Join(where, " AND ") + ` RETURNING ` + outboxCols
+	var out OutboxItem
+	err := s.write(ctx, func(w *wtx) error {
+		it, err := scanOutbox(w.QueryRowContext(ctx, query, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("outbox transition: %w", err)
+		}
+		// The row's previous job, if any, is replaced or dropped.
+		if !step.KeepJob {
+			if _, err := w.ExecContext(ctx, `DELETE FROM pow_jobs WHERE outbox_id = $1`, it.ID); err != nil {
+				return fmt.Errorf("outbox transition: drop pow job: %w", err)
+			}
+		}
+		if step.Job != nil {
+			job := *step.Job
+			job.UserID, job.OutboxID = it.UserID, it.ID
+			if job, err = s.insertPoWJob(ctx, w, job); err != nil {
+				return err
+			}
+			if _, err := w.ExecContext(ctx, `UPDATE outbox SET pow_job = $1 WHERE id = $2`, job.ID, it.ID); err != nil {
+				return fmt.Errorf("outbox transition: %w", err)
+			}
+			it.PoWJob = job.ID
+		}
+		if step.Report != nil {
+			col := "reported"
+			if step.Report.Delay {
+				col = "delay_reported"
+			}
+			res, err := w.ExecContext(ctx, `UPDATE outbox SET `+col+` = TRUE WHERE id = $1 AND NOT `+col, it.ID)
+			if err != nil {
+				return fmt.Errorf("outbox transition: report flag: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				if step.Report.Delay {
+					it.DelayReported = true
+				} else {
+					it.Reported = true
+				}
+				if len(step.Report.Raw) > 0 {
+					if err := s.appendReport(ctx, w, it.UserID, step.Report.Raw); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		out = it
+		return nil
+	})
+	if err != nil {
+		return OutboxItem{}, err
+	}
+	return out, nil
+}
+
+// appendReport files a delivery status report in the user's INBOX. A full
+// mailbox drops the report (the flag stays set: it is not retried).
+func (s *sqlStore) appendReport(ctx context.Context, w *wtx, userID int64, raw []byte) error {
+	var inbox int64
+	err := w.QueryRowContext(ctx, `SELECT id FROM mailboxes WHERE user_id = $1 AND name = 'INBOX'`, userID).Scan(&inbox)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // no INBOX (account being deleted): nobody to tell
+	}
+	if err != nil {
+		return fmt.Errorf("find INBOX for report: %w", err)
+	}
+	// A savepoint keeps the transition when only the report cannot be stored.
+	mark := len(w.changes)
+	if _, err := w.ExecContext(ctx, `SAVEPOINT report`); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if _, err := s.appendTx(ctx, w, userID, inbox, raw, nil, s.now()); err != nil {
+		if !errors.Is(err, ErrOverQuota) {
+			return fmt.Errorf("deliver report: %w", err)
+		}
+		if _, err := w.ExecContext(ctx, `ROLLBACK TO SAVEPOINT report`); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		w.changes = w.changes[:mark]
+		s.log.Warn("report dropped: mailbox over quota", "user", userID)
+		return nil
+	}
+	_, err = w.ExecContext(ctx, `RELEASE SAVEPOINT report`)
+	return err
+}
+
+// ReleaseOutbox gives back the rows leased by owner (a graceful shutdown),
+// so that any worker, this one after a restart included, takes them at once.
+func (s *sqlStore) ReleaseOutbox(ctx context.Context, owner string, now time.Time) error {
+	if owner == "" {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET lease_owner = '', next_attempt = $1
+		WHERE lease_owner = $2 AND state NOT IN ('acked', 'failed') AND next_attempt > $1`, toMicros(now), owner)
+	if err != nil {
+		return fmt.Errorf("release outbox: %w", err)
+	}
+	return nil
 }
 
 func (s *sqlStore) OutboxItem(ctx context.Context, id int64) (OutboxItem, error) {

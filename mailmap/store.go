@@ -21,6 +21,10 @@ var (
 	ErrNewerSchema = errors.New("mailmap: database schema is newer than this binary")
 	ErrInvalidName = errors.New("mailmap: invalid name")
 	ErrHasChildren = errors.New("mailmap: mailbox has children")
+	// ErrConflict means a checked transition found the row or job not in
+	// the state it expects (another worker, an ack or an operator changed
+	// it first). Nothing was written.
+	ErrConflict = errors.New("mailmap: changed concurrently")
 )
 
 // User is an account that logs in over SMTP/IMAP.
@@ -200,6 +204,81 @@ type OutboxItem struct {
 	DelayReported bool   // a "delayed" report was already sent
 	Reported      bool   // the final report (delivered/relayed/failed) was sent
 	Original      []byte // the submitted message (for RET=FULL/HDRS); may be nil
+
+	LeaseOwner string // the worker that claimed the row ("" = none)
+	PoWJob     int64  // the proof-of-work job the row waits for (0 = none)
+}
+
+// OutboxStep is one checked transition of an outbox row. The row must be in
+// one of From (and leased by Owner, waiting for WaitingJob, carrying
+// AckDataIs, where those are given); then it moves to To and only the
+// non-nil fields are written. Unless KeepLease, the lease is released;
+// unless KeepJob, the row's proof-of-work job is dropped (or replaced by Job).
+type OutboxStep struct {
+	ID         int64
+	From       []OutboxState
+	Owner      string
+	WaitingJob int64
+	AckDataIs  []byte
+	To         OutboxState
+
+	Attempts       *int
+	NextAttempt    *time.Time
+	TTL            *time.Duration
+	AckData        *[]byte // an empty slice clears it
+	InvHash        []byte
+	LastError      *string
+	SentAt         *time.Time
+	AckedAt        *time.Time
+	AddPoWDuration time.Duration
+
+	KeepLease bool
+	KeepJob   bool
+	Job       *PoWJob // a new job the row then waits for
+
+	Report *OutboxReport
+}
+
+// OutboxReport is a delivery status report that commits with a transition.
+// It is filed in the sender's INBOX only if its flag (DelayReported for a
+// delay report, else Reported) was not yet set, and the flag is set with it.
+// A nil Raw sets the flag without filing anything.
+type OutboxReport struct {
+	Raw   []byte
+	Delay bool
+}
+
+// PoWJobState is where a proof-of-work job is.
+type PoWJobState string
+
+const (
+	PoWPending PoWJobState = "pending"
+	PoWSolving PoWJobState = "solving"
+	PoWSolved  PoWJobState = "solved"
+)
+
+// PoWJob is one durable proof of work. Jobs are claimed highest Priority
+// first, then by their rank in their user's queue (UserSeq), so that one
+// user's many jobs do not hold back another user's one.
+type PoWJob struct {
+	ID         int64
+	Kind       string // msg, broadcast, ack, pubkey, getpubkey
+	Priority   int
+	UserID     int64 // 0: the node's own work
+	UserSeq    int64
+	OutboxID   int64  // 0: not tied to an outbox row
+	DedupeKey  string // "" or a key at most one job may hold
+	Publish    bool   // the scheduler publishes the solved object
+	Headless   []byte // the object without its nonce
+	Target     uint64
+	Expected   uint64 // expected number of trials
+	State      PoWJobState
+	LeaseOwner string
+	LeaseUntil time.Time
+	Nonce      uint64 // once solved
+	Trials     uint64
+	CreatedAt  time.Time
+	SolvedAt   time.Time
 }
 
 // Change is a notification that a user's mail changed.
@@ -250,6 +329,32 @@ type Store interface {
 	SetDisabled(ctx context.Context, userID int64, disabled bool) error
 	SetQuota(ctx context.Context, userID int64, bytes int64) error // 0 = unlimited; enforced on append/copy
 	DeleteUser(ctx context.Context, userID int64) error
+	// UserActive reports whether the user may still act: nil, ErrDisabled,
+	// ErrNotFound (deleted) or a read error. It is meant for a check before
+	// every command of an open session: answers are cached per
+	// AccountsGeneration, so when no account changed it costs what
+	// AccountsGeneration costs.
+	UserActive(ctx context.Context, userID int64) error
+
+	// Accounts generation. Every change to users, identities, contacts or
+	// subscriptions, made by any process sharing the database (database
+	// triggers raise it, so no code path can skip it), moves it; a cache of
+	// account data compares the value it was loaded at and reloads when it
+	// differs. Read it before loading, so what is loaded is at least that
+	// new. The value is an opaque token: compare it for equality only.
+	//
+	// AccountsGeneration is cheap: kept in memory on PostgreSQL (raised by
+	// LISTEN/NOTIFY, and changed when the listener reconnects, since
+	// notifications may have been missed), one small query on SQLite. On
+	// PostgreSQL it trails a commit by another process (or this one) by the
+	// notification's delay.
+	AccountsGeneration(ctx context.Context) (uint64, error)
+	// ReadAccountsGeneration reads the generation from the database itself,
+	// for a caller that must see a change another process committed a
+	// moment ago (a miss in a cache); it also brings the in-memory value
+	// AccountsGeneration returns up to date. Same value space as
+	// AccountsGeneration.
+	ReadAccountsGeneration(ctx context.Context) (uint64, error)
 
 	// Identities.
 	AddIdentity(ctx context.Context, id Identity) (Identity, error)
@@ -304,8 +409,13 @@ type Store interface {
 	// ClaimOutbox atomically takes up to limit rows in the given states whose
 	// NextAttempt is due, pushing their NextAttempt to now+lease so no other
 	// worker (or process) takes them meanwhile.
-	ClaimOutbox(ctx context.Context, states []OutboxState, now time.Time, lease time.Duration, limit int) ([]OutboxItem, error)
-	UpdateOutbox(ctx context.Context, item OutboxItem) error
+	// The rows are leased to owner; rows of disabled users are not claimed.
+	ClaimOutbox(ctx context.Context, states []OutboxState, now time.Time, lease time.Duration, limit int, owner string) ([]OutboxItem, error)
+	// TransitionOutbox applies a checked transition (ErrConflict when the
+	// row is not as the step expects) and returns the row as written.
+	TransitionOutbox(ctx context.Context, step OutboxStep) (OutboxItem, error)
+	// ReleaseOutbox makes the rows leased by owner due at once.
+	ReleaseOutbox(ctx context.Context, owner string, now time.Time) error
 	OutboxItem(ctx context.Context, id int64) (OutboxItem, error)
 	OutboxByAckData(ctx context.Context, ackData []byte) (OutboxItem, error)
 	OutboxCounts(ctx context.Context) (map[OutboxState]int, error)
@@ -314,9 +424,46 @@ type Store interface {
 	// sent from one address to another.
 	OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error)
 
+	// Proof-of-work jobs. EnqueuePoW returns the existing job when one with
+	// the same DedupeKey exists. ClaimPoW leases the next job (pending, or
+	// leased by a worker whose lease ran out); RenewPoW, SolvedPoW and
+	// DeletePoW check the lease (ErrConflict when it is no longer owner's).
+	EnqueuePoW(ctx context.Context, job PoWJob) (PoWJob, error)
+	ClaimPoW(ctx context.Context, owner string, now time.Time, lease time.Duration) (PoWJob, bool, error)
+	RenewPoW(ctx context.Context, id int64, owner string, until time.Time, trials uint64) error
+	SolvedPoW(ctx context.Context, id int64, owner string, nonce, trials uint64, now time.Time) error
+	DeletePoW(ctx context.Context, id int64, owner string) error
+	// ReleasePoW gives back owner's jobs (a graceful shutdown).
+	ReleasePoW(ctx context.Context, owner string) error
+	PoWJobs(ctx context.Context) ([]PoWJob, error) // every job, queue order
+	PoWJob(ctx context.Context, id int64) (PoWJob, error)
+
+	// DeliverOnce files a message for a user at most once per key (the
+	// inventory hash of the object it came from): in one transaction it
+	// records (userID, key) and appends the message as AppendMessage does.
+	// When the key is already recorded for that user it appends nothing and
+	// reports duplicate, so an object processed again (after a crash before
+	// MarkProcessed, a retry after another owner's delivery failed, or by a
+	// second instance) files no second copy. A failed append (ErrOverQuota,
+	// …) records nothing. Keys are pruned with their object by Expire.
+	DeliverOnce(ctx context.Context, userID, mailboxID int64, key, raw []byte, flags []string, date time.Time) (m Message, duplicate bool, err error)
+
 	// Inbound processing queue: objects put into the inventory by the node
 	// are pending until the gateway marks them processed.
-	PendingObjects(ctx context.Context, limit int) ([]node.StoredObject, error)
+	//
+	// PendingObjects returns up to limit of them in arrival order, leaving
+	// out set-aside objects and those whose retry (ObjectFailed) is after now.
+	PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error)
+	// ObjectFailed records a failed attempt to process a pending object:
+	// attempts+1, the error text (made storable and bounded), and retryAt,
+	// before which PendingObjects skips it. When the attempts reach
+	// maxAttempts (> 0; ≤ 0: never) the object is set aside for good:
+	// PendingObjects no longer returns it and SetAsideObjects lists it. It
+	// returns the attempts so far and whether the object is set aside; an
+	// object not in the inventory is ErrNotFound.
+	ObjectFailed(ctx context.Context, h wire.InvHash, errText string, retryAt time.Time, maxAttempts int) (attempts int, setAside bool, err error)
+	// SetAsideObjects lists up to limit set-aside objects, in arrival order.
+	SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error)
 	// ObjectsByTag returns the unexpired inventory objects of a type carrying
 	// that tag (getpubkey v4, pubkey v4, broadcast v5), so a sender finds a
 	// pubkey that reached the inventory before it asked for it.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/storetest"
+	"github.com/bmgate/bmgate/migrations"
 )
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)
@@ -325,9 +327,14 @@ func TestConcurrentOpen(t *testing.T) {
 					t.Fatalf("concurrent Open: %v", err)
 				}
 			}
+			// One row per migration: none was applied twice.
+			entries, err := fs.Glob(migrations.SQLite, "sqlite/*.sql")
+			if err != nil || len(entries) == 0 {
+				t.Fatalf("list migrations: %v, %v", entries, err)
+			}
 			var n int
-			if err := b.raw(t, dsn).QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
-				t.Fatalf("schema_migrations rows = %d, %v", n, err)
+			if err := b.raw(t, dsn).QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(entries) {
+				t.Fatalf("schema_migrations rows = %d, %v; want %d", n, err, len(entries))
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,6 +81,21 @@ type trackedConn struct {
 	s    *Server
 	ip   string
 	once sync.Once
+
+	hangUp atomic.Bool // close once the next write (the last reply) is done
+}
+
+// hangUpAfterReply closes the connection after the next write to it, which
+// is the reply to the command being handled: go-smtp has no way for a
+// session to end the connection itself.
+func (c *trackedConn) hangUpAfterReply() { c.hangUp.Store(true) }
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.hangUp.Load() {
+		c.Close()
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -20,6 +20,13 @@ import (
 // temporary failure on our side.
 type Authenticator interface {
 	Authenticate(ctx context.Context, name, password string) (mailmap.User, error)
+	// UserActive reports whether a logged-in user may still act: nil, or
+	// mailmap.ErrDisabled / mailmap.ErrNotFound once the account was
+	// disabled or deleted (the session then ends); any other error is a
+	// temporary failure of that command. It runs before every MAIL, RCPT
+	// and DATA, so it must be cheap (mailmap.Store caches the answer per
+	// accounts generation).
+	UserActive(ctx context.Context, userID int64) error
 }
 
 // Submitter is what smtpd hands mail to (the gateway).

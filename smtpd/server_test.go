@@ -44,9 +44,28 @@ var (
 
 // fakeAuth knows one user.
 type fakeAuth struct {
-	mu    sync.Mutex
-	calls int
-	err   error // forced error (a database that is down)
+	mu     sync.Mutex
+	calls  int
+	err    error           // forced error (a database that is down)
+	state  map[int64]error // UserActive answers; nil: active
+	checks int             // UserActive calls
+}
+
+func (a *fakeAuth) UserActive(ctx context.Context, userID int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks++
+	return a.state[userID]
+}
+
+// setState makes UserActive answer err for the user from now on.
+func (a *fakeAuth) setState(userID int64, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state == nil {
+		a.state = map[int64]error{}
+	}
+	a.state[userID] = err
 }
 
 func (a *fakeAuth) Authenticate(ctx context.Context, name, password string) (mailmap.User, error) {
@@ -169,6 +188,13 @@ func serverCert(t *testing.T) tls.Certificate {
 // "plain" (no TLS configured).
 func start(t *testing.T, mode string, tweak func(*Config)) *harness {
 	t.Helper()
+	return startAuth(t, mode, tweak, nil)
+}
+
+// startAuth is start with another Authenticator than the harness's fake
+// (nil: the fake).
+func startAuth(t *testing.T, mode string, tweak func(*Config), auth Authenticator) *harness {
+	t.Helper()
 	h := &harness{auth: &fakeAuth{}, sub: &fakeSubmitter{}, logs: &syncBuffer{}, serveCh: make(chan error, 1)}
 	cfg := Config{
 		Domain:        domain,
@@ -189,7 +215,10 @@ func start(t *testing.T, mode string, tweak func(*Config)) *harness {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	h.s = New(h.auth, h.sub, cfg)
+	if auth == nil {
+		auth = h.auth
+	}
+	h.s = New(auth, h.sub, cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -115,6 +116,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.user == nil {
 		return smtp.ErrAuthRequired
 	}
+	if err := se.active(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
 	defer cancel()
 	bm, err := se.s.sub.CheckSender(ctx, *se.user, from)
@@ -130,6 +134,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if se.user == nil {
 		return smtp.ErrAuthRequired
+	}
+	if err := se.active(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
 	defer cancel()
@@ -165,6 +172,9 @@ func (se *session) Data(r io.Reader) error {
 		}
 		return gateway.SMTPError(err)
 	}
+	if err := se.active(); err != nil {
+		return err
+	}
 	sub := gateway.Submission{
 		User:       *se.user,
 		From:       se.from,
@@ -180,6 +190,47 @@ func (se *session) Data(r io.Reader) error {
 	}
 	se.log.Info("message accepted", "from", se.from, "recipients", len(sub.Recipients), "bytes", len(raw))
 	return nil
+}
+
+// Replies that end a session whose account was disabled or deleted after
+// login (RFC 5321 §3.8: 421, then the server closes the connection).
+var (
+	errAccountDisabled = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Account disabled, closing connection"}
+	errAccountDeleted  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Account no longer exists, closing connection"}
+)
+
+// active checks, before each command of a logged-in session, that the
+// account was not disabled or deleted since the login. If it was, the
+// reply says so and the connection is closed once the reply is written.
+func (se *session) active() error {
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	err := se.s.auth.UserActive(ctx, se.user.ID)
+	var reply *smtp.SMTPError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mailmap.ErrDisabled):
+		reply = errAccountDisabled
+	case errors.Is(err, mailmap.ErrNotFound):
+		reply = errAccountDeleted
+	default:
+		return se.refuse("account check failed", err)
+	}
+	se.log.Info("ending session: account disabled or deleted", "err", err)
+	se.hangUp()
+	return reply
+}
+
+// hangUp closes the connection once the reply now due is written.
+func (se *session) hangUp() {
+	c := se.conn.Conn()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*trackedConn); ok {
+		tc.hangUpAfterReply()
+	}
 }
 
 // refuse logs a refusal (the internal cause included, never the message)

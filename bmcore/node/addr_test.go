@@ -75,9 +75,13 @@ func TestAddrReceiveRules(t *testing.T) {
 	}
 	// Received addrs are not relayed to connected peers (PyB head); they
 	// only go into the addr sent after a new handshake.
-	if p, ok := other.tryNext(300*time.Millisecond, wire.CmdAddr); ok {
-		m, _ := wire.DecodeAddr(p.payload)
-		t.Fatalf("addr relayed: %d entries", len(m.Addrs))
+	// r's pong above means its addr was handled; other's pong now means
+	// everything queued for other meanwhile has arrived.
+	for _, p := range other.sync(5 * time.Second) {
+		if p.cmd == wire.CmdAddr {
+			m, _ := wire.DecodeAddr(p.payload)
+			t.Fatalf("addr relayed: %d entries", len(m.Addrs))
+		}
 	}
 	// The node does not dial onions without a proxy.
 	if n.class.dialable("quzwelsuziwqgpt2.onion:8444") {
@@ -177,9 +181,11 @@ func TestDiscoveryDialsKnownNodes(t *testing.T) {
 	}
 	r.send(wire.CmdAddr, (&wire.MsgAddr{Addrs: entries}).Encode())
 	waitFor(t, 10*time.Second, "two outbound connections", func() bool { return n.Stats().PeersOutbound == 2 })
-	time.Sleep(300 * time.Millisecond)
-	if got := n.Stats().PeersOutbound; got != 2 {
-		t.Fatalf("%d outbound connections, want MaxOutbound = 2", got)
+	// The connection manager looks again: no third dial (it would show as
+	// handshaking).
+	waitPasses(t, n, 3)
+	if s := n.Stats(); s.PeersOutbound != 2 || s.Handshaking != 0 {
+		t.Fatalf("%d outbound, %d handshaking; want MaxOutbound = 2", s.PeersOutbound, s.Handshaking)
 	}
 }
 
@@ -236,7 +242,8 @@ func TestNoBootstrapWhenDisabled(t *testing.T) {
 	cfg.Network = &netw
 	cfg.MaxOutbound = 4
 	n := startNode(t, cfg)
-	time.Sleep(300 * time.Millisecond)
+	// Several passes of the connection manager, which would bootstrap.
+	waitPasses(t, n, 3)
 	if len(n.Peers()) != 0 || len(bookAddrs(n, 1)) != 0 {
 		t.Fatal("seeds used with Bootstrap off")
 	}

@@ -46,7 +46,8 @@ type Config struct {
 	// Dial opens TCP connections (to peers, or to the SOCKS5 proxy). nil = net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock for protocol times (version timestamps, object expiry,
-	// PoW TTL). nil = time.Now.
+	// PoW TTL) and for the ack renewals of PyBitmessage connections
+	// (AckRenewDelay and the bounds after it). nil = time.Now.
 	Now func() time.Time
 	// Logger receives the node's logs. nil = discard.
 	Logger *slog.Logger
@@ -89,6 +90,22 @@ type Config struct {
 	// random time between RotateInterval and 3×RotateInterval (default 10 min,
 	// so 10–30 min, SPEC.md §11). Negative disables rotation.
 	RotateInterval time.Duration
+	// AckRenewDelay and AckRenewJitter: a PyBitmessage 0.6.x peer announces
+	// the ack of a msg it received only in the full inv of a new connection
+	// (docs/interop-pybitmessage.md F1). So after such a peer fetched one of
+	// the msgs published through Publish, its connection is closed, to be
+	// re-established, after AckRenewDelay plus a random part of
+	// AckRenewJitter (defaults 60 s and 30 s: 60–90 s). Negative
+	// AckRenewDelay disables this; negative AckRenewJitter means no jitter.
+	AckRenewDelay  time.Duration
+	AckRenewJitter time.Duration
+	// AckRenewPeerInterval: at most one such renewal per peer address within
+	// this time; a fetch within it defers its renewal to the end of it
+	// (default 10 min).
+	AckRenewPeerInterval time.Duration
+	// AckRenewMaxPerHour caps the renewals of all peers within any hour;
+	// renewals over the cap are dropped (default 6).
+	AckRenewMaxPerHour int
 	// DialInterval is how often the connection manager looks for work (default 2 s).
 	DialInterval time.Duration
 	// RetryBackoff is the first wait before redialling a failed address; it
@@ -147,6 +164,18 @@ func (c *Config) setDefaults() error {
 	def(&c.GetDataRetry, 60*time.Second)
 	def(&c.GetDataDelay, 3*time.Second)
 	def(&c.RotateInterval, 10*time.Minute)
+	def(&c.AckRenewDelay, 60*time.Second)
+	def(&c.AckRenewJitter, 30*time.Second)
+	def(&c.AckRenewPeerInterval, 10*time.Minute)
+	if c.AckRenewJitter < 0 {
+		c.AckRenewJitter = 0
+	}
+	if c.AckRenewMaxPerHour == 0 {
+		c.AckRenewMaxPerHour = 6
+	}
+	if c.AckRenewMaxPerHour < 0 {
+		return fmt.Errorf("%w: AckRenewMaxPerHour must not be negative", ErrConfig)
+	}
 	def(&c.DialInterval, 2*time.Second)
 	def(&c.RetryBackoff, 30*time.Second)
 	def(&c.ExpireInterval, time.Hour)
@@ -157,7 +186,7 @@ func (c *Config) setDefaults() error {
 		"IdleTimeout": c.IdleTimeout, "GetDataRetry": c.GetDataRetry,
 		"DialInterval": c.DialInterval, "RetryBackoff": c.RetryBackoff,
 		"ExpireInterval": c.ExpireInterval, "BanDuration": c.BanDuration,
-		"WriteTimeout": c.WriteTimeout,
+		"WriteTimeout": c.WriteTimeout, "AckRenewPeerInterval": c.AckRenewPeerInterval,
 	} {
 		if d < time.Millisecond {
 			return fmt.Errorf("%w: %s must be at least 1ms", ErrConfig, name)

@@ -19,12 +19,14 @@ func TestSimultaneousDial(t *testing.T) {
 		aCfg.ListenAddr, aCfg.Peers = pa, []string{pb}
 		bCfg.ListenAddr, bCfg.Peers = pb, []string{pa}
 		a, b := startNode(t, aCfg), startNode(t, bCfg)
-		waitFor(t, 10*time.Second, "one connection each", func() bool {
-			return establishedCount(a) == 1 && establishedCount(b) == 1
-		})
-		time.Sleep(300 * time.Millisecond)
-		if establishedCount(a) != 1 || establishedCount(b) != 1 {
-			t.Fatalf("connections a=%d b=%d", establishedCount(a), establishedCount(b))
+		settled := func(n *Node) bool { s := n.Stats(); return s.Handshaking == 0 && establishedCount(n) == 1 }
+		waitFor(t, 10*time.Second, "one connection each", func() bool { return settled(a) && settled(b) })
+		// Each connection manager looks again (a dial it started would
+		// show as handshaking): nothing new.
+		waitPasses(t, a, 3)
+		waitPasses(t, b, 3)
+		if !settled(a) || !settled(b) {
+			t.Fatalf("connections a=%+v b=%+v", a.Stats(), b.Stats())
 		}
 		_ = b.Close()
 		_ = a.Close()

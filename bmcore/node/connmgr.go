@@ -71,13 +71,11 @@ func (n *Node) dial(addr string, bootstrap bool) bool {
 				p.log.Debug("dial failed", "err", err)
 			}
 			p.close(fmt.Errorf("dial: %w", err), false)
-			n.unregister(p)
-			n.peerClosed(p, p.closeReason())
+			n.retire(p, p.closeReason())
 			return
 		}
 		if !p.attach(conn) {
-			n.unregister(p)
-			n.peerClosed(p, p.closeReason())
+			n.retire(p, p.closeReason())
 			return
 		}
 		p.run()
@@ -111,8 +109,23 @@ func (n *Node) dialPeer(ctx context.Context, addr string) (net.Conn, error) {
 	return conn, nil
 }
 
-// peerClosed updates the address book after a connection ended.
-func (n *Node) peerClosed(p *peer, reason error) {
+// retire removes a connection that ended. The address book learns the
+// outcome first, so that a hold or backoff is in place before unregister
+// wakes the connection manager; otherwise a rotated fixed peer or a failed
+// dial could be redialled at once.
+func (n *Node) retire(p *peer, reason error) {
+	redial := n.peerClosed(p, reason)
+	n.unregister(p)
+	if redial {
+		// The point of a renewal is a new connection to this very peer
+		// (its full inv carries the ack): redial it now.
+		n.dial(p.dialAddr, false)
+	}
+}
+
+// peerClosed updates the address book after a connection ended. It reports
+// whether the peer should be redialled at once.
+func (n *Node) peerClosed(p *peer, reason error) (redial bool) {
 	established := p.established.Load()
 	if established {
 		p.log.Info("peer disconnected", "reason", errString(reason))
@@ -120,18 +133,23 @@ func (n *Node) peerClosed(p *peer, reason error) {
 		p.log.Debug("connection ended before handshake", "reason", errString(reason))
 	}
 	if p.inbound || p.dialAddr == "" {
-		return
+		return false
 	}
 	now := n.cfg.Now()
 	switch {
 	case errors.Is(reason, ErrClosed):
 	case established:
 		n.book.touch(p.dialAddr, now)
-		if errors.Is(reason, errRotated) {
-			// A rotated fixed peer is redialled after a short pause only:
-			// PyB 0.6.3.2 dials a host just while it has no connection from
-			// it, and its own objects leave its Dandelion stem only over
-			// a connection it dialled (SPEC.md §14), so it gets the chance.
+		if errors.Is(reason, errRenewed) && !p.fixed {
+			return true
+		}
+		if errors.Is(reason, errRotated) || errors.Is(reason, errRenewed) {
+			// A rotated or renewed fixed peer is redialled after a short
+			// pause only: PyB 0.6.3.2 dials a host just while it has no
+			// connection from it, and its own objects leave its Dandelion
+			// stem only over a connection it dialled (SPEC.md §14), so it
+			// gets the chance (interop F6: one connection, the one PyB
+			// dialled).
 			wait := n.cfg.RetryBackoff
 			if p.fixed {
 				wait = 2*n.cfg.DialInterval + time.Second
@@ -148,6 +166,7 @@ func (n *Node) peerClosed(p *peer, reason error) {
 		}
 		n.book.failed(p.dialAddr, now, n.cfg.RetryBackoff, limit)
 	}
+	return false
 }
 
 func errString(err error) string {
@@ -168,6 +187,8 @@ func (n *Node) connLoop() {
 	nextRotate := time.Now().Add(n.rotateDelay())
 	for {
 		n.connTick(&lastBootstrap, &seeded, &nextRotate)
+		n.renewTick()
+		n.connPasses.Add(1)
 		select {
 		case <-n.ctx.Done():
 			return
@@ -319,6 +340,7 @@ func (n *Node) fetchLoop() {
 				hs = hs[k:]
 			}
 		}
+		n.fetchPasses.Add(1)
 	}
 }
 

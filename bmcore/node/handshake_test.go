@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -85,6 +87,75 @@ func TestOutboundHandshake(t *testing.T) {
 	}
 }
 
+// TestEstablishedAfterAddressBook: a connection is published as established
+// only after the address book recorded the peer, so whoever sees it
+// established (Stats, Peers, a test) finds the book entry. The hook runs
+// right after established is set, so a regression fails every run.
+func TestEstablishedAfterAddressBook(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig(t)
+	cfg.Peers = []string{ln.Addr().String()}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const inPort = 18444
+	inAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inPort))
+	type seen struct {
+		inbound bool
+		entry   *KnownNode
+	}
+	got := make(chan seen, 4)
+	n.testHookEstablished = func(p *peer) {
+		addr := p.dialAddr
+		if p.inbound {
+			addr = inAddr
+		}
+		n.book.mu.Lock()
+		var e *KnownNode
+		if kn := n.book.nodes[1][addr]; kn != nil {
+			c := *kn
+			e = &c
+		}
+		n.book.mu.Unlock()
+		got <- seen{p.inbound, e}
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newRawPeer(t, conn)
+	out.next(5*time.Second, wire.CmdVersion)
+	out.send(wire.CmdVerack, nil)
+	out.send(wire.CmdVersion, out.version(time.Now()).Encode())
+	in := dialRaw(t, addrOf(n))
+	in.port = inPort
+	in.handshake()
+	for range 2 {
+		var s seen
+		select {
+		case s = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("connection not established")
+		}
+		switch {
+		case s.entry == nil:
+			t.Fatalf("established (inbound=%v) before the address book had the peer", s.inbound)
+		case !s.inbound && s.entry.Rating < 0.09:
+			t.Fatalf("outbound established before its handshake was recorded: %+v", *s.entry)
+		}
+	}
+}
+
 func TestVersionRefusals(t *testing.T) {
 	n := startNode(t, testConfig(t))
 	cases := []struct {
@@ -110,11 +181,12 @@ func TestVersionRefusals(t *testing.T) {
 			if err != nil || e.Fatal != wire.ErrorFatal {
 				t.Fatalf("error message %+v, %v", e, err)
 			}
-			if _, ok := r.tryNext(time.Second, wire.CmdVerack); ok {
-				t.Fatal("verack after refusal")
-			}
 			if !r.closed(5 * time.Second) {
 				t.Fatal("connection not closed after refusal")
+			}
+			// Everything the node sent has arrived: no verack among it.
+			if _, ok := r.tryNext(time.Second, wire.CmdVerack); ok {
+				t.Fatal("verack after refusal")
 			}
 		})
 	}

@@ -93,6 +93,43 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitPasses waits until the connection manager completed k more passes
+// (each one dials, rotates and renews what is due at that moment).
+func waitPasses(t testing.TB, n *Node, k uint64) {
+	t.Helper()
+	target := n.connPasses.Load() + k
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d connection manager passes", k), func() bool {
+		return n.connPasses.Load() >= target
+	})
+}
+
+// fakeClock is a Config.Now that moves only when the test moves it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func establishedCount(n *Node) int {
 	s := n.Stats()
 	return s.PeersInbound + s.PeersOutbound
@@ -136,6 +173,7 @@ type rawPeer struct {
 	sendMagic uint32 // put on sent packets
 	nonce     uint64
 	userAgent string // "" = /rawpeer:1.0/
+	port      uint16 // advertised listening port; 0 = the local port
 	mu        sync.Mutex
 	pkts      []rawPacket
 	notify    chan struct{}
@@ -263,6 +301,47 @@ func (r *rawPeer) tryNext(timeout time.Duration, cmds ...string) (rawPacket, boo
 	}
 }
 
+// sync sends a ping and returns the packets that arrived before its pong:
+// everything the node queued for this connection before it handled the
+// ping, on the control queue (pong, getdata, addr, error), has arrived.
+func (r *rawPeer) sync(timeout time.Duration) []rawPacket {
+	r.t.Helper()
+	r.send(wire.CmdPing, nil)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var before []rawPacket
+	for {
+		r.mu.Lock()
+		for len(r.pkts) > 0 {
+			p := r.pkts[0]
+			r.pkts = r.pkts[1:]
+			if p.cmd == wire.CmdPong {
+				r.mu.Unlock()
+				return before
+			}
+			before = append(before, p)
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-r.done:
+			r.t.Fatalf("connection closed while waiting for pong")
+		case <-deadline.C:
+			r.t.Fatalf("no pong within %v", timeout)
+		}
+	}
+}
+
+// isClosed reports, without waiting, whether the node closed the connection.
+func (r *rawPeer) isClosed() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // closed waits until the node closed the connection.
 func (r *rawPeer) closed(timeout time.Duration) bool {
 	select {
@@ -286,7 +365,7 @@ func (r *rawPeer) version(ts time.Time) *wire.MsgVersion {
 		Services:        wire.ServiceNetwork,
 		Timestamp:       ts.Unix(),
 		AddrRecv:        wire.ShortAddr{Services: 1, IP: lo, Port: 8444},
-		AddrFrom:        wire.ShortAddr{Services: 1, IP: lo, Port: r.localPort()},
+		AddrFrom:        wire.ShortAddr{Services: 1, IP: lo, Port: cmp.Or(r.port, r.localPort())},
 		Nonce:           r.nonce,
 		UserAgent:       cmp.Or(r.userAgent, "/rawpeer:1.0/"),
 		Streams:         []uint64{1},

@@ -43,6 +43,7 @@ type Node struct {
 	fixed    map[string]bool
 	connReq  chan string
 	kick     chan struct{} // wakes the connection manager
+	renew    *ackRenewer
 
 	mu        sync.Mutex
 	started   bool
@@ -63,6 +64,16 @@ type Node struct {
 	notifyDropped    atomic.Uint64
 	bytesIn          atomic.Uint64
 	bytesOut         atomic.Uint64
+	connRenewals     atomic.Uint64
+
+	// Events tests wait on instead of sleeping: completed passes of the
+	// connection manager and of the fetch loop, and ack renewals scheduled.
+	connPasses      atomic.Uint64
+	fetchPasses     atomic.Uint64
+	renewsScheduled atomic.Uint64
+	// testHookEstablished, when set before Start, runs in the reader
+	// goroutine right after a connection became established.
+	testHookEstablished func(*peer)
 }
 
 // Stats is a snapshot of the node's counters.
@@ -83,6 +94,10 @@ type Stats struct {
 	Banned           int    // ban keys currently refused
 	BytesIn          uint64
 	BytesOut         uint64
+	// ConnRenewals counts connections to PyBitmessage 0.6 peers closed, to
+	// be re-established, so that they announce the acks of our msgs
+	// (Config.AckRenewDelay).
+	ConnRenewals uint64
 }
 
 // PeerInfo describes one connection.
@@ -127,6 +142,7 @@ func New(cfg Config) (*Node, error) {
 		byKey:    map[string]*peer{},
 		nonces:   map[uint64]*peer{},
 	}
+	n.renew = newAckRenewer(&n.cfg)
 	for _, p := range cfg.Peers {
 		addr, err := canonAddr(p)
 		if err != nil {
@@ -291,6 +307,11 @@ func (n *Node) Publish(ctx context.Context, object []byte) (wire.InvHash, error)
 	if err != nil {
 		return wire.InvHash{}, fmt.Errorf("publish: store object: %w", err)
 	}
+	if so.Type == wire.ObjectMsg {
+		// Before it is announced: a PyB 0.6 peer that fetches it gets its
+		// connection renewed, so that its ack comes back (F1).
+		n.renew.published(so.Hash, so.Expires, n.cfg.Now())
+	}
 	n.have.add(so.Hash, so.Expires)
 	if added {
 		n.objectsPublished.Add(1)
@@ -311,6 +332,7 @@ func (n *Node) Stats() Stats {
 		ObjectsRelayed:   n.objectsRelayed.Load(),
 		ObjectsInvalid:   n.objectsInvalid.Load(),
 		NotifyDropped:    n.notifyDropped.Load(),
+		ConnRenewals:     n.connRenewals.Load(),
 		Banned:           n.bans.count(time.Now()),
 		BytesIn:          n.bytesIn.Load(),
 		BytesOut:         n.bytesOut.Load(),

@@ -43,6 +43,7 @@ var (
 	errProtocol      = errors.New("protocol violation")
 	errSlowPeer      = errors.New("peer does not read")
 	errRotated       = errors.New("rotated (SPEC.md §11)")
+	errRenewed       = errors.New("renewed so that a PyBitmessage 0.6 peer announces the ack of our msg (interop F1)")
 	errSuperseded    = errors.New("simultaneous connection: keeping the one the peer opened")
 )
 
@@ -222,8 +223,7 @@ func (p *peer) run() {
 	_ = p.conn.Close()
 	reason := p.reason
 	p.mu.Unlock()
-	n.unregister(p)
-	n.peerClosed(p, reason)
+	n.retire(p, reason)
 }
 
 func (p *peer) readLoop() error {
@@ -427,8 +427,9 @@ func (p *peer) establish() {
 		after = after.Add(n.cfg.GetDataDelay)
 	}
 	p.fetchAfter.Store(after.UnixNano())
-	p.established.Store(true)
-	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
+	// Record the peer before publishing established: whoever sees the
+	// connection established (Stats, Peers, the loops) also finds it in
+	// the address book.
 	now := n.cfg.Now()
 	if !p.inbound {
 		n.book.connected(p.dialAddr, v.Streams, v.Services, now)
@@ -440,6 +441,11 @@ func (p *peer) establish() {
 			}
 		}
 	}
+	p.established.Store(true)
+	if n.testHookEstablished != nil {
+		n.testHookEstablished(p)
+	}
+	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
 	p.mu.Lock()
 	p.greet = true
 	p.mu.Unlock()
@@ -754,6 +760,10 @@ func (p *peer) serve(h wire.InvHash) error {
 		return err
 	}
 	n.objectsRelayed.Add(1)
+	if n.renew.fetched(p, h, n.cfg.Now()) {
+		n.renewsScheduled.Add(1)
+		p.log.Debug("connection renewal scheduled: PyBitmessage 0.6 peer fetched our msg", "msg", h.String())
+	}
 	return nil
 }
 

@@ -118,34 +118,41 @@ func TestCheckObjectExpiryBounds(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
-	var got []StoredObject
-	done := make(chan struct{}, 10)
+	got := make(chan StoredObject, 10)
 	cfg := testConfig(t)
-	cfg.OnObject = func(so StoredObject) { got = append(got, so); done <- struct{}{} }
+	cfg.OnObject = func(so StoredObject) { got <- so }
 	n := startNode(t, cfg)
 	ctx := context.Background()
 	now := time.Now()
+	next := func() StoredObject {
+		t.Helper()
+		select {
+		case so := <-got:
+			return so
+		case <-time.After(5 * time.Second):
+			t.Fatal("OnObject not called")
+			return StoredObject{}
+		}
+	}
 	obj := makeObject(t, now, time.Hour, wire.ObjectBroadcast, 100)
 	h, err := n.Publish(ctx, obj)
 	if err != nil || h != hashOf(obj) {
 		t.Fatalf("Publish: %v", err)
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("OnObject not called")
+	if so := next(); so.Hash != h || so.Type != wire.ObjectBroadcast {
+		t.Fatalf("notified %+v", so)
 	}
-	if got[0].Hash != h || got[0].Type != wire.ObjectBroadcast {
-		t.Fatalf("notified %+v", got[0])
-	}
-	// Idempotent, no second notification.
+	// Idempotent, no second notification: notifications come in order,
+	// so the next one is that of a later, different object.
 	if h2, err := n.Publish(ctx, obj); err != nil || h2 != h {
 		t.Fatalf("second Publish: %v", err)
 	}
-	select {
-	case <-done:
-		t.Fatal("notified twice")
-	case <-time.After(100 * time.Millisecond):
+	other := makeObject(t, now, time.Hour, wire.ObjectBroadcast, 100)
+	if _, err := n.Publish(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if so := next(); so.Hash != hashOf(other) {
+		t.Fatalf("notified twice (%v), want the other object next", so.Hash)
 	}
 	bad := badPoWObject(t, now)
 	if _, err := n.Publish(ctx, bad); !errors.Is(err, ErrInsufficientPoW) {
@@ -157,7 +164,7 @@ func TestPublish(t *testing.T) {
 	if _, err := n.Publish(ctx, big); !errors.Is(err, ErrObjectTooLarge) {
 		t.Fatalf("oversized: %v", err)
 	}
-	if s := n.Stats(); s.ObjectsPublished != 1 || s.InventoryObjects != 1 {
+	if s := n.Stats(); s.ObjectsPublished != 2 || s.InventoryObjects != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 }

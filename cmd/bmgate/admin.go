@@ -32,6 +32,7 @@ type Status struct {
 	Objects   ObjectCounters `json:"objects"`
 	Outbox    map[string]int `json:"outbox"` // rows by mailmap.OutboxState
 	PoW       PoWStatus      `json:"pow"`
+	PoWJobs   []PoWJobStatus `json:"pow_jobs"` // the deployment's proof-of-work queue
 	Sessions  SessionCounts  `json:"sessions"`
 }
 
@@ -55,6 +56,20 @@ type PoWStatus struct {
 	InProgress      int     `json:"in_progress"`       // jobs being solved now
 	Trials          uint64  `json:"trials"`            // nonces tried since start
 	TrialsPerSecond float64 `json:"trials_per_second"` // recent rate
+	SolveRate       float64 `json:"solve_rate"`        // trials/s of the last finished solve
+}
+
+// PoWJobStatus is one proof-of-work job with its expected remaining time
+// (at the running server's solve rate; 0 when unknown or solved).
+type PoWJobStatus struct {
+	ID        int64         `json:"id"`
+	Kind      string        `json:"kind"`
+	State     string        `json:"state"`
+	OutboxID  int64         `json:"outbox_id,omitempty"`
+	UserID    int64         `json:"user_id,omitempty"`
+	Trials    uint64        `json:"trials"`
+	Expected  uint64        `json:"expected"`
+	Remaining time.Duration `json:"remaining_ns"`
 }
 
 // SessionCounts are the open client sessions.

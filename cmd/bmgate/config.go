@@ -62,11 +62,12 @@ type Config struct {
 	SOCKS5User     string   `key:"socks5_user" arg:"USER" flag:"socks5-user" help:"User name for the SOCKS5 proxy (RFC 1929); empty means no authentication."`
 	SOCKS5Password string   `key:"socks5_password" flag:"-" secret:"all" help:"Password for the SOCKS5 proxy; better given as BMGATE_SOCKS5_PASSWORD."`
 
-	PoWWorkers    int           `key:"pow_workers" flag:"pow-workers" help:"Goroutines that do proof of work; 0 means one per CPU."`
-	MessageTTL    time.Duration `key:"message_ttl" flag:"message-ttl" help:"Lifetime of a sent message on the network (1h…672h); unacknowledged messages are resent with a doubled TTL after it passes."`
-	BroadcastTTL  time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
-	PubkeyTimeout time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
-	AckTimeout    time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
+	PoWWorkers     int           `key:"pow_workers" flag:"pow-workers" help:"Goroutines that do proof of work; 0 means one per CPU."`
+	PoWConcurrency int           `key:"pow_concurrency" flag:"pow-concurrency" help:"Proofs of work this instance solves at once, each on pow_workers goroutines. Jobs wait in a durable queue shared by every instance; users take turns."`
+	MessageTTL     time.Duration `key:"message_ttl" flag:"message-ttl" help:"Lifetime of a sent message on the network (1h…672h); unacknowledged messages are resent with a doubled TTL after it passes."`
+	BroadcastTTL   time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
+	PubkeyTimeout  time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
+	AckTimeout     time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
 
 	Admin     string `key:"admin" arg:"ADDR" flag:"admin" scope:"all" help:"Admin HTTP listener (/healthz, /metrics in Prometheus format, /status used by bmgate status), host:port, or off. Keep it on loopback: it has no authentication."`
 	LogFormat string `key:"log_format" arg:"text|json" flag:"log-format" scope:"all" help:"Log format: text or json."`
@@ -93,6 +94,7 @@ func DefaultConfig() Config {
 		MaxOutbound:       8,
 		MaxInbound:        200,
 		MessageTTL:        96 * time.Hour, // SPEC.md §5.4: PyB's API default of 4 days
+		PoWConcurrency:    1,
 		BroadcastTTL:      96 * time.Hour,
 		PubkeyTimeout:     7 * 24 * time.Hour,
 		AckTimeout:        28 * 24 * time.Hour, // the longest TTL a resend reaches (SPEC.md §5.4)
@@ -244,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PoWWorkers < 0 {
 		bad("pow_workers", "must not be negative")
+	}
+	if c.PoWConcurrency < 1 || c.PoWConcurrency > 64 {
+		bad("pow_concurrency", "must be between 1 and 64")
 	}
 	// SPEC.md §5.4: PyBitmessage clamps a message TTL to 1 h … 28 d.
 	if c.MessageTTL < time.Hour || c.MessageTTL > 28*24*time.Hour {

@@ -74,7 +74,6 @@ func gatewayTiming(net *params.Network, gc *gateway.Config) {
 	gc.PollInterval = time.Second
 	gc.PubkeyPoll = time.Second
 	gc.MaintenanceInterval = 2 * time.Second
-	gc.IdentityRefresh = time.Second
 	gc.Lease = 30 * time.Second
 }
 
@@ -82,15 +81,16 @@ func (s *server) build() error {
 	cfg := s.cfg
 	netp := cfg.NetworkParams()
 	gcfg := gateway.Config{
-		Store:        s.store,
-		Network:      netp,
-		Domain:       cfg.Domain,
-		Logger:       s.log.With("component", "gateway"),
-		PoWWorkers:   cfg.PoWWorkers,
-		MsgTTL:       cfg.MessageTTL,
-		BroadcastTTL: cfg.BroadcastTTL,
-		PubkeyGiveUp: cfg.PubkeyTimeout,
-		AckGiveUp:    cfg.AckTimeout,
+		Store:          s.store,
+		Network:        netp,
+		Domain:         cfg.Domain,
+		Logger:         s.log.With("component", "gateway"),
+		PoWWorkers:     cfg.PoWWorkers,
+		PoWConcurrency: cfg.PoWConcurrency,
+		MsgTTL:         cfg.MessageTTL,
+		BroadcastTTL:   cfg.BroadcastTTL,
+		PubkeyGiveUp:   cfg.PubkeyTimeout,
+		AckGiveUp:      cfg.AckTimeout,
 	}
 	gatewayTiming(netp, &gcfg)
 	listen := cfg.P2P
@@ -314,6 +314,15 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	st.Objects = ObjectCounters{Received: ns.ObjectsReceived, Relayed: ns.ObjectsRelayed, Invalid: ns.ObjectsInvalid}
 	gs := s.gw.Stats()
 	st.PoW = s.powStatus(gs)
+	// Live trial counts of the jobs this process is solving.
+	for i, j := range st.PoWJobs {
+		for _, live := range gs.PoWJobs {
+			if live.ID == j.ID {
+				st.PoWJobs[i].Trials = live.Trials
+			}
+		}
+	}
+	estimatePoW(st.PoWJobs, gs.PoWRate, s.cfg.PoWConcurrency)
 	st.Sessions = SessionCounts{SMTP: s.smtp.Sessions(), IMAP: s.imap.Sessions()}
 	return st, nil
 }
@@ -330,5 +339,5 @@ func (s *server) powStatus(gs gateway.Stats) PoWStatus {
 		}
 	}
 	s.powLast, s.powLastAt = gs.PoWTrials, now
-	return PoWStatus{InProgress: len(gs.PoWJobs), Trials: gs.PoWTrials, TrialsPerSecond: s.powRate}
+	return PoWStatus{InProgress: len(gs.PoWJobs), Trials: gs.PoWTrials, TrialsPerSecond: s.powRate, SolveRate: gs.PoWRate}
 }

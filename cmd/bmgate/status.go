@@ -25,12 +25,47 @@ func storeStatus(ctx context.Context, st mailmap.Store, s *Status) error {
 	if err != nil {
 		return fmt.Errorf("count outbox: %w", err)
 	}
+	jobs, err := st.PoWJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("list proof of work: %w", err)
+	}
 	s.Inventory = n
 	s.Outbox = make(map[string]int, len(counts))
 	for state, c := range counts {
 		s.Outbox[string(state)] = c
 	}
+	s.PoWJobs = s.PoWJobs[:0]
+	for _, j := range jobs {
+		s.PoWJobs = append(s.PoWJobs, PoWJobStatus{ID: j.ID, Kind: j.Kind, State: string(j.State), OutboxID: j.OutboxID,
+			UserID: j.UserID, Trials: j.Trials, Expected: j.Expected})
+	}
 	return nil
+}
+
+// estimatePoW fills each job's expected remaining time from a solve rate
+// (trials per second), with the queue worked through in order by
+// concurrency solvers at once.
+func estimatePoW(jobs []PoWJobStatus, rate float64, concurrency int) {
+	if rate <= 0 {
+		return
+	}
+	var ahead float64 // seconds of queued work before the next pending job
+	for i := range jobs {
+		j := &jobs[i]
+		if j.State == string(mailmap.PoWSolved) {
+			continue
+		}
+		left := float64(j.Expected) - float64(j.Trials)
+		if left <= 0 {
+			left = float64(j.Expected) / 4 // unlucky so far; the wait for a hit is memoryless
+		}
+		own := left / rate
+		if j.State == string(mailmap.PoWPending) {
+			ahead += own / float64(max(concurrency, 1))
+			own = ahead
+		}
+		j.Remaining = time.Duration(own * float64(time.Second))
+	}
 }
 
 // adminURL is the URL of an admin endpoint for a client on this host: a
@@ -126,6 +161,9 @@ var cmdStatus = &command{
 		if err := storeStatus(ctx, st, &s); err != nil {
 			return err
 		}
+		if liveErr == nil {
+			estimatePoW(s.PoWJobs, s.PoW.SolveRate, cfg.PoWConcurrency)
+		}
 		if *asJSON {
 			enc := json.NewEncoder(inv.stdout)
 			enc.SetIndent("", "  ")
@@ -168,6 +206,21 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		parts = append(parts, fmt.Sprintf("%s %d", state, s.Outbox[state]))
 	}
 	fmt.Fprintf(w, "outbox:     %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "pow queue:  %d jobs\n", len(s.PoWJobs))
+	for _, j := range s.PoWJobs {
+		row := "-"
+		if j.OutboxID != 0 {
+			row = fmt.Sprintf("outbox %d", j.OutboxID)
+		}
+		eta := "unknown"
+		switch {
+		case j.State == string(mailmap.PoWSolved):
+			eta = "publishing"
+		case j.Remaining > 0:
+			eta = "~" + j.Remaining.Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s left\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
+	}
 	if liveErr == nil {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
 		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)

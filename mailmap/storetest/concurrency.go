@@ -79,7 +79,7 @@ func claimConcurrently(t *testing.T, stores []mailmap.Store, rows []mailmap.Outb
 		wg.Go(func() {
 			s := stores[w%len(stores)]
 			for range 1000 { // bounded; ends when a claim comes back empty
-				items, err := s.ClaimOutbox(context.Background(), states, now, time.Hour, 3)
+				items, err := s.ClaimOutbox(context.Background(), states, now, time.Hour, 3, fmt.Sprintf("w%d", w))
 				if err != nil {
 					errs <- err
 					return

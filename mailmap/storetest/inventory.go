@@ -120,7 +120,7 @@ func testPendingObjects(t *testing.T, s mailmap.Store) {
 		_, err := s.Put(ctx, o)
 		noErr(t, err, "Put")
 	}
-	pending, err := s.PendingObjects(ctx, 3)
+	pending, err := s.PendingObjects(ctx, now, 3)
 	noErr(t, err, "PendingObjects")
 	if len(pending) != 3 {
 		t.Fatalf("PendingObjects(3) = %d objects", len(pending))
@@ -133,7 +133,7 @@ func testPendingObjects(t *testing.T, s mailmap.Store) {
 	noErr(t, s.MarkProcessed(ctx, objs[2].Hash), "MarkProcessed twice")
 	err = s.MarkProcessed(ctx, object(200, 1, now).Hash)
 	wantErr(t, err, mailmap.ErrNotFound, "MarkProcessed unknown")
-	pending, err = s.PendingObjects(ctx, 10)
+	pending, err = s.PendingObjects(ctx, now, 10)
 	noErr(t, err, "PendingObjects")
 	var got []wire.InvHash
 	for _, o := range pending {
@@ -145,7 +145,7 @@ func testPendingObjects(t *testing.T, s mailmap.Store) {
 	// A duplicate Put does not make a processed object pending again.
 	_, err = s.Put(ctx, objs[0])
 	noErr(t, err, "Put duplicate")
-	if pending, _ := s.PendingObjects(ctx, 10); len(pending) != 3 {
+	if pending, _ := s.PendingObjects(ctx, now, 10); len(pending) != 3 {
 		t.Fatalf("PendingObjects after duplicate Put = %d", len(pending))
 	}
 	// Processed objects are still served to peers.

@@ -83,23 +83,29 @@ func testOutbox(t *testing.T, s mailmap.Store) {
 		t.Fatalf("UserOutbox(alice) after failed batches = %d rows, %v", len(ob), err)
 	}
 
-	// Update every field.
+	// A checked transition writes only its own columns.
 	up := out[0]
-	up.State, up.Attempts, up.NextAttempt = mailmap.OutboxAcked, 3, t0.Add(time.Hour)
-	up.InvHash, up.LastError, up.PoWDuration = bytes.Repeat([]byte{0xAB}, 32), "", 9*time.Second
-	up.SentAt, up.AckedAt, up.Reported, up.DelayReported = t0.Add(2*time.Minute), t0.Add(3*time.Minute), true, false
-	up.TTL, up.Notify, up.Ret, up.EnvID, up.OrigRcpt = time.Hour, mailmap.NotifyNever, "FULL", "e2", "rfc822;x@y"
-	up.Subject, up.Body, up.Extra, up.Original, up.AckData = "new subject", "new body", nil, nil, []byte("ack")
-	noErr(t, s.UpdateOutbox(ctx, up), "UpdateOutbox")
-	got, err := s.OutboxItem(ctx, up.ID)
-	noErr(t, err, "OutboxItem after update")
+	attempts, next, invHash, lastErr := 3, t0.Add(time.Hour), bytes.Repeat([]byte{0xAB}, 32), ""
+	sent, acked, ttl, ack := t0.Add(2*time.Minute), t0.Add(3*time.Minute), time.Hour, []byte("ack")
+	got, err := s.TransitionOutbox(ctx, mailmap.OutboxStep{
+		ID: up.ID, From: []mailmap.OutboxState{up.State}, To: mailmap.OutboxAcked,
+		Attempts: &attempts, NextAttempt: &next, InvHash: invHash, LastError: &lastErr, AddPoWDuration: 2 * time.Second,
+		SentAt: &sent, AckedAt: &acked, TTL: &ttl, AckData: &ack,
+	})
+	noErr(t, err, "TransitionOutbox")
+	up.State, up.Attempts, up.NextAttempt, up.InvHash, up.LastError = mailmap.OutboxAcked, 3, next, invHash, ""
+	up.PoWDuration += 2 * time.Second
+	up.SentAt, up.AckedAt, up.TTL, up.AckData = sent, acked, ttl, ack
 	sameOutbox(t, got, up)
-	wrong := up
-	wrong.UserID = b.ID
-	wantErr(t, s.UpdateOutbox(ctx, wrong), mailmap.ErrNotFound, "UpdateOutbox with another user's id")
-	wrong = up
-	wrong.ID = 99999
-	wantErr(t, s.UpdateOutbox(ctx, wrong), mailmap.ErrNotFound, "UpdateOutbox unknown row")
+	got, err = s.OutboxItem(ctx, up.ID)
+	noErr(t, err, "OutboxItem after transition")
+	sameOutbox(t, got, up)
+	_, err = s.TransitionOutbox(ctx, mailmap.OutboxStep{ID: up.ID, From: []mailmap.OutboxState{mailmap.OutboxQueued}, To: mailmap.OutboxFailed})
+	wantErr(t, err, mailmap.ErrConflict, "TransitionOutbox from a state the row is not in")
+	_, err = s.TransitionOutbox(ctx, mailmap.OutboxStep{ID: 99999, From: []mailmap.OutboxState{mailmap.OutboxQueued}, To: mailmap.OutboxFailed})
+	wantErr(t, err, mailmap.ErrConflict, "TransitionOutbox unknown row")
+	_, err = s.TransitionOutbox(ctx, mailmap.OutboxStep{ID: up.ID, From: []mailmap.OutboxState{"bogus"}, To: mailmap.OutboxFailed})
+	wantErr(t, err, mailmap.ErrInvalidName, "TransitionOutbox from a bogus state")
 	_, err = s.OutboxItem(ctx, 99999)
 	wantErr(t, err, mailmap.ErrNotFound, "OutboxItem unknown")
 
@@ -147,7 +153,7 @@ func testOutboxClaim(t *testing.T, s mailmap.Store) {
 	states := []mailmap.OutboxState{mailmap.OutboxQueued, mailmap.OutboxAwaitingPubkey}
 	now := t0.Add(150 * time.Second) // rows 0, 1, 2 are due
 	lease := 10 * time.Minute
-	got, err := s.ClaimOutbox(ctx, states, now, lease, 2)
+	got, err := s.ClaimOutbox(ctx, states, now, lease, 2, "w1")
 	noErr(t, err, "ClaimOutbox")
 	if len(got) != 2 || got[0].ID != out[0].ID || got[1].ID != out[1].ID {
 		t.Fatalf("ClaimOutbox(limit 2) = %v, want the two oldest due rows", ids(got))
@@ -157,32 +163,32 @@ func testOutboxClaim(t *testing.T, s mailmap.Store) {
 			t.Fatalf("claimed row's NextAttempt = %v, want now+lease", it.NextAttempt)
 		}
 	}
-	got, err = s.ClaimOutbox(ctx, states, now, lease, 10)
+	got, err = s.ClaimOutbox(ctx, states, now, lease, 10, "w1")
 	noErr(t, err, "ClaimOutbox again")
 	if len(got) != 1 || got[0].ID != out[2].ID {
 		t.Fatalf("second ClaimOutbox = %v, want only row 2 (0 and 1 are leased)", ids(got))
 	}
-	got, err = s.ClaimOutbox(ctx, states, now, lease, 10)
+	got, err = s.ClaimOutbox(ctx, states, now, lease, 10, "w1")
 	noErr(t, err, "ClaimOutbox third")
 	if len(got) != 0 {
 		t.Fatalf("third ClaimOutbox = %v, want nothing", ids(got))
 	}
 	// Later, the rest is due, except acked rows, and the leases ran out.
 	later := now.Add(lease + time.Second)
-	got, err = s.ClaimOutbox(ctx, states, later, lease, 10)
+	got, err = s.ClaimOutbox(ctx, states, later, lease, 10, "w1")
 	noErr(t, err, "ClaimOutbox later")
 	if want := []int64{out[0].ID, out[1].ID, out[2].ID, out[3].ID, out[4].ID}; !equalIDs(got, want) {
 		t.Fatalf("ClaimOutbox later = %v, want %v", ids(got), want)
 	}
-	got, err = s.ClaimOutbox(ctx, []mailmap.OutboxState{mailmap.OutboxAwaitingPubkey}, later.Add(time.Hour), lease, 10)
+	got, err = s.ClaimOutbox(ctx, []mailmap.OutboxState{mailmap.OutboxAwaitingPubkey}, later.Add(time.Hour), lease, 10, "w1")
 	noErr(t, err, "ClaimOutbox by state")
 	if !equalIDs(got, []int64{out[4].ID}) {
 		t.Fatalf("ClaimOutbox(awaiting_pubkey) = %v", ids(got))
 	}
-	if got, err := s.ClaimOutbox(ctx, nil, later, lease, 10); err != nil || len(got) != 0 {
+	if got, err := s.ClaimOutbox(ctx, nil, later, lease, 10, "w1"); err != nil || len(got) != 0 {
 		t.Fatalf("ClaimOutbox with no states = %v, %v", ids(got), err)
 	}
-	if got, err := s.ClaimOutbox(ctx, states, later, lease, 0); err != nil || len(got) != 0 {
+	if got, err := s.ClaimOutbox(ctx, states, later, lease, 0, "w1"); err != nil || len(got) != 0 {
 		t.Fatalf("ClaimOutbox with limit 0 = %v, %v", ids(got), err)
 	}
 }

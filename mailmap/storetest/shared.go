@@ -35,6 +35,7 @@ func RunShared(t *testing.T, b Shared) {
 		u := newUser(t, s1, "alice")
 		claimConcurrently(t, []mailmap.Store{s1, s2}, enqueueMany(t, s1, u.ID, 120), 6)
 	})
+	t.Run("AccountsAcrossInstances", func(t *testing.T) { testAccountsAcrossInstances(t, b.New(t)) })
 	if b.CrossInstanceNotify {
 		t.Run("NotifyAcrossInstances", func(t *testing.T) { testCrossNotify(t, b.New(t)) })
 		t.Run("LockAcrossInstances", func(t *testing.T) {

@@ -39,6 +39,10 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"Isolation", testIsolation},
 		{"Outbox", testOutbox},
 		{"OutboxClaim", testOutboxClaim},
+		{"OutboxTransitions", testOutboxTransitions},
+		{"OutboxReports", testOutboxReports},
+		{"PoWJobs", testPoWJobs},
+		{"PoWJobsOfOutbox", testPoWJobsOfOutbox},
 		{"OutboxTo", testOutboxTo},
 		{"Inventory", testInventory},
 		{"PendingObjects", testPendingObjects},
@@ -49,6 +53,8 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"CancelledContexts", testCancel},
 		{"Lock", testLock},
+		{"AccountsGeneration", testAccountsGeneration},
+		{"UserActive", testUserActive},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -38,6 +38,9 @@ CREATE TABLE deliveries (
     at        BIGINT NOT NULL,
     PRIMARY KEY (user_id, inv_hash)
 );
+-- Pruned with the inventory object it names (Expire); at catches strays.
+CREATE INDEX deliveries_inv_hash ON deliveries (inv_hash);
+CREATE INDEX deliveries_at ON deliveries (at);
 
 ALTER TABLE inventory ADD COLUMN attempts   BIGINT  NOT NULL DEFAULT 0;
 ALTER TABLE inventory ADD COLUMN last_error TEXT    NOT NULL DEFAULT '';

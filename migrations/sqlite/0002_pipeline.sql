@@ -38,6 +38,9 @@ CREATE TABLE deliveries (
     at        INTEGER NOT NULL,
     PRIMARY KEY (user_id, inv_hash)
 ) STRICT;
+-- Pruned with the inventory object it names (Expire); at catches strays.
+CREATE INDEX deliveries_inv_hash ON deliveries (inv_hash);
+CREATE INDEX deliveries_at ON deliveries (at);
 
 ALTER TABLE inventory ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE inventory ADD COLUMN last_error TEXT NOT NULL DEFAULT '';

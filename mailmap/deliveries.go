@@ -1,0 +1,137 @@
+package mailmap
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bmgate/bmgate/bmcore/wire"
+)
+
+// SetAsideObject is an inventory object whose processing failed too often:
+// the dispatcher no longer tries it, and operators see it with its error.
+type SetAsideObject struct {
+	Hash      wire.InvHash
+	Type      uint32
+	Attempts  int
+	LastError string
+	Expires   time.Time
+}
+
+// maxDeliveryKey bounds DeliverOnce keys (inventory hashes are 32 bytes).
+const maxDeliveryKey = 64
+
+// maxObjectError bounds the error text kept for a failed object.
+const maxObjectError = 1000
+
+// strayDeliveries is how long a deliveries row may outlive the pruning of
+// inventory objects when its object is not (or no longer) in the inventory.
+// An object lives at most 28 days and 3 hours after it is received, so a
+// key older than that, counted from the Expire cut-off, names an object
+// that cannot come back.
+const strayDeliveries = 30 * 24 * time.Hour
+
+func (s *sqlStore) DeliverOnce(ctx context.Context, userID, mailboxID int64, key, raw []byte, flags []string, date time.Time) (Message, bool, error) {
+	if len(key) == 0 || len(key) > maxDeliveryKey {
+		return Message{}, false, invalid("delivery key")
+	}
+	var m Message
+	var dup bool
+	err := s.write(ctx, func(w *wtx) error {
+		m, dup = Message{}, false
+		// The user's lock first, as every writer takes it (lock order),
+		// and a missing user is ErrNotFound rather than a foreign key error.
+		if _, _, err := s.lockUser(ctx, w, userID); err != nil {
+			return err
+		}
+		res, err := w.ExecContext(ctx, `INSERT INTO deliveries (user_id, inv_hash, at) VALUES ($1, $2, $3)
+			ON CONFLICT (user_id, inv_hash) DO NOTHING`, userID, key, toMicros(s.now()))
+		if err != nil {
+			return fmt.Errorf("record delivery: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("record delivery: %w", err)
+		}
+		if n == 0 {
+			dup = true
+			return nil
+		}
+		m, err = s.appendTx(ctx, w, userID, mailboxID, raw, flags, date)
+		return err
+	})
+	if err != nil {
+		return Message{}, false, err
+	}
+	return m, dup, nil
+}
+
+func (s *sqlStore) ObjectFailed(ctx context.Context, h wire.InvHash, errText string, retryAt time.Time, maxAttempts int) (int, bool, error) {
+	limit := int64(math.MaxInt64)
+	if maxAttempts > 0 {
+		limit = int64(maxAttempts)
+	}
+	var attempts int64
+	var aside bool
+	err := s.db.QueryRowContext(ctx, `UPDATE inventory SET attempts = attempts + 1, last_error = $1, retry_at = $2,
+			set_aside = (set_aside OR attempts + 1 >= $3)
+		WHERE hash = $4 RETURNING attempts, set_aside`,
+		objectError(errText), toMicros(retryAt), limit, h[:]).Scan(&attempts, &aside)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, errObjectNotFound
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("record object failure: %w", err)
+	}
+	return int(attempts), aside, nil
+}
+
+func (s *sqlStore) SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT hash, type, attempts, last_error, expires FROM inventory
+		WHERE set_aside AND NOT processed ORDER BY id LIMIT $1`, int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("set-aside objects: %w", err)
+	}
+	defer rows.Close()
+	var out []SetAsideObject
+	for rows.Next() {
+		var o SetAsideObject
+		var hash []byte
+		var typ, attempts, expires int64
+		if err := rows.Scan(&hash, &typ, &attempts, &o.LastError, &expires); err != nil {
+			return nil, fmt.Errorf("set-aside objects: %w", err)
+		}
+		if len(hash) != len(o.Hash) || typ < 0 || typ > math.MaxUint32 {
+			return nil, errors.New("set-aside objects: malformed inventory row")
+		}
+		copy(o.Hash[:], hash)
+		o.Type, o.Attempts, o.Expires = uint32(typ), int(attempts), fromMicros(expires)
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("set-aside objects: %w", err)
+	}
+	return out, nil
+}
+
+// objectError makes an error text storable in both dialects (valid UTF-8,
+// no NUL) and bounds its length.
+func objectError(s string) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(s) <= maxObjectError {
+		return s
+	}
+	s = s[:maxObjectError]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
