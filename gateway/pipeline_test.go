@@ -99,9 +99,7 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	if err := g.Submit(ctx, Submission{User: mailmap.User{ID: u.ID}, From: sender, Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.outboundOnce(ctx); err != nil || n != 1 {
-		t.Fatalf("outboundOnce = %d, %v", n, err)
-	}
+	drive(t, ctx, g)
 	msgs := pub.ofType(wire.ObjectMsg)
 	if len(msgs) != 1 {
 		t.Fatalf("published %d msg objects", len(msgs))
@@ -162,9 +160,7 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	if err := g.Submit(ctx, Submission{User: mailmap.User{ID: u.ID}, From: sender, Recipients: []Recipient{rcpt}, Raw: []byte(plain)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.outboundOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	drive(t, ctx, g)
 	msgs = pub.ofType(wire.ObjectMsg)
 	m, _, err = object.DecryptMsg(msgs[len(msgs)-1], []*identity.Identity{bob})
 	if err != nil {
@@ -173,4 +169,24 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	if m.Encoding != 2 || !bytes.HasPrefix(m.Message, []byte("Subject:Grüße\nBody:Zeile eins")) {
 		t.Errorf("encoding %d message %q", m.Encoding, m.Message)
 	}
+}
+
+// drive runs the outbound worker and the proof-of-work scheduler, one step
+// at a time, until neither has anything left to do now.
+func drive(t *testing.T, ctx context.Context, g *Gateway) {
+	t.Helper()
+	for range 100 {
+		n, err := g.outboundOnce(ctx)
+		if err != nil {
+			t.Fatalf("outboundOnce: %v", err)
+		}
+		worked, err := g.powOnce(ctx)
+		if err != nil {
+			t.Fatalf("powOnce: %v", err)
+		}
+		if n == 0 && !worked {
+			return
+		}
+	}
+	t.Fatal("drive: the pipeline did not settle in 100 steps")
 }

@@ -295,9 +295,10 @@ func (g *Gateway) newJob(kind string, priority int, publish bool, headless []byt
 func (g *Gateway) startPoW(ctx context.Context, it mailmap.OutboxItem, step mailmap.OutboxStep, job *mailmap.PoWJob) error {
 	step.ID, step.From, step.Owner, step.To = it.ID, []mailmap.OutboxState{it.State}, g.owner, mailmap.OutboxDoingPoW
 	step.Job = job
-	// The job's completion moves the row on; the lease is not needed.
-	later := never
-	step.NextAttempt = &later
+	// The row is claimable again only when its job is gone or is a solved
+	// ack (ClaimOutbox checks), so it can be due at once.
+	now := g.cfg.Now()
+	step.NextAttempt = &now
 	if _, err := g.store.TransitionOutbox(ctx, step); err != nil {
 		return fmt.Errorf("queue %s proof of work: %w", job.Kind, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,7 +118,7 @@ func TestAccountCheckFailureIsTemporary(t *testing.T) {
 func TestDisabledAccountEndsSessionStore(t *testing.T) {
 	backends := map[string]func(t *testing.T) string{
 		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "mail.db") },
-		"postgres": storetest.PostgresDSN,
+		"postgres": func(t *testing.T) string { return storetest.PostgresDSN(t) },
 	}
 	for name, dsn := range backends {
 		t.Run(name, func(t *testing.T) {
@@ -168,5 +169,43 @@ func TestDisabledAccountEndsSessionStore(t *testing.T) {
 			wantCode(t, c.Mail(aliceBM+"@"+domain, nil), 421, smtp.EnhancedCode{4, 7, 0})
 			wantHungUp(t, h, c)
 		})
+	}
+}
+
+// TestDisabledTrustedUserEndsSession: the trusted local listener (no TLS,
+// no AUTH) ends the session the same way when its user is disabled.
+func TestDisabledTrustedUserEndsSession(t *testing.T) {
+	auth := &fakeAuth{}
+	s := New(auth, &fakeSubmitter{}, Config{Domain: domain, Trusted: &TrustedLocal{User: scripts}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.ServeTrusted(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("ServeTrusted = %v", err)
+		}
+	}()
+	c, err := smtp.Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.CommandTimeout = 10 * time.Second
+	if err := c.Mail(carolBM+"@"+domain, nil); err != nil {
+		t.Fatalf("MAIL: %v", err)
+	}
+	auth.setState(scripts.ID, mailmap.ErrDisabled)
+	wantCode(t, c.Rcpt(bobBM+"@"+domain, nil), 421, smtp.EnhancedCode{4, 7, 0})
+	if err := c.Noop(); err == nil {
+		t.Fatal("NOOP answered after the trusted user was disabled; want the connection closed")
+	}
+	if n := s.Sessions(); n != 0 {
+		t.Errorf("%d sessions still open", n)
 	}
 }

@@ -24,16 +24,17 @@ import (
 // (storeStatus gives the database figures); the admin listener only
 // formats it, so it knows nothing of the node's or the gateway's insides.
 type Status struct {
-	Version   string         `json:"version"`
-	Network   string         `json:"network"`
-	StartedAt time.Time      `json:"started_at"`
-	Peers     []PeerStatus   `json:"peers"`
-	Inventory int            `json:"inventory"` // objects in the inventory
-	Objects   ObjectCounters `json:"objects"`
-	Outbox    map[string]int `json:"outbox"` // rows by mailmap.OutboxState
-	PoW       PoWStatus      `json:"pow"`
-	PoWJobs   []PoWJobStatus `json:"pow_jobs"` // the deployment's proof-of-work queue
-	Sessions  SessionCounts  `json:"sessions"`
+	Version   string           `json:"version"`
+	Network   string           `json:"network"`
+	StartedAt time.Time        `json:"started_at"`
+	Peers     []PeerStatus     `json:"peers"`
+	Inventory int              `json:"inventory"` // objects in the inventory
+	Objects   ObjectCounters   `json:"objects"`
+	Outbox    map[string]int   `json:"outbox"` // rows by mailmap.OutboxState
+	PoW       PoWStatus        `json:"pow"`
+	PoWJobs   []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
+	SetAside  []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
+	Sessions  SessionCounts    `json:"sessions"`
 }
 
 // PeerStatus is one connected peer.
@@ -70,6 +71,16 @@ type PoWJobStatus struct {
 	Trials    uint64        `json:"trials"`
 	Expected  uint64        `json:"expected"`
 	Remaining time.Duration `json:"remaining_ns"`
+}
+
+// SetAsideStatus is an inbound object whose processing failed too often:
+// the gateway no longer tries it (mailmap.SetAsideObject).
+type SetAsideStatus struct {
+	Hash     string    `json:"hash"` // inventory hash, hex
+	Type     uint32    `json:"type"`
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error"` // the last failure
+	Expires  time.Time `json:"expires"`
 }
 
 // SessionCounts are the open client sessions.
@@ -239,6 +250,9 @@ func formatMetrics(st Status) string {
 		`{direction="inbound"}`+num(float64(inbound)),
 		`{direction="outbound"}`+num(float64(len(st.Peers)-inbound)))
 	metric("bmgate_inventory_objects", "gauge", "Objects in the inventory.", num(float64(st.Inventory)))
+	metric("bmgate_inventory_set_aside_objects", "gauge",
+		fmt.Sprintf("Inbound objects set aside after repeated processing failures (counted up to %d).", setAsideListed),
+		num(float64(len(st.SetAside))))
 	metric("bmgate_objects_received_total", "counter", "Valid objects received that were new to the inventory.", num(float64(st.Objects.Received)))
 	metric("bmgate_objects_relayed_total", "counter", "Objects sent to peers that asked for them.", num(float64(st.Objects.Relayed)))
 	metric("bmgate_objects_invalid_total", "counter", "Objects refused by validation.", num(float64(st.Objects.Invalid)))

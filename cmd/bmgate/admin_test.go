@@ -29,6 +29,8 @@ func sampleStatus() Status {
 		Outbox:    map[string]int{"queued": 2, "doing_pow": 1, "acked": 7, "weird\"state": 1},
 		PoW:       PoWStatus{InProgress: 1, Trials: 123456789, TrialsPerSecond: 1.5e6},
 		Sessions:  SessionCounts{SMTP: 1, IMAP: 4},
+		SetAside: []SetAsideStatus{{Hash: strings.Repeat("ab", 32), Type: 2, Attempts: 5, Error: "deliver: disk full",
+			Expires: time.Unix(1_700_100_000, 0).UTC()}},
 	}
 }
 
@@ -70,7 +72,9 @@ func TestAdminStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !got.StartedAt.Equal(want.StartedAt) || len(got.Peers) != 3 || got.Peers[0].UserAgent != want.Peers[0].UserAgent ||
-		got.Outbox["acked"] != 7 || got.PoW != want.PoW || got.Sessions != want.Sessions || got.Objects != want.Objects {
+		got.Outbox["acked"] != 7 || got.PoW != want.PoW || got.Sessions != want.Sessions || got.Objects != want.Objects ||
+		len(got.SetAside) != 1 || got.SetAside[0].Hash != want.SetAside[0].Hash || got.SetAside[0].Error != want.SetAside[0].Error ||
+		got.SetAside[0].Attempts != 5 || got.SetAside[0].Type != 2 || !got.SetAside[0].Expires.Equal(want.SetAside[0].Expires) {
 		t.Errorf("round trip:\n%+v\nwant\n%+v", got, want)
 	}
 
@@ -125,6 +129,7 @@ func TestAdminMetrics(t *testing.T) {
 		`bmgate_peers{direction="inbound"} 1`,
 		`bmgate_peers{direction="outbound"} 2`,
 		`bmgate_inventory_objects 4242`,
+		`bmgate_inventory_set_aside_objects 1`,
 		`bmgate_objects_received_total 10`,
 		`bmgate_objects_relayed_total 20`,
 		`bmgate_objects_invalid_total 3`,

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/address"
 	"github.com/bmgate/bmgate/bmcore/identity"
+	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -277,6 +281,57 @@ func TestStatusCommand(t *testing.T) {
 	}
 	if out := mustRun(t, env, "", "healthcheck"); out != "ok\n" {
 		t.Errorf("healthcheck: %q", out)
+	}
+}
+
+// TestStatusSetAside: `bmgate status` lists the inbound objects the
+// gateway set aside, with their hash, type, attempts and last error.
+func TestStatusSetAside(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	st := openTestStore(t, env)
+	now := time.Now()
+	var objs []node.StoredObject
+	for i := range byte(2) {
+		raw := append([]byte{0, 0, 0, 0, 0, 0, 0, i}, bytes.Repeat([]byte{i + 1}, 60)...)
+		o := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: wire.ObjectMsg + uint32(i), Version: 1, Stream: 1,
+			Expires: now.Add(time.Hour), Raw: raw}
+		if _, err := st.Put(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o)
+	}
+	out := mustRun(t, env, "", "status")
+	if !strings.Contains(out, "set aside:  0 inbound objects") {
+		t.Errorf("status without set-aside objects:\n%s", out)
+	}
+	// One object failed once (still retried), the other too often.
+	if _, aside, err := st.ObjectFailed(ctx, objs[0].Hash, "transient", now, 3); err != nil || aside {
+		t.Fatalf("ObjectFailed = %v, %v", aside, err)
+	}
+	for i := range 3 {
+		if _, _, err := st.ObjectFailed(ctx, objs[1].Hash, fmt.Sprintf("deliver: boom %d\nsecond line", i+1), now, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out = mustRun(t, env, "", "status")
+	want := fmt.Sprintf("  %s broadcast 3 attempts: deliver: boom 3 second line\n", objs[1].Hash)
+	if !strings.Contains(out, "set aside:  1 inbound objects\n"+want) {
+		t.Errorf("status lacks the set-aside object %q:\n%s", want, out)
+	}
+	if strings.Contains(out, objs[0].Hash.String()) {
+		t.Errorf("status lists an object still being retried:\n%s", out)
+	}
+	js := mustRun(t, env, "", "status", "--json")
+	var got struct {
+		SetAside []SetAsideStatus `json:"set_aside"`
+	}
+	if err := json.Unmarshal([]byte(js), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.SetAside) != 1 || got.SetAside[0].Hash != objs[1].Hash.String() || got.SetAside[0].Type != wire.ObjectBroadcast ||
+		got.SetAside[0].Attempts != 3 || got.SetAside[0].Error != "deliver: boom 3\nsecond line" {
+		t.Errorf("status --json set_aside = %+v", got.SetAside)
 	}
 }
 

@@ -533,7 +533,9 @@ func TestKill9(t *testing.T) {
 		case killAPublished, killAAcked, killBDelivered:
 			substr := map[killKind]string{killAPublished: "msg=published", killAAcked: "msg=acknowledged", killBDelivered: `msg="delivered msg"`}[st.kind]
 			line, ok := waitLine(target, substr, 8*time.Second)
-			d := jitter(3 * time.Millisecond)
+			// The windows after these lines last a few milliseconds (one
+			// or two database writes): kill at once, or nearly.
+			d := jitter(time.Millisecond)
 			time.Sleep(d)
 			if ok {
 				how = fmt.Sprintf("%s after log line %q", d, kill9Trim(line))
@@ -640,6 +642,15 @@ func TestKill9(t *testing.T) {
 	if snap.err != nil {
 		t.Fatalf("reading the final state: %v", snap.err)
 	}
+	var summary strings.Builder
+	for _, r := range sent {
+		states := []string{}
+		for _, it := range snap.rows[r.token] {
+			states = append(states, fmt.Sprintf("%d:%s", it.ID, it.State))
+		}
+		fmt.Fprintf(&summary, "  %s 250=%-5v hook=%-14s inbox=%d outbox=%v\n", r.token, r.got250, r.hook, snap.inbox[r.token], states)
+	}
+	t.Logf("mails:\n%s", summary.String())
 	aLog, bLog := a.logw.content(), b.logw.content()
 	var failures []string
 	for _, r := range sent {

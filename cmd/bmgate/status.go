@@ -10,12 +10,22 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
-// storeStatus fills the figures the database holds: the inventory size and
-// the outbox rows by state. serve's Status func calls it too.
+// setAsideListed bounds the set-aside objects a status lists.
+const setAsideListed = 1000
+
+// setAsidePrinted bounds the set-aside objects `bmgate status` prints
+// (--json has them all).
+const setAsidePrinted = 20
+
+// storeStatus fills the figures the database holds: the inventory size,
+// the outbox rows by state, the proof-of-work queue and the set-aside
+// inbound objects. serve's Status func calls it too.
 func storeStatus(ctx context.Context, st mailmap.Store, s *Status) error {
 	n, err := st.InventoryCount(ctx)
 	if err != nil {
@@ -28,6 +38,15 @@ func storeStatus(ctx context.Context, st mailmap.Store, s *Status) error {
 	jobs, err := st.PoWJobs(ctx)
 	if err != nil {
 		return fmt.Errorf("list proof of work: %w", err)
+	}
+	aside, err := st.SetAsideObjects(ctx, setAsideListed)
+	if err != nil {
+		return fmt.Errorf("list set-aside objects: %w", err)
+	}
+	s.SetAside = make([]SetAsideStatus, 0, len(aside))
+	for _, o := range aside {
+		s.SetAside = append(s.SetAside, SetAsideStatus{Hash: o.Hash.String(), Type: o.Type, Attempts: o.Attempts,
+			Error: o.LastError, Expires: o.Expires})
 	}
 	s.Inventory = n
 	s.Outbox = make(map[string]int, len(counts))
@@ -221,11 +240,59 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		}
 		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s left\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
 	}
+	printSetAside(w, s.SetAside)
 	if liveErr == nil {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
 		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)
 		fmt.Fprintf(w, "sessions:   %d SMTP, %d IMAP\n", s.Sessions.SMTP, s.Sessions.IMAP)
 	}
+}
+
+// printSetAside lists the inbound objects the gateway gave up on, with the
+// error an operator needs to act on them.
+func printSetAside(w io.Writer, objs []SetAsideStatus) {
+	n := fmt.Sprint(len(objs))
+	if len(objs) >= setAsideListed {
+		n = "at least " + n
+	}
+	fmt.Fprintf(w, "set aside:  %s inbound objects\n", n)
+	for i, o := range objs {
+		if i == setAsidePrinted {
+			fmt.Fprintf(w, "  … and %d more (bmgate status --json lists them)\n", len(objs)-i)
+			break
+		}
+		fmt.Fprintf(w, "  %s %-9s %d attempts: %s\n", o.Hash, objectTypeName(o.Type), o.Attempts, oneLine(o.Error, 200))
+	}
+}
+
+// objectTypeName names a Bitmessage object type.
+func objectTypeName(t uint32) string {
+	switch t {
+	case wire.ObjectGetPubkey:
+		return "getpubkey"
+	case wire.ObjectPubkey:
+		return "pubkey"
+	case wire.ObjectMsg:
+		return "msg"
+	case wire.ObjectBroadcast:
+		return "broadcast"
+	}
+	return fmt.Sprintf("type %d", t)
+}
+
+// oneLine makes an error text printable on one terminal line: control
+// characters become spaces, and it is cut to at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 var cmdHealthcheck = &command{
