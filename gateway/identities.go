@@ -75,7 +75,7 @@ func (g *Gateway) identities(ctx context.Context) (*identityCache, error) {
 func (g *Gateway) identitiesAt(ctx context.Context, gen uint64) (*identityCache, error) {
 	g.idMu.Lock()
 	defer g.idMu.Unlock()
-	if g.idCache != nil && !g.idCache.stale {
+	if g.idCache != nil && !g.idCache.stale && g.idCache.gen == gen {
 		return g.idCache, nil
 	}
 	all, err := g.store.AllIdentities(ctx)
@@ -145,8 +145,8 @@ func (g *Gateway) localKeyOf(ctx context.Context, a address.Address, userID int6
 	if c, err = g.identities(ctx); err != nil {
 		return nil, 0, false, err
 	}
-	if i, ok = found(c); true {
-		return c, i, ok, nil
+	if i, ok = found(c); ok {
+		return c, i, true, nil
 	}
 	gen, err := g.store.ReadAccountsGeneration(ctx)
 	if err != nil {
@@ -183,7 +183,7 @@ func (g *Gateway) subscriptions(ctx context.Context) (*subscriptionCache, error)
 	}
 	g.idMu.Lock()
 	defer g.idMu.Unlock()
-	if g.subsCache != nil {
+	if g.subsCache != nil && g.subsCache.gen == gen {
 		return g.subsCache, nil
 	}
 	all, err := g.store.AllSubscriptions(ctx)

@@ -324,6 +324,9 @@ func TestKill9(t *testing.T) {
 	}
 	a := &crashNode{t: t, in: newInstance(t, "A(sqlite)", ""), admin: freePort(t)}
 	b := &crashNode{t: t, in: newInstance(t, bName, bdb), admin: freePort(t)}
+	if os.Getenv("BMGATE_KILL9_LOGDIR") != "" { // keep the data directories with the logs
+		a.in.data, b.in.data = filepath.Join(logDir, "a-data"), filepath.Join(logDir, "b-data")
+	}
 	a.peer, b.peer = b.in.p2p, a.in.p2p // both dial: a restarted node reconnects at once
 	for _, n := range []*crashNode{a, b} {
 		lw, err := newLogWatch(filepath.Join(logDir, strings.ToLower(n.in.name[:1])+".log"))

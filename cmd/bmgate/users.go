@@ -122,7 +122,8 @@ var cmdUserSet = &command{
 	name: "user set",
 	args: "NAME SETTING on|off",
 	summary: "Change an account setting. delivery-reports: put a delivery report in INBOX for every acknowledged message, " +
-		"even when the mail client did not ask for one. disabled: refuse the account's logins and stop its mail.",
+		"even when the mail client did not ask for one. disabled: refuse the account's logins, end its open SMTP and IMAP " +
+		"sessions at their next command and hold its queued mail, unsent, until it is enabled again.",
 	run: func(ctx context.Context, inv *invocation) error {
 		cfg, err := inv.parse(3, 3)
 		if err != nil {
