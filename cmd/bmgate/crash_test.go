@@ -401,6 +401,11 @@ func TestKill9(t *testing.T) {
 	)
 	hooks := make(chan *dataHook)
 	senderDone := make(chan struct{})
+	stop := make(chan struct{}) // the test is over (a t.Fatal included)
+	t.Cleanup(func() {
+		close(stop)
+		<-senderDone
+	})
 	sendDeadline := t0.Add(100 * time.Second)
 	stepsBelow := func(k int) int32 { // steps the sender lets finish before its (k+1)th 250
 		n := int32(0)
@@ -417,7 +422,11 @@ func TestKill9(t *testing.T) {
 		var hook *dataHook
 		idx := 0
 		for int(okCount.Load()) < kill9Mails && idx < kill9Mails+len(plan)+8 && time.Now().Before(sendDeadline) {
-			time.Sleep(time.Duration(50+srng.IntN(300)) * time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(50+srng.IntN(300)) * time.Millisecond):
+			}
 			// Stay at most a mail or two ahead of the kill plan.
 			for wait := time.Now().Add(20 * time.Second); hook == nil && stepDone.Load() < stepsBelow(int(okCount.Load())) && time.Now().Before(wait); {
 				select {
@@ -431,7 +440,7 @@ func TestKill9(t *testing.T) {
 				default:
 				}
 			}
-			c, err := kill9Dial(a.in.smtp, sendDeadline)
+			c, err := kill9Dial(a.in.smtp, sendDeadline, stop)
 			if err != nil {
 				event("sender: %v", err)
 				continue
@@ -727,9 +736,14 @@ func TestKill9(t *testing.T) {
 
 // kill9Dial connects to A's SMTP and authenticates, retrying while A is
 // down (a kill in between costs no token).
-func kill9Dial(addr string, deadline time.Time) (*smtp.Client, error) {
-	var last error
+func kill9Dial(addr string, deadline time.Time, stop <-chan struct{}) (*smtp.Client, error) {
+	last := errors.New("the test is over")
 	for time.Now().Before(deadline) {
+		select {
+		case <-stop:
+			return nil, last
+		default:
+		}
 		c, err := smtp.Dial(addr)
 		if err == nil {
 			c.CommandTimeout, c.SubmissionTimeout = 10*time.Second, 20*time.Second
@@ -772,7 +786,7 @@ func kill9SendOne(c *smtp.Client, from, to string, rec *sendRec, hook *dataHook)
 		close(hook.reached)
 		select {
 		case <-hook.proceed:
-		case <-time.After(20 * time.Second):
+		case <-time.After(20 * time.Second): // the executor gave up (t.Fatal)
 		}
 	}
 	if _, err := w.Write(raw[half:]); err != nil {

@@ -231,14 +231,14 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		if j.OutboxID != 0 {
 			row = fmt.Sprintf("outbox %d", j.OutboxID)
 		}
-		eta := "unknown"
+		eta := "time left unknown"
 		switch {
 		case j.State == string(mailmap.PoWSolved):
 			eta = "publishing"
 		case j.Remaining > 0:
-			eta = "~" + j.Remaining.Round(time.Second).String()
+			eta = "~" + j.Remaining.Round(time.Second).String() + " left"
 		}
-		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s left\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
+		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
 	}
 	printSetAside(w, s.SetAside)
 	if liveErr == nil {
