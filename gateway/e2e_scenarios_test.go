@@ -80,6 +80,7 @@ func TestSendReplyAndAck(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// No report was asked for: none arrives.
+	a.waitSettled(alice, wait)
 	if n := a.count(alice, "INBOX", isReport); n != 0 {
 		t.Errorf("%d unasked delivery reports", n)
 	}
@@ -188,7 +189,7 @@ func TestRestartDuringSend(t *testing.T) {
 	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
 	// The report asked for before the restart still comes, exactly once.
 	a.waitMail(alice, "INBOX", wait, isReport)
-	time.Sleep(500 * time.Millisecond)
+	a.waitSettled(alice, wait)
 	if n := a.count(alice, "INBOX", isReport); n != 1 {
 		t.Errorf("%d reports, want 1", n)
 	}
@@ -351,7 +352,7 @@ func TestDSNSuccessAndThreading(t *testing.T) {
 			t.Errorf("report headers lack %q:\n%s", want, hdr)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	a.waitSettled(alice, wait)
 	if n := a.count(alice, "INBOX", isReport); n != 1 {
 		t.Errorf("%d reports, want exactly 1", n)
 	}
@@ -386,7 +387,7 @@ func TestDSNNever(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	a.waitSettled(alice, wait)
 	if n := a.count(alice, "INBOX", isReport); n != 0 {
 		t.Errorf("NOTIFY=NEVER gave %d reports", n)
 	}
@@ -483,7 +484,8 @@ func TestTwoInstancesOneDatabase(t *testing.T) {
 	a.waitMail(alice, "INBOX", wait, hasSubject("from instance two"))
 	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
 	b1.waitOutbox(bob, mailmap.OutboxAcked, wait)
-	time.Sleep(time.Second)
+	a.waitSettled(alice, wait)
+	b1.waitSettled(bob, wait)
 	for i := range 3 {
 		if n := b1.count(bob, "INBOX", hasSubject(fmt.Sprintf("scale-out %d", i))); n != 1 {
 			t.Errorf("message %d delivered %d times", i, n)

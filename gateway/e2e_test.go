@@ -347,6 +347,46 @@ func (s *site) waitOutbox(u mailmap.User, state mailmap.OutboxState, timeout tim
 	return nil
 }
 
+// waitSettled waits until the site has nothing left to do for u: every
+// outbox row is final (acked or failed, or sent with nothing to wait for)
+// with its final report flag set, no proof-of-work job is queued and every
+// inventory object is processed. Reports are filed only in the transition
+// that sets that flag, and deliveries only while objects are pending, so
+// after this, counts of reports and deliveries are final: tests assert an
+// absence after this event, not after a sleep.
+func (s *site) waitSettled(u mailmap.User, timeout time.Duration) {
+	s.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	for {
+		items, err := s.store.UserOutbox(ctx, u.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		settled := true
+		for _, it := range items {
+			final := it.State == mailmap.OutboxAcked || it.State == mailmap.OutboxFailed ||
+				(it.State == mailmap.OutboxSent && len(it.AckData) == 0)
+			settled = settled && final && it.Reported
+		}
+		jobs, err := s.store.PoWJobs(ctx)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		pending, err := s.store.PendingObjects(ctx, time.Now().Add(24*time.Hour), 1)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if settled && len(jobs) == 0 && len(pending) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: not settled within %v: outbox %+v, %d jobs, %d pending objects", s.name, timeout, items, len(jobs), len(pending))
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the event, not asserting after a sleep
+	}
+}
+
 func header(raw []byte, key string) string {
 	r, err := mail.CreateReader(bytes.NewReader(raw))
 	if err != nil {

@@ -545,12 +545,10 @@ func TestKill9(t *testing.T) {
 		case killAPublished, killAAcked, killBDelivered:
 			substr := map[killKind]string{killAPublished: "msg=published", killAAcked: "msg=acknowledged", killBDelivered: `msg="delivered msg"`}[st.kind]
 			line, ok := waitLine(target, substr, 8*time.Second)
-			// The windows after these lines last a few milliseconds (one
-			// or two database writes): kill at once, or nearly.
-			d := jitter(time.Millisecond)
-			time.Sleep(d)
+			// The windows after these lines last a millisecond or two (one
+			// or two database writes): kill at once.
 			if ok {
-				how = fmt.Sprintf("%s after log line %q", d, kill9Trim(line))
+				how = fmt.Sprintf("at once on log line %q", kill9Trim(line))
 			} else {
 				how = "fallback: no " + substr + " line within 8 s"
 			}
