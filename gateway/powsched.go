@@ -106,7 +106,7 @@ func (g *Gateway) runJob(ctx context.Context, job mailmap.PoWJob) error {
 		if cur.State != mailmap.OutboxDoingPoW || cur.PoWJob != job.ID {
 			return mailmap.ErrConflict // acked or failed meanwhile: publish nothing
 		}
-		if expiresOf(obj) < g.cfg.Now().Unix()+300 {
+		if expiredInQueue(obj, job, g.cfg.Now()) {
 			// It waited in the queue past its lifetime: build it again.
 			g.log.Warn("proof-of-work job expired before publication; rebuilding", "job", job.ID, "outbox", cur.ID)
 			return g.requeueRow(ctx, cur, job)
@@ -198,6 +198,14 @@ func solvedObject(job mailmap.PoWJob) []byte {
 	binary.BigEndian.PutUint64(obj, job.Nonce)
 	copy(obj[8:], job.Headless)
 	return obj
+}
+
+// expiredInQueue reports whether a job's object was alive when the job was
+// queued but has expired since (it waited behind other work for longer
+// than its lifetime): publishing it would be useless, so it is rebuilt.
+func expiredInQueue(obj []byte, job mailmap.PoWJob, now time.Time) bool {
+	exp := expiresOf(obj)
+	return exp > job.CreatedAt.Unix() && exp <= now.Unix()
 }
 
 // expiresOf reads an object's expiresTime.

@@ -324,3 +324,31 @@ func TestFairProofOfWork(t *testing.T) {
 		t.Fatalf("queue order by user: %d, %d, …; want alice's first job, then carol's", jobs[0].UserID, jobs[1].UserID)
 	}
 }
+
+// TestExpiredInQueue: only an object that expired while its job waited is
+// rebuilt; a tiny TTL whose jitter put the expiry before the job was queued
+// is published as it is (rebuilding it would loop for ever).
+func TestExpiredInQueue(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	obj := func(exp int64) []byte {
+		b := make([]byte, 20)
+		for i := range 8 {
+			b[8+i] = byte(uint64(exp) >> (56 - 8*i))
+		}
+		return b
+	}
+	job := mailmap.PoWJob{CreatedAt: t0}
+	for _, c := range []struct {
+		exp  int64
+		now  time.Time
+		want bool
+	}{
+		{t0.Unix() + 10, t0.Add(5 * time.Second), false},
+		{t0.Unix() + 10, t0.Add(11 * time.Second), true},
+		{t0.Unix() - 100, t0.Add(time.Hour), false},
+	} {
+		if got := expiredInQueue(obj(c.exp), job, c.now); got != c.want {
+			t.Errorf("expires %d, now %d: %v, want %v", c.exp, c.now.Unix(), got, c.want)
+		}
+	}
+}

@@ -246,8 +246,8 @@ func (g *Gateway) ackSolved(ctx context.Context, it mailmap.OutboxItem) error {
 		return mailmap.ErrConflict // not ours to continue: the scheduler has it
 	}
 	ack := solvedObject(job)
-	if expiresOf(ack) < g.cfg.Now().Unix()+int64(time.Hour/time.Second) {
-		// The ack waited in the queue for most of its life: redo it.
+	if expiredInQueue(ack, job, g.cfg.Now()) {
+		// The ack waited in the queue for longer than its life: redo it.
 		return g.restart(ctx, it)
 	}
 	id, err := g.sender(ctx, it)
