@@ -120,7 +120,6 @@ type Gateway struct {
 
 	wakeOut chan struct{}
 	wakeIn  chan struct{}
-	retries objectRetries // failure counts of inbound objects (inbound.go)
 
 	idMu      sync.Mutex // guards the caches of identities.go
 	idCache   *identityCache

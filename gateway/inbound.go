@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/address"
@@ -132,7 +131,6 @@ func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
 		if err := g.store.MarkProcessed(ctx, so.Hash); err != nil {
 			return i, fmt.Errorf("mark processed: %w", err)
 		}
-		g.retries.forget(so.Hash)
 	}
 	return len(objs), nil
 }
@@ -157,61 +155,28 @@ func (g *Gateway) objectBackoff(attempts int) time.Duration {
 // failure could not be recorded (a store fault): the batch stops there.
 func (g *Gateway) objectFailed(ctx context.Context, so node.StoredObject, cause error) error {
 	now := g.cfg.Now()
-	// The backoff grows with the attempts. The store counts them, but
-	// ObjectFailed takes the retry time, so the count this process saw
-	// sizes it (after a restart the backoff starts small again; the
-	// attempts toward MaxObjectAttempts are the store's).
-	retryAt := now.Add(g.objectBackoff(g.retries.seen(so.Hash) + 1))
-	attempts, aside, err := g.store.ObjectFailed(ctx, so.Hash, cause.Error(), retryAt, g.cfg.MaxObjectAttempts)
+	// The backoff grows with the attempts the store counted.
+	var retryAt time.Time
+	backoff := func(attempts int) time.Duration {
+		d := g.objectBackoff(attempts)
+		retryAt = now.Add(d)
+		return d
+	}
+	attempts, aside, err := g.store.ObjectFailed(ctx, so.Hash, cause.Error(), now, backoff, g.cfg.MaxObjectAttempts)
 	switch {
 	case errors.Is(err, mailmap.ErrNotFound):
-		g.retries.forget(so.Hash) // expired and pruned meanwhile
-		return nil
+		return nil // expired and pruned meanwhile
 	case err != nil:
 		return fmt.Errorf("object %s: %w; recording the failure: %w", so.Hash, cause, err)
 	}
 	if aside {
-		g.retries.forget(so.Hash)
 		g.log.Error("inbound object set aside after repeated failures", "inv", so.Hash.String(), "type", so.Type,
 			"attempts", attempts, "err", cause)
 		return nil
 	}
-	g.retries.record(so.Hash, attempts)
 	g.log.Warn("inbound object failed; will retry", "inv", so.Hash.String(), "type", so.Type,
 		"attempts", attempts, "retry_at", retryAt, "err", cause)
 	return nil
-}
-
-// objectRetries remembers the failure counts of the objects that failed in
-// this process, to size their backoff.
-type objectRetries struct {
-	mu       sync.Mutex
-	attempts map[wire.InvHash]int
-}
-
-// maxRetriesTracked bounds objectRetries: an object that fails and then
-// expires is never forgotten on its own.
-const maxRetriesTracked = 10000
-
-func (r *objectRetries) seen(h wire.InvHash) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.attempts[h]
-}
-
-func (r *objectRetries) record(h wire.InvHash, attempts int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.attempts == nil || len(r.attempts) >= maxRetriesTracked {
-		r.attempts = make(map[wire.InvHash]int)
-	}
-	r.attempts[h] = attempts
-}
-
-func (r *objectRetries) forget(h wire.InvHash) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.attempts, h)
 }
 
 // processObject does the local processing of one valid object (relaying was

@@ -71,22 +71,37 @@ func (s *sqlStore) DeliverOnce(ctx context.Context, userID, mailboxID int64, key
 	return m, dup, nil
 }
 
-func (s *sqlStore) ObjectFailed(ctx context.Context, h wire.InvHash, errText string, retryAt time.Time, maxAttempts int) (int, bool, error) {
+func (s *sqlStore) ObjectFailed(ctx context.Context, h wire.InvHash, errText string, now time.Time, backoff func(attempts int) time.Duration, maxAttempts int) (int, bool, error) {
 	limit := int64(math.MaxInt64)
 	if maxAttempts > 0 {
 		limit = int64(maxAttempts)
 	}
 	var attempts int64
 	var aside bool
-	err := s.db.QueryRowContext(ctx, `UPDATE inventory SET attempts = attempts + 1, last_error = $1, retry_at = $2,
-			set_aside = (set_aside OR attempts + 1 >= $3)
-		WHERE hash = $4 RETURNING attempts, set_aside`,
-		objectError(errText), toMicros(retryAt), limit, h[:]).Scan(&attempts, &aside)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, errObjectNotFound
-	}
+	err := s.write(ctx, func(w *wtx) error {
+		err := w.QueryRowContext(ctx, `UPDATE inventory SET attempts = attempts + 1, last_error = $1,
+				set_aside = (set_aside OR attempts + 1 >= $2)
+			WHERE hash = $3 RETURNING attempts, set_aside`,
+			objectError(errText), limit, h[:]).Scan(&attempts, &aside)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errObjectNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("record object failure: %w", err)
+		}
+		// The wait grows with the attempts the store counted, so a
+		// restart does not shorten it.
+		retryAt := now
+		if backoff != nil {
+			retryAt = now.Add(backoff(int(attempts)))
+		}
+		if _, err := w.ExecContext(ctx, `UPDATE inventory SET retry_at = $1 WHERE hash = $2`, toMicros(retryAt), h[:]); err != nil {
+			return fmt.Errorf("record object failure: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, false, fmt.Errorf("record object failure: %w", err)
+		return 0, false, err
 	}
 	return int(attempts), aside, nil
 }

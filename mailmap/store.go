@@ -455,13 +455,14 @@ type Store interface {
 	// out set-aside objects and those whose retry (ObjectFailed) is after now.
 	PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error)
 	// ObjectFailed records a failed attempt to process a pending object:
-	// attempts+1, the error text (made storable and bounded), and retryAt,
-	// before which PendingObjects skips it. When the attempts reach
+	// attempts+1, the error text (made storable and bounded), and the time
+	// before which PendingObjects skips it: now + backoff(attempts), with
+	// the attempts counted so far (nil backoff: now). When the attempts reach
 	// maxAttempts (> 0; ≤ 0: never) the object is set aside for good:
 	// PendingObjects no longer returns it and SetAsideObjects lists it. It
 	// returns the attempts so far and whether the object is set aside; an
 	// object not in the inventory is ErrNotFound.
-	ObjectFailed(ctx context.Context, h wire.InvHash, errText string, retryAt time.Time, maxAttempts int) (attempts int, setAside bool, err error)
+	ObjectFailed(ctx context.Context, h wire.InvHash, errText string, now time.Time, backoff func(attempts int) time.Duration, maxAttempts int) (attempts int, setAside bool, err error)
 	// SetAsideObjects lists up to limit set-aside objects, in arrival order.
 	SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error)
 	// ObjectsByTag returns the unexpired inventory objects of a type carrying

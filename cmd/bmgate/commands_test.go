@@ -306,11 +306,11 @@ func TestStatusSetAside(t *testing.T) {
 		t.Errorf("status without set-aside objects:\n%s", out)
 	}
 	// One object failed once (still retried), the other too often.
-	if _, aside, err := st.ObjectFailed(ctx, objs[0].Hash, "transient", now, 3); err != nil || aside {
+	if _, aside, err := st.ObjectFailed(ctx, objs[0].Hash, "transient", now, nil, 3); err != nil || aside {
 		t.Fatalf("ObjectFailed = %v, %v", aside, err)
 	}
 	for i := range 3 {
-		if _, _, err := st.ObjectFailed(ctx, objs[1].Hash, fmt.Sprintf("deliver: boom %d\nsecond line", i+1), now, 3); err != nil {
+		if _, _, err := st.ObjectFailed(ctx, objs[1].Hash, fmt.Sprintf("deliver: boom %d\nsecond line", i+1), now, nil, 3); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -153,7 +153,7 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 	}
 	fail := func(o node.StoredObject, text string, retryAt time.Time, max int) (int, bool) {
 		t.Helper()
-		n, aside, err := s.ObjectFailed(ctx, o.Hash, text, retryAt, max)
+		n, aside, err := s.ObjectFailed(ctx, o.Hash, text, retryAt, nil, max)
 		noErr(t, err, "ObjectFailed")
 		return n, aside
 	}
@@ -239,7 +239,7 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 	}
 
 	// Unknown objects.
-	_, _, err = s.ObjectFailed(ctx, object(250, 1, now).Hash, "x", now, 3)
+	_, _, err = s.ObjectFailed(ctx, object(250, 1, now).Hash, "x", now, nil, 3)
 	wantErr(t, err, mailmap.ErrNotFound, "ObjectFailed of an unknown object")
 	if !errors.Is(err, node.ErrNotFound) {
 		t.Fatalf("ObjectFailed of an unknown object = %v, want node.ErrNotFound too", err)
@@ -287,5 +287,36 @@ func testExpireDeliveries(t *testing.T, s mailmap.Store) {
 		if _, dup := deliverOnce(t, s, u.ID, in.ID, k, message("m")); dup {
 			t.Fatalf("key %x survived an Expire long after it", k)
 		}
+	}
+}
+
+// testObjectBackoffFromStore: the backoff is sized by the attempts the
+// store counted, so a restarted process does not retry sooner.
+func testObjectBackoffFromStore(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Second)
+	raw := append(bytes.Repeat([]byte{7}, 16), []byte("backoff object")...)
+	o := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: 2, Version: 1, Stream: 1, Expires: now.Add(time.Hour), Raw: raw}
+	if _, err := s.Put(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	var seen []int
+	backoff := func(attempts int) time.Duration {
+		seen = append(seen, attempts)
+		return time.Duration(attempts) * time.Minute
+	}
+	for range 3 {
+		if _, _, err := s.ObjectFailed(ctx, o.Hash, "boom", now, backoff, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 3 || seen[0] != 1 || seen[2] != 3 {
+		t.Fatalf("backoff saw attempts %v, want [1 2 3]", seen)
+	}
+	if p, err := s.PendingObjects(ctx, now.Add(179*time.Second), 10); err != nil || len(p) != 0 {
+		t.Fatalf("pending before the third backoff = %d, %v", len(p), err)
+	}
+	if p, err := s.PendingObjects(ctx, now.Add(180*time.Second), 10); err != nil || len(p) != 1 {
+		t.Fatalf("pending after the third backoff = %d, %v", len(p), err)
 	}
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"OutboxTransitions", testOutboxTransitions},
 		{"OutboxReports", testOutboxReports},
 		{"PoWJobs", testPoWJobs},
+		{"ObjectBackoffFromStore", testObjectBackoffFromStore},
 		{"PoWJobsOfOutbox", testPoWJobsOfOutbox},
 		{"OutboxTo", testOutboxTo},
 		{"Inventory", testInventory},
