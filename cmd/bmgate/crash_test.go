@@ -33,7 +33,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bmgate/bmgate/bmcore/node"
 	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/emersion/go-imap/v2"
@@ -911,25 +910,9 @@ func kill9Take(ctx context.Context, sta, stb mailmap.Store, aliceID int64, bIMAP
 }
 
 // kill9Pending counts the objects the store's gateway has still to process,
-// retries that are not due yet included. The store's API is changing under
-// the pipeline rewrite; both the old and the new PendingObjects are served.
+// retries that are not due yet included.
 func kill9Pending(ctx context.Context, st mailmap.Store, now time.Time) (int, error) {
-	type withRetry interface {
-		PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error)
-	}
-	type plain interface {
-		PendingObjects(ctx context.Context, limit int) ([]node.StoredObject, error)
-	}
-	var objs []node.StoredObject
-	var err error
-	switch p := any(st).(type) {
-	case withRetry:
-		objs, err = p.PendingObjects(ctx, now.Add(24*time.Hour), 1000)
-	case plain:
-		objs, err = p.PendingObjects(ctx, 1000)
-	default:
-		return 0, errors.New("the store has no PendingObjects this test knows")
-	}
+	objs, err := st.PendingObjects(ctx, now.Add(24*time.Hour), 1000)
 	return len(objs), err
 }
 
