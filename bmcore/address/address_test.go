@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-const samplesPath = "../../../shared/protocol/vectors/pybitmessage_samples.json"
+const samplesPath = "../testdata/pybitmessage_samples.json"
 
 type chanSample struct {
 	Passphrase    string `json:"passphrase"`

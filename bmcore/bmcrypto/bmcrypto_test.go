@@ -19,8 +19,8 @@ import (
 )
 
 const (
-	samplesPath = "../../../shared/protocol/vectors/pybitmessage_samples.json"
-	vectorsPath = "../../../shared/protocol/test-vectors.json"
+	samplesPath = "../testdata/pybitmessage_samples.json"
+	vectorsPath = "../testdata/test-vectors.json"
 )
 
 type eciesSample struct {

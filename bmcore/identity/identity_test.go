@@ -11,7 +11,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/address"
 )
 
-const samplesPath = "../../../shared/protocol/vectors/pybitmessage_samples.json"
+const samplesPath = "../testdata/pybitmessage_samples.json"
 
 type samples struct {
 	Vectors struct {

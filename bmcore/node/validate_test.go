@@ -21,7 +21,7 @@ type vectorObject struct {
 
 func loadVectorObjects(t *testing.T) map[string][]byte {
 	t.Helper()
-	b, err := os.ReadFile("../../../shared/protocol/test-vectors.json")
+	b, err := os.ReadFile("../testdata/test-vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 )
 
-const vectorsPath = "../../../shared/protocol/test-vectors.json"
+const vectorsPath = "../testdata/test-vectors.json"
 
 type vectorIdentity struct {
 	Address        string `json:"address"`

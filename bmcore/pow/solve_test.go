@@ -16,8 +16,8 @@ import (
 )
 
 const (
-	samplesPath = "../../../shared/protocol/vectors/pybitmessage_samples.json"
-	vectorsPath = "../../../shared/protocol/test-vectors.json"
+	samplesPath = "../testdata/pybitmessage_samples.json"
+	vectorsPath = "../testdata/test-vectors.json"
 )
 
 func readJSON(t *testing.T, path string, v any) {

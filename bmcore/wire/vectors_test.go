@@ -11,8 +11,8 @@ import (
 
 // Paths to the shared vectors, relative to this package (COMMON.md).
 const (
-	samplesPath = "../../../shared/protocol/vectors/pybitmessage_samples.json"
-	vectorsPath = "../../../shared/protocol/test-vectors.json"
+	samplesPath = "../testdata/pybitmessage_samples.json"
+	vectorsPath = "../testdata/test-vectors.json"
 )
 
 type pybSamples struct {
