@@ -22,6 +22,7 @@ const (
 	scoreFraming         = 50  // bad checksum, oversized length, command before handshake
 	scoreBadMagic        = 25  // another network or protocol
 	scoreInvFlood        = 100 // more inventory than the token bucket allows
+	scoreUnanswered      = 40  // disconnected for unanswered getdata: the third time within the hour bans
 )
 
 type scoreEntry struct {

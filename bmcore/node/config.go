@@ -122,6 +122,18 @@ type Config struct {
 	// (defaults 200 000 and 100). A peer that exceeds it is banned.
 	InvBurst int
 	InvRate  float64
+	// MaxFetching bounds the announced objects tracked for download
+	// (default 250 000). MaxFetchingPerPeer bounds those one connection may
+	// announce (default MaxFetching/4; at most MaxFetching); announcements
+	// over a peer's share are ignored. When the table is full, a peer under
+	// its fair share (MaxFetching divided by the announcing peers) displaces
+	// an entry of the peer holding the most. A request counts as unanswered
+	// when the peer delivered nothing within GetDataRetry of it; a peer with
+	// at least 100 unanswered requests, more than it answered, that has
+	// delivered nothing it owed for two GetDataRetry periods is disconnected,
+	// its misbehaviour score raised by 40 and its address rated down.
+	MaxFetching        int
+	MaxFetchingPerPeer int
 }
 
 // Errors returned by New and Start.
@@ -201,6 +213,16 @@ func (c *Config) setDefaults() error {
 	if c.InvBurst < 0 || c.InvRate < 0 {
 		return fmt.Errorf("%w: InvBurst and InvRate must not be negative", ErrConfig)
 	}
+	if c.MaxFetching == 0 {
+		c.MaxFetching = defaultMaxFetching
+	}
+	if c.MaxFetchingPerPeer == 0 {
+		c.MaxFetchingPerPeer = max(1, c.MaxFetching/defaultFetchShare)
+	}
+	if c.MaxFetching < 0 || c.MaxFetchingPerPeer < 0 {
+		return fmt.Errorf("%w: MaxFetching and MaxFetchingPerPeer must not be negative", ErrConfig)
+	}
+	c.MaxFetchingPerPeer = min(c.MaxFetchingPerPeer, c.MaxFetching)
 	if len(c.UserAgent) > 5000 {
 		return fmt.Errorf("%w: user agent longer than 5000 bytes", ErrConfig)
 	}

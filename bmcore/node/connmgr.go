@@ -132,10 +132,31 @@ func (n *Node) peerClosed(p *peer, reason error) (redial bool) {
 	} else {
 		p.log.Debug("connection ended before handshake", "reason", errString(reason))
 	}
+	now := n.cfg.Now()
+	if errors.Is(reason, errUnresponsive) {
+		// Rated down (bounded at −1) with a dial backoff, inbound peers
+		// under the address they advertised.
+		addr := p.dialAddr
+		if p.inbound {
+			n.mu.Lock()
+			addr = p.key
+			n.mu.Unlock()
+			if !n.class.usable(addr) {
+				addr = ""
+			}
+		}
+		if addr != "" {
+			limit := maxBackoff
+			if p.fixed {
+				limit = maxFixedWait
+			}
+			n.book.failed(addr, now, n.cfg.RetryBackoff, limit)
+		}
+		return false
+	}
 	if p.inbound || p.dialAddr == "" {
 		return false
 	}
-	now := n.cfg.Now()
 	switch {
 	case errors.Is(reason, ErrClosed):
 	case established:
@@ -330,10 +351,12 @@ func (n *Node) fetchLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.fetch.expire(time.Now())
 		case <-n.fetch.wake:
 		}
-		for p, hs := range n.fetch.schedule(n.establishedPeers(), time.Now(), n.cfg.GetDataRetry) {
+		for _, o := range n.fetch.expire() {
+			n.unresponsive(o)
+		}
+		for p, hs := range n.fetch.schedule(n.establishedPeers()) {
 			for len(hs) > 0 {
 				k := min(len(hs), maxGetData)
 				p.queue(&wire.MsgGetData{Hashes: hs[:k]})
@@ -342,6 +365,27 @@ func (n *Node) fetchLoop() {
 		}
 		n.fetchPasses.Add(1)
 	}
+}
+
+// unresponsive disconnects a peer that leaves our getdata unanswered
+// (fetcher.expire): its objects are forgotten or asked elsewhere, its ban
+// key is scored (scoreUnanswered) and its address rated down (peerClosed).
+func (n *Node) unresponsive(o fetchOffender) {
+	p := o.p
+	if p.isClosing() {
+		return
+	}
+	score, banned := n.bans.add(p.banKey(), scoreUnanswered, time.Now(), n.cfg.BanDuration)
+	p.log.Warn("closing: peer leaves our getdata unanswered (announces objects it does not deliver)",
+		"unanswered", o.unanswered, "delivered", o.delivered, "quiet_for", o.quiet, "score", score)
+	if !banned {
+		p.close(errUnresponsive, false)
+		return
+	}
+	p.log.Warn("peer banned", "reason", "unanswered getdata", "for", n.cfg.BanDuration)
+	p.queue(&wire.MsgError{Fatal: wire.ErrorFatal, BanTime: uint64(n.cfg.BanDuration / time.Second),
+		Text: "Too many invalid messages. Closing connection."})
+	p.close(fmt.Errorf("%w: %w", errBanned, errUnresponsive), true)
 }
 
 // maintLoop sends keep-alive pings, saves known nodes, forgets stale ones

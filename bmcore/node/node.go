@@ -131,7 +131,7 @@ func New(cfg Config) (*Node, error) {
 		inv:      cfg.Inventory,
 		book:     newAddrBook(),
 		bans:     newBanList(),
-		fetch:    newFetcher(),
+		fetch:    newFetcher(cfg.MaxFetching, cfg.MaxFetchingPerPeer, cfg.GetDataRetry),
 		have:     newHaveSet(),
 		rejected: newHashSet(rejectedCacheSize),
 		notifyCh: make(chan StoredObject, notifyQueue),
@@ -416,7 +416,7 @@ func (n *Node) announce(h wire.InvHash, stream uint64, except *peer) {
 // (SPEC.md §5.3). It returns a non-nil error when the peer must be dropped.
 func (n *Node) ingest(src *peer, raw []byte) error {
 	h := wire.ComputeInvHash(raw)
-	n.fetch.received(h)
+	n.fetch.received(h, src)
 	src.known.add(h)
 	if n.have.has(h) || n.rejected.has(h) {
 		return nil

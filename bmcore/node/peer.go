@@ -45,6 +45,7 @@ var (
 	errRotated       = errors.New("rotated (SPEC.md §11)")
 	errRenewed       = errors.New("renewed so that a PyBitmessage 0.6 peer announces the ack of our msg (interop F1)")
 	errSuperseded    = errors.New("simultaneous connection: keeping the one the peer opened")
+	errUnresponsive  = errors.New("leaves getdata unanswered")
 )
 
 // peer is one connection. Its reader runs in run's goroutine and handles
@@ -87,8 +88,15 @@ type peer struct {
 	closingF   atomic.Bool // mirrors closing for lock-free reads
 
 	// Download state, guarded by n.fetch.mu.
-	want, retry []wire.InvHash
-	inflight    map[wire.InvHash]time.Time // request deadlines
+	want, retry        []wire.InvHash
+	inflight           map[wire.InvHash]fetchReq
+	fetchTracked       int       // objects of the fetch table p is a source of
+	fetchDelivered     int       // requests answered (recent record)
+	fetchUnanswered    int       // requests unanswered (recent record)
+	fetchLastDelivered time.Time // last answer, on the fetcher's clock
+	fetchOwedSince     time.Time // first request not answered since the last answer
+	fetchShareLogged   bool      // p's share overflow was logged
+	fetchPenalized     bool      // p was found unresponsive
 
 	lastRecv, lastSend atomic.Int64 // UnixNano
 	bytesIn, bytesOut  atomic.Uint64
@@ -373,6 +381,11 @@ func (p *peer) onVersion(payload []byte) error {
 			fmt.Errorf("clock %d s behind ours", -skew))
 	case len(v.Streams) == 0:
 		return p.refuse("We don't have shared stream interests. Closing connection.", errors.New("no streams"))
+	case !slices.ContainsFunc(v.Streams, func(s uint64) bool { return slices.Contains(n.streams, s) }):
+		// Nothing to exchange: refused before the connection claims its
+		// address or counts as established (PyB does the same).
+		return p.refuse("We don't have shared stream interests. Closing connection.",
+			fmt.Errorf("no stream in common with ours %v: it serves %v", n.streams, v.Streams[:min(len(v.Streams), 4)]))
 	}
 	if own, ok := n.ownNonce(v.Nonce); ok {
 		// Both ends of a connection to ourselves see this; remember the
@@ -422,7 +435,7 @@ func (p *peer) onVerack() error {
 func (p *peer) establish() {
 	n := p.n
 	v := p.version.Load()
-	after := time.Now()
+	after := n.fetch.now()
 	if strings.HasPrefix(v.UserAgent, "/PyBitmessage:") && n.cfg.GetDataDelay > 0 {
 		after = after.Add(n.cfg.GetDataDelay)
 	}
@@ -485,7 +498,7 @@ func (p *peer) onInv(payload []byte) error {
 	// Start, kept up to date by every Put), so no per-hash storage query is
 	// needed; a miss only costs a download that Put then finds present.
 	lack := n.rejected.without(n.have.without(m.Hashes))
-	n.fetch.announce(p, lack, now)
+	n.fetch.announce(p, lack)
 	return nil
 }
 
