@@ -4,7 +4,7 @@
 //
 //   - mapping.go: BM-…@domain mail addresses ⇄ Bitmessage addresses.
 //   - translate.go: a submitted RFC 5322/MIME message → subject, plain-text
-//     body and threading headers (SPEC.md §12 encodings carry them).
+//     body and threading headers (docs/protocol.md §12 encodings carry them).
 //   - incoming.go: a verified Bitmessage message → an RFC 5322 message for
 //     the recipient's mailbox.
 //   - dsn.go: RFC 3464 delivery status reports for the sender's INBOX.

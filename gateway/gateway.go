@@ -41,13 +41,13 @@ type Config struct {
 	// PoWConcurrency is how many proofs of work this process solves at
 	// once (default 1: each one uses PoWWorkers cores).
 	PoWConcurrency int
-	// MsgTTL is the lifetime of a first send (SPEC.md §5.4; default 4 days).
+	// MsgTTL is the lifetime of a first send (docs/protocol.md §5.4; default 4 days).
 	// Each resend doubles it, up to 28 days.
 	MsgTTL time.Duration
 	// BroadcastTTL is the lifetime of broadcasts and chan posts (default 4 days).
 	BroadcastTTL time.Duration
 	// MaxNonceTrialsPerByte and MaxExtraBytes cap the difficulty a recipient
-	// may demand (PyBitmessage's maxacceptable*, SPEC.md §6.5).
+	// may demand (PyBitmessage's maxacceptable*, docs/protocol.md §6.5).
 	MaxNonceTrialsPerByte uint64
 	MaxExtraBytes         uint64
 	// PubkeyGiveUp is how long a send waits for the recipient's pubkey
@@ -269,7 +269,7 @@ func newOwner() string {
 }
 
 // networkTarget is the target for an object at the network minimum
-// difficulty, with the clock margin of SPEC.md §6.2.
+// difficulty, with the clock margin of docs/protocol.md §6.2.
 func (g *Gateway) target(headless []byte, ntpb, extra uint64) uint64 {
 	expires := beUint64(headless[:8])
 	ttl := int64(expires) - g.cfg.Now().Unix()
@@ -286,7 +286,7 @@ func beUint64(b []byte) uint64 {
 }
 
 // jitter returns a random offset in [-300, 300) seconds, as PyBitmessage adds
-// to every TTL (SPEC.md §5.4), so expiry times do not fingerprint bmgate.
+// to every TTL (docs/protocol.md §5.4), so expiry times do not fingerprint bmgate.
 func (g *Gateway) jitter() int64 {
 	var b [2]byte
 	if _, err := io.ReadFull(g.cfg.Rand, b[:]); err != nil {

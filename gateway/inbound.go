@@ -188,7 +188,7 @@ func (g *Gateway) processObject(ctx context.Context, so node.StoredObject) error
 		return nil
 	}
 	// Any object may be an ack: compare everything after nonce and
-	// expiresTime with the ack data we wait for (SPEC.md §11).
+	// expiresTime with the ack data we wait for (docs/protocol.md §11).
 	if n := len(so.Raw) - 16; n >= 38 && n <= 46 {
 		it, err := g.store.OutboxByAckData(ctx, so.Raw[16:])
 		switch {
@@ -212,7 +212,7 @@ func (g *Gateway) processObject(ctx context.Context, so node.StoredObject) error
 }
 
 // handleGetpubkey answers a request for one of our identities' pubkeys
-// (SPEC.md §10.1), at most once per pubkey lifetime.
+// (docs/protocol.md §10.1), at most once per pubkey lifetime.
 func (g *Gateway) handleGetpubkey(ctx context.Context, o *wire.Object) error {
 	if len(o.Raw) > 200 {
 		return nil
@@ -292,7 +292,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 	isChan := rcpt.Kind == mailmap.KindChan
 	if !isChan {
 		// The recipient's own demanded difficulty, unless the sender is a
-		// contact (SPEC.md §6.4).
+		// contact (docs/protocol.md §6.4).
 		known, err := g.isContact(ctx, rcpt.UserID, sender.String())
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 		return err
 	}
 	if m.Encoding == 0 {
-		return nil // IGNORE: not shown, no ack (SPEC.md §12)
+		return nil // IGNORE: not shown, no ack (docs/protocol.md §12)
 	}
 	// A chan's post goes to every member; a personal address has one owner.
 	for _, j := range ids.owners[i] {
@@ -378,7 +378,7 @@ func cutReplyPrefix(subject string) (string, bool) {
 	return strings.TrimSpace(subject[3:]), true
 }
 
-// sendAck publishes the ack object a sender embedded (SPEC.md §11). The
+// sendAck publishes the ack object a sender embedded (docs/protocol.md §11). The
 // node validates it like any object, so a bogus ack goes nowhere.
 func (g *Gateway) sendAck(ctx context.Context, packet []byte) error {
 	cmd, payload, err := wire.ReadPacket(bytes.NewReader(packet), g.cfg.Network.Magic)
@@ -475,8 +475,8 @@ func (g *Gateway) isContact(ctx context.Context, userID int64, bm string) (bool,
 	return false, nil
 }
 
-// handleBroadcast decrypts broadcasts from subscribed addresses (SPEC.md
-// §10.4) and files them for every subscriber.
+// handleBroadcast decrypts broadcasts from subscribed addresses
+// (docs/protocol.md §10.4) and files them for every subscriber.
 func (g *Gateway) handleBroadcast(ctx context.Context, so node.StoredObject, o *wire.Object) error {
 	subs, err := g.subscriptions(ctx)
 	if err != nil {

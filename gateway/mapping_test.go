@@ -8,7 +8,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/address"
 )
 
-// Addresses from SPEC.md §7.6 (PyBitmessage samples, recomputed).
+// Addresses from docs/protocol.md §7.6 (PyBitmessage samples, recomputed).
 const (
 	addrV4    = "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUK" // TIGER v4
 	addrV3    = "BM-2DBPTgeSawWYZceFD69AbDT5q4iUWtj1ZN" // TIGER v3

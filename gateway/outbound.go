@@ -15,13 +15,13 @@ import (
 
 const (
 	// getpubkeyTTL is the base TTL of a getpubkey; each resend doubles it
-	// (SPEC.md §5.4).
+	// (docs/protocol.md §5.4).
 	getpubkeyTTL = 60 * time.Hour
-	// maxTTL caps every TTL (SPEC.md §5.3: 28 days).
+	// maxTTL caps every TTL (docs/protocol.md §5.3: 28 days).
 	maxTTL = 28 * 24 * time.Hour
 	// pubkeyTTL is the lifetime of our own pubkey objects.
 	pubkeyTTL = 28 * 24 * time.Hour
-	// doesAck is the behaviour bit asking senders to embed an ack (SPEC.md §10).
+	// doesAck is the behaviour bit asking senders to embed an ack (docs/protocol.md §10).
 	doesAck = 1
 )
 
@@ -53,7 +53,7 @@ func (g *Gateway) sender(ctx context.Context, it mailmap.OutboxItem) (*identity.
 	return ids.keys[i], nil
 }
 
-// ackTTL is the lifetime of the embedded ack for a msg TTL (SPEC.md §5.4).
+// ackTTL is the lifetime of the embedded ack for a msg TTL (docs/protocol.md §5.4).
 func ackTTL(msgTTL time.Duration) time.Duration {
 	switch {
 	case msgTTL < 24*time.Hour:

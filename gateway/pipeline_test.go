@@ -47,7 +47,7 @@ func (c *capture) ofType(typ uint32) []*wire.Object {
 // outbound pipeline publishes the way a foreign node would: parse from
 // bytes only, decrypt with the recipient's key, verify the signature, check
 // the proof of work against the recipient's demand, decode the encoding
-// (SPEC.md §10.3, §12) and the embedded ack packet (§11).
+// (docs/protocol.md §10.3, §12) and the embedded ack packet (§11).
 func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	ctx := context.Background()
 	st, err := mailmap.Open(ctx, filepath.Join(t.TempDir(), "g.db"), mailmap.Options{SecretKey: bytes.Repeat([]byte{1}, 32)})

@@ -182,7 +182,7 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 		step.Attempts = &zero
 	}
 	step.TTL = &it.TTL
-	// No ack for chans (SPEC.md §11) or recipients that do not ask for one.
+	// No ack for chans (docs/protocol.md §11) or recipients that do not ask for one.
 	if it.Kind == mailmap.OutboxMsg && pk.Bitfield&doesAck != 0 {
 		ackData := it.AckData
 		if len(ackData) == 0 {
@@ -207,7 +207,7 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 func (g *Gateway) difficulty(it mailmap.OutboxItem, pk object.PubkeyData) (ntpb, extra uint64, err error) {
 	ntpb, extra = g.cfg.Network.Clamp(pk.NonceTrialsPerByte, pk.ExtraBytes)
 	if it.Kind == mailmap.OutboxChan {
-		// Chan members check msgs against the network minimum only (SPEC.md §6.4).
+		// Chan members check msgs against the network minimum only (docs/protocol.md §6.4).
 		ntpb, extra = g.cfg.Network.NonceTrialsPerByte, g.cfg.Network.ExtraBytes
 	}
 	if ntpb > g.cfg.MaxNonceTrialsPerByte || extra > g.cfg.MaxExtraBytes {
@@ -324,7 +324,7 @@ func (g *Gateway) jobPublished(ctx context.Context, job mailmap.PoWJob, h wire.I
 	wantAck := len(it.AckData) > 0 && it.Kind == mailmap.OutboxMsg
 	next := never
 	if wantAck {
-		// Resend when the TTL has passed with 10 % slack (SPEC.md §5.4).
+		// Resend when the TTL has passed with 10 % slack (docs/protocol.md §5.4).
 		next = now.Add(it.TTL * 11 / 10)
 	} else if !it.Reported {
 		it.Attempts, it.PoWDuration = attempts, it.PoWDuration+took
@@ -421,7 +421,7 @@ func (g *Gateway) awaitPubkey(ctx context.Context, it mailmap.OutboxItem, to add
 	}
 	step := mailmap.OutboxStep{ID: it.ID, From: []mailmap.OutboxState{it.State}, Owner: g.owner, To: mailmap.OutboxAwaitingPubkey}
 	// The previous request's TTL decides when to ask again; each request
-	// doubles it (SPEC.md §5.4).
+	// doubles it (docs/protocol.md §5.4).
 	prevTTL := min(getpubkeyTTL<<min(max(attempts-1, 0), 8), maxTTL)
 	if sentAt.IsZero() || now.After(sentAt.Add(prevTTL*11/10)) {
 		ttl := min(getpubkeyTTL<<min(attempts, 8), maxTTL)

@@ -11,7 +11,7 @@ import (
 	"github.com/bmgate/bmgate/mailmap"
 )
 
-// Encodings the gateway sends (SPEC.md §12).
+// Encodings the gateway sends (docs/protocol.md §12).
 const (
 	encodingSimple   = 2
 	encodingExtended = 3
@@ -165,7 +165,7 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 	return nil
 }
 
-// encodeContent picks the message encoding (SPEC.md §12). Extended (3) is
+// encodeContent picks the message encoding (docs/protocol.md §12). Extended (3) is
 // used when there are threading headers to carry, so a bmgate on the other
 // side restores them; PyBitmessage shows encoding 3 correctly because the
 // subject and body are packed as msgpack bin. Otherwise simple (2).

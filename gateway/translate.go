@@ -17,7 +17,7 @@ import (
 )
 
 // MaxTextBytes is the most subject plus body bytes a Bitmessage message may
-// carry: PyBitmessage refuses longer text (2^18 − 500, SPEC.md §10.5) so
+// carry: PyBitmessage refuses longer text (2^18 − 500, docs/protocol.md §10.5) so
 // that the whole object stays within 256 KiB.
 const MaxTextBytes = 1<<18 - 500
 
@@ -109,7 +109,7 @@ func ParseOutgoing(raw []byte) (Outgoing, error) {
 	return o, nil
 }
 
-// Keys of the threading headers in Extra (SPEC.md §12, encoding 3 map).
+// Keys of the threading headers in Extra (docs/protocol.md §12, encoding 3 map).
 const (
 	ExtraMessageID  = "messageid"
 	ExtraInReplyTo  = "inreplyto"

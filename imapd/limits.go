@@ -10,7 +10,7 @@ import (
 // trackedConn is the raw TCP connection as accepted. It is wrapped *outside*
 // TLS: imapserver decides whether a connection is secure with
 // c.conn.(*tls.Conn), so any wrapper around the *tls.Conn would make it treat
-// TLS connections as plain (research doc §1, limitation 4).
+// TLS connections as plain (docs/compatibility.md, Library facts: go-imap).
 //
 // It also coalesces writes. imapserver flushes after every response line,
 // which costs a write system call (and, under TLS, a record) per FETCH

@@ -14,7 +14,8 @@ import (
 // dialect holds the few things that differ between PostgreSQL and SQLite.
 // Everything else (all DML) is the same SQL text for both: $n placeholders,
 // ON CONFLICT, RETURNING and TRUE/FALSE work unchanged on SQLite ≥ 3.35 and
-// PostgreSQL ≥ 9.5 (research/mail-libraries.md §4).
+// PostgreSQL ≥ 9.5 (docs/compatibility.md, Library facts: SQL shared by
+// both backends).
 type dialect struct {
 	name          string
 	migrations    fs.FS  // embedded schema

@@ -19,8 +19,9 @@
 //   - UIDs come from the mailbox row (UIDNEXT) and are never reused;
 //     UIDVALIDITY comes from a per-user counter, so a re-created mailbox
 //     gets a new one. Message bytes are shared between copies.
-//   - Identity private keys are sealed with AES-256-GCM under a key derived
-//     from Options.SecretKey; passwords are argon2id hashes.
+//   - Identity private keys, and chan passphrases (from which chan keys
+//     derive), are sealed with AES-256-GCM under a key derived from
+//     Options.SecretKey; passwords are argon2id hashes.
 //
 // It imports bmcore types only (node.Inventory, node.KnownNodes are
 // implemented here); it knows nothing of SMTP, IMAP or MIME and must not

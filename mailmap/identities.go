@@ -10,20 +10,24 @@ import (
 )
 
 const identityCols = `id, user_id, address, label, kind, signing_key, encryption_key, publish_pubkey,
-	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at`
+	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase`
 
 // Sealed keys are bound to their row's address and role.
 func signingContext(address string) string    { return "identity signing key " + address }
 func encryptionContext(address string) string { return "identity encryption key " + address }
+func passphraseContext(address string) string { return "chan passphrase " + address }
+
+// maxChanPassphrase bounds a chan's passphrase (bytes).
+const maxChanPassphrase = 4096
 
 func (s *sqlStore) scanIdentity(row interface{ Scan(...any) error }) (Identity, error) {
 	var id Identity
 	var kind string
-	var sk, ek []byte
+	var sk, ek, pp []byte
 	var ntpb, extra, created int64
 	var lastSent sql.NullInt64
 	if err := row.Scan(&id.ID, &id.UserID, &id.Address, &id.Label, &kind, &sk, &ek, &id.PublishPubkey,
-		&ntpb, &extra, &lastSent, &created); err != nil {
+		&ntpb, &extra, &lastSent, &created, &pp); err != nil {
 		return Identity{}, err
 	}
 	var err error
@@ -32,6 +36,13 @@ func (s *sqlStore) scanIdentity(row interface{ Scan(...any) error }) (Identity, 
 	}
 	if id.EncryptionKey, err = s.keys.open(ek, encryptionContext(id.Address)); err != nil {
 		return Identity{}, fmt.Errorf("identity %s: %w", id.Address, err)
+	}
+	if pp != nil {
+		p, err := s.keys.open(pp, passphraseContext(id.Address))
+		if err != nil {
+			return Identity{}, fmt.Errorf("identity %s: %w", id.Address, err)
+		}
+		id.ChanPassphrase = string(p)
 	}
 	id.Kind = IdentityKind(kind)
 	id.NonceTrialsPerByte, id.ExtraBytes = fromU64(ntpb), fromU64(extra)
@@ -53,6 +64,10 @@ func (s *sqlStore) AddIdentity(ctx context.Context, id Identity) (Identity, erro
 		return Identity{}, invalid("identity kind")
 	case len(id.SigningKey) != 32 || len(id.EncryptionKey) != 32:
 		return Identity{}, invalid("identity private keys must be 32 bytes")
+	case id.ChanPassphrase != "" && id.Kind != KindChan:
+		return Identity{}, invalid("only a chan has a passphrase")
+	case len(id.ChanPassphrase) > maxChanPassphrase:
+		return Identity{}, invalid("chan passphrase too long")
 	}
 	sk, err := s.keys.seal(id.SigningKey, signingContext(id.Address))
 	if err != nil {
@@ -61,6 +76,12 @@ func (s *sqlStore) AddIdentity(ctx context.Context, id Identity) (Identity, erro
 	ek, err := s.keys.seal(id.EncryptionKey, encryptionContext(id.Address))
 	if err != nil {
 		return Identity{}, err
+	}
+	var pp any // NULL: no passphrase
+	if id.ChanPassphrase != "" {
+		if pp, err = s.keys.seal([]byte(id.ChanPassphrase), passphraseContext(id.Address)); err != nil {
+			return Identity{}, err
+		}
 	}
 	if id.CreatedAt.IsZero() {
 		id.CreatedAt = s.now()
@@ -71,10 +92,10 @@ func (s *sqlStore) AddIdentity(ctx context.Context, id Identity) (Identity, erro
 			return err
 		}
 		err := w.QueryRowContext(ctx, `INSERT INTO identities (user_id, address, label, kind, signing_key, encryption_key,
-				publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING id`,
+				publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id`,
 			id.UserID, id.Address, id.Label, string(id.Kind), sk, ek, id.PublishPubkey,
-			u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt)).Scan(&id.ID)
+			u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt), pp).Scan(&id.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrExists
 		}

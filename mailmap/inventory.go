@@ -194,7 +194,7 @@ func (s *sqlStore) InventoryCount(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// Known nodes (SPEC.md §15).
+// Known nodes (docs/protocol.md §15).
 
 func (s *sqlStore) ListNodes(ctx context.Context, stream uint64, limit int) ([]node.KnownNode, error) {
 	if limit <= 0 {

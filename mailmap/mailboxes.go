@@ -177,16 +177,9 @@ func (s *sqlStore) lockMailbox(ctx context.Context, w *wtx, userID, mailboxID in
 // insertMailbox creates one mailbox with a fresh UIDVALIDITY. The caller
 // holds the user's lock and has checked the name is free.
 func (s *sqlStore) insertMailbox(ctx context.Context, w *wtx, userID int64, name, use string, subscribed bool) (Mailbox, error) {
-	var next int64
-	err := w.QueryRowContext(ctx, `UPDATE users SET next_uidvalidity =
-			CASE WHEN next_uidvalidity >= 4294967295 THEN 1 ELSE next_uidvalidity + 1 END
-		WHERE id = $1 RETURNING next_uidvalidity`, userID).Scan(&next)
+	uidvalidity, err := allocUIDValidity(ctx, w, userID)
 	if err != nil {
-		return Mailbox{}, notFound("allocate uidvalidity", err)
-	}
-	uidvalidity := next - 1
-	if next == 1 {
-		uidvalidity = math.MaxUint32
+		return Mailbox{}, err
 	}
 	m := Mailbox{UserID: userID, Name: name, SpecialUse: use, Subscribed: subscribed,
 		UIDValidity: uint32(uidvalidity), UIDNext: 1, HighestModSeq: 1}
@@ -201,6 +194,22 @@ func (s *sqlStore) insertMailbox(ctx context.Context, w *wtx, userID int64, name
 	}
 	w.emit(Change{UserID: userID, MailboxID: m.ID, Kind: ChangeMailboxes})
 	return m, nil
+}
+
+// allocUIDValidity hands out the user's next UIDVALIDITY. The caller holds
+// the user's lock.
+func allocUIDValidity(ctx context.Context, w *wtx, userID int64) (int64, error) {
+	var next int64
+	err := w.QueryRowContext(ctx, `UPDATE users SET next_uidvalidity =
+			CASE WHEN next_uidvalidity >= 4294967295 THEN 1 ELSE next_uidvalidity + 1 END
+		WHERE id = $1 RETURNING next_uidvalidity`, userID).Scan(&next)
+	if err != nil {
+		return 0, notFound("allocate uidvalidity", err)
+	}
+	if next == 1 {
+		return math.MaxUint32, nil
+	}
+	return next - 1, nil
 }
 
 // CreateMailbox creates the mailbox, unsubscribed, and any missing parent
@@ -280,55 +289,59 @@ func (s *sqlStore) RenameMailbox(ctx context.Context, userID int64, oldName, new
 	if strings.HasPrefix(to, from+delimiter) {
 		return invalid("cannot move a mailbox under itself")
 	}
-	return s.write(ctx, func(w *wtx) error {
-		if _, _, err := s.lockUser(ctx, w, userID); err != nil {
+	return s.write(ctx, func(w *wtx) error { return s.renameTx(ctx, w, userID, from, to) })
+}
+
+// renameTx renames the canonical mailbox name from, and its children, to
+// the canonical name to, inside w.
+func (s *sqlStore) renameTx(ctx context.Context, w *wtx, userID int64, from, to string) error {
+	if _, _, err := s.lockUser(ctx, w, userID); err != nil {
+		return err
+	}
+	all, err := s.mailboxes(ctx, w, userID)
+	if err != nil {
+		return err
+	}
+	names := make(map[string]bool, len(all))
+	for _, mb := range all {
+		names[mb.Name] = true
+	}
+	if !names[from] {
+		return ErrNotFound
+	}
+	type rename struct {
+		id int64
+		to string
+	}
+	var renames []rename
+	for _, mb := range all {
+		var target string
+		switch {
+		case mb.Name == from:
+			target = to
+		case strings.HasPrefix(mb.Name, from+delimiter):
+			target = to + mb.Name[len(from):]
+		default:
+			continue
+		}
+		if names[target] || len(target) > maxMailboxName {
+			return ErrExists
+		}
+		renames = append(renames, rename{mb.ID, target})
+	}
+	if err := s.createParents(ctx, w, userID, to, names); err != nil {
+		return err
+	}
+	// Rows change in ascending id order, the lock order of every writer.
+	sort.Slice(renames, func(i, j int) bool { return renames[i].id < renames[j].id })
+	for _, r := range renames {
+		res, err := w.ExecContext(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2 AND user_id = $3`, r.to, r.id, userID)
+		if err := rowsAffected("rename mailbox", res, err); err != nil {
 			return err
 		}
-		all, err := s.mailboxes(ctx, w, userID)
-		if err != nil {
-			return err
-		}
-		names := make(map[string]bool, len(all))
-		for _, mb := range all {
-			names[mb.Name] = true
-		}
-		if !names[from] {
-			return ErrNotFound
-		}
-		type rename struct {
-			id int64
-			to string
-		}
-		var renames []rename
-		for _, mb := range all {
-			var target string
-			switch {
-			case mb.Name == from:
-				target = to
-			case strings.HasPrefix(mb.Name, from+delimiter):
-				target = to + mb.Name[len(from):]
-			default:
-				continue
-			}
-			if names[target] || len(target) > maxMailboxName {
-				return ErrExists
-			}
-			renames = append(renames, rename{mb.ID, target})
-		}
-		if err := s.createParents(ctx, w, userID, to, names); err != nil {
-			return err
-		}
-		// Rows change in ascending id order, the lock order of every writer.
-		sort.Slice(renames, func(i, j int) bool { return renames[i].id < renames[j].id })
-		for _, r := range renames {
-			res, err := w.ExecContext(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2 AND user_id = $3`, r.to, r.id, userID)
-			if err := rowsAffected("rename mailbox", res, err); err != nil {
-				return err
-			}
-			w.emit(Change{UserID: userID, MailboxID: r.id, Kind: ChangeMailboxes})
-		}
-		return nil
-	})
+		w.emit(Change{UserID: userID, MailboxID: r.id, Kind: ChangeMailboxes})
+	}
+	return nil
 }
 
 // DeleteMailbox deletes a mailbox and its messages. INBOX and the special-use

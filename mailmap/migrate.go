@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,6 +58,9 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 	ms, err := loadMigrations(s.d.migrations, s.d.migrationsDir)
 	if err != nil {
 		return err
+	}
+	if s.migrateTo > 0 {
+		ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > s.migrateTo })
 	}
 	latest := int64(0)
 	if len(ms) > 0 {

@@ -46,6 +46,8 @@ type sqlStore struct {
 	hub    *hub
 	origin string // identifies this Store in PostgreSQL notifications
 
+	migrateTo int64 // > 0: apply migrations only up to this version (tests)
+
 	gen   accountGen // PostgreSQL: the accounts generation, kept by the LISTEN loop
 	users userStates // per-command account checks (UserActive)
 
@@ -61,11 +63,17 @@ type sqlStore struct {
 // PostgreSQL connection string; anything else is an SQLite file path,
 // optionally prefixed with "sqlite:" or given as a "file:" URI.
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
+	return open(ctx, dsn, opts, 0)
+}
+
+// open is Open; migrateTo > 0 stops the schema at that version (tests of
+// migrations start from an older schema).
+func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store, error) {
 	keys, err := newKeySealer(opts.SecretKey)
 	if err != nil {
 		return nil, err
 	}
-	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub()}
+	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub(), migrateTo: migrateTo}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -92,6 +100,10 @@ func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 		return nil, err
 	}
 	if err := s.checkSecretKey(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.migrateChanSecrets(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
 	}
@@ -128,12 +140,13 @@ func (s *sqlStore) openPostgres(ctx context.Context, dsn string) error {
 }
 
 // sqlitePragmas are set on every connection (the pool opens many), see
-// research/mail-libraries.md §4. synchronous=FULL because nothing is
-// acknowledged before it is durable.
+// docs/compatibility.md, Library facts: modernc.org/sqlite.
+// synchronous=FULL because nothing is acknowledged before it is durable.
 const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 
-func (s *sqlStore) openSQLite(dsn string) error {
-	var base, sep string
+// sqliteBase splits an SQLite DSN into what the driver opens and the
+// separator before the parameters bmgate adds.
+func sqliteBase(dsn string) (base, sep string, err error) {
 	switch {
 	case strings.HasPrefix(dsn, "file:"):
 		// A URI: SQLite parses it; our parameters join any already given.
@@ -144,12 +157,20 @@ func (s *sqlStore) openSQLite(dsn string) error {
 	default:
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		if path == "" || strings.ContainsAny(path, "?#") {
-			return fmt.Errorf("open sqlite: invalid database path %q (use a file: URI for parameters)", path)
+			return "", "", fmt.Errorf("open sqlite: invalid database path %q (use a file: URI for parameters)", path)
 		}
 		base, sep = path, "?"
 	}
 	if strings.Contains(base, ":memory:") || strings.Contains(base, "mode=memory") {
-		return errors.New("open sqlite: in-memory databases are not supported (reads and writes use separate connections)")
+		return "", "", errors.New("open sqlite: in-memory databases are not supported (reads and writes use separate connections)")
+	}
+	return base, sep, nil
+}
+
+func (s *sqlStore) openSQLite(dsn string) error {
+	base, sep, err := sqliteBase(dsn)
+	if err != nil {
+		return err
 	}
 	// One writer connection: SQLite has a single writer anyway, and queueing
 	// in the pool (honouring contexts) beats spinning on SQLITE_BUSY.
@@ -221,10 +242,27 @@ func (s *sqlStore) checkSecretKey(ctx context.Context) error {
 		return err
 	}
 	return s.write(ctx, func(w *wtx) error {
-		if _, err := w.ExecContext(ctx,
+		res, err := w.ExecContext(ctx,
 			`INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			keyCheckName, sealed); err != nil {
+			keyCheckName, sealed)
+		if err != nil {
 			return fmt.Errorf("store key check: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("store key check: %w", err)
+		} else if n == 1 {
+			// No key check yet, but identities sealed with some key (the
+			// row was lost): the key must open them.
+			var addr string
+			var sk []byte
+			err := w.QueryRowContext(ctx, `SELECT address, signing_key FROM identities ORDER BY id LIMIT 1`).Scan(&addr, &sk)
+			if err == nil {
+				if _, err := s.keys.open(sk, signingContext(addr)); err != nil {
+					return ErrSecretKey
+				}
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("read identity: %w", err)
+			}
 		}
 		var stored []byte
 		if err := w.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, keyCheckName).Scan(&stored); err != nil {

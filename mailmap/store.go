@@ -55,6 +55,7 @@ type Identity struct {
 	Kind               IdentityKind
 	SigningKey         []byte // 32-byte private key
 	EncryptionKey      []byte // 32-byte private key
+	ChanPassphrase     string // a chan's passphrase: its keys derive from it, so it is sealed at rest too; "" otherwise
 	PublishPubkey      bool
 	NonceTrialsPerByte uint64
 	ExtraBytes         uint64
@@ -320,6 +321,9 @@ type Store interface {
 
 	// Users.
 	CreateUser(ctx context.Context, name, password string) (User, error) // also creates the default mailboxes
+	// Authenticate checks a password: ErrAuthFailed, ErrDisabled (right
+	// password, disabled account), ErrBusy (no password-hashing slot freed
+	// up in time: see SetPasswordHashLimit) or a store error.
 	Authenticate(ctx context.Context, name, password string) (User, error)
 	User(ctx context.Context, id int64) (User, error)
 	UserByName(ctx context.Context, name string) (User, error)
@@ -471,6 +475,15 @@ type Store interface {
 	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]node.StoredObject, error)
 	MarkProcessed(ctx context.Context, h wire.InvHash) error
 	InventoryCount(ctx context.Context) (int, error)
+
+	// Login guard (loginguard.go; package loginguard has the policy):
+	// failed logins per address, account and known (account, address)
+	// pair, shared by every process on the database.
+	LoginGuardAdmit(ctx context.Context, a GuardAttempt) (GuardVerdict, error)
+	LoginGuardDone(ctx context.Context, a GuardAttempt, v GuardVerdict, r GuardResult, p GuardPolicy) (GuardOutcome, error)
+	LoginGuardEntries(ctx context.Context, limit int) ([]GuardEntry, error)
+	LoginGuardClear(ctx context.Context, ip, name string) (int64, error)
+	LoginGuardPrune(ctx context.Context, now time.Time, window, knownFor time.Duration, maxRows int) (int64, error)
 
 	// TryLock takes a named lock for the whole deployment (a PostgreSQL
 	// advisory lock; on SQLite, one process, per Store), or reports false

@@ -55,7 +55,7 @@ func (s *sqlStore) CreateUser(ctx context.Context, name, password string) (User,
 	if password == "" {
 		return User{}, invalid("empty password")
 	}
-	hash, err := hashPassword(password)
+	hash, err := limitedHash(ctx, password)
 	if err != nil {
 		return User{}, err
 	}
@@ -100,14 +100,21 @@ func (s *sqlStore) Authenticate(ctx context.Context, name, password string) (Use
 		`SELECT `+userCols+`, password_hash FROM users WHERE name_key = $1`, nameKey(name)).
 		Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.Disabled, &u.DeliveryReports, &created, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		verifyPassword(dummyHash(), password)
+		// The same work as a wrong password, under the same limit.
+		if _, _, err := limitedVerify(ctx, dummyHash(), password); err != nil {
+			return User{}, err
+		}
 		return User{}, ErrAuthFailed
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate: %w", err)
 	}
 	u.CreatedAt = fromMicros(created)
-	ok, rehash := verifyPassword(hash, password)
+	// ErrBusy (or ctx's error) when no hashing slot freed up in time.
+	ok, rehash, err := limitedVerify(ctx, hash, password)
+	if err != nil {
+		return User{}, err
+	}
 	if !ok {
 		return User{}, ErrAuthFailed
 	}
@@ -116,7 +123,7 @@ func (s *sqlStore) Authenticate(ctx context.Context, name, password string) (Use
 		return User{}, ErrDisabled
 	}
 	if rehash {
-		if newHash, err := hashPassword(password); err == nil {
+		if newHash, err := limitedHash(ctx, password); err == nil {
 			// Best effort: the login succeeds even if the upgrade fails.
 			if _, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3`,
 				newHash, u.ID, hash); err != nil {
@@ -167,7 +174,7 @@ func (s *sqlStore) SetPassword(ctx context.Context, userID int64, password strin
 	if password == "" {
 		return invalid("empty password")
 	}
-	hash, err := hashPassword(password)
+	hash, err := limitedHash(ctx, password)
 	if err != nil {
 		return err
 	}

@@ -1,20 +1,34 @@
 package smtpd
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// limitListener counts connections per client IP, refuses those over
-// Config.MaxConnsPerIP with a 421 and tracks the rest for Sessions and
-// Shutdown. For a trusted listener it also drops non-local peers.
+// limitListener is one listener's gate: it counts its open connections
+// against its cap (Config.MaxConns, or TrustedMaxConns for ServeTrusted)
+// and each client IP's against Config.MaxConnsPerIP (across the server's
+// listeners), answers the connections it will not serve with a 421 at once
+// (so a flood is turned away rather than left in the kernel's backlog), and
+// tracks the rest for Sessions and Shutdown. For a trusted listener it also
+// drops non-local peers.
 type limitListener struct {
 	net.Listener
-	s         *Server
-	localOnly bool
-	unix      bool // a unix socket: every peer is local, whatever its address says
+	s           *Server
+	name        string // "smtp", "smtps", "local_submit": logs and Stats
+	localOnly   bool
+	unix        bool // a unix socket: every peer is local, whatever its address says
+	implicitTLS bool // nothing can be said before the TLS handshake: refusals just close
+	max         int  // open connections at most (≤ 0: no cap)
+	loginBy     time.Duration
+
+	open          atomic.Int64
+	refusedCap    atomic.Uint64
+	refusedPerIP  atomic.Uint64
+	loginTimeouts atomic.Uint64
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -29,40 +43,81 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		ip := remoteIP(c.RemoteAddr())
-		tc, ok := l.s.track(c, ip)
-		if !ok {
-			l.s.log.Info("too many connections", "remote", ip)
-			go refuse(c)
+		tc, why := l.s.track(c, ip, l)
+		if why != "" {
+			l.refuse(c, ip, why)
 			continue
 		}
 		return tc, nil
 	}
 }
 
-// refuse answers a connection we will not serve (RFC 5321 §3.8: a 421
-// greeting) and closes it. It runs apart from Accept so a client that
-// does not read cannot stall the listener.
-func refuse(c net.Conn) {
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte("421 4.7.0 Too many connections from your address, try again later\r\n"))
-	c.Close()
+// maxRefusing bounds the goroutines writing 421s to refused clients; past
+// it refused connections are closed without a word.
+const maxRefusing = 64
+
+var refusals = map[string]string{
+	refusedPerIP: "421 4.7.0 Too many connections from your address, try again later\r\n",
+	refusedCap:   "421 4.7.0 Too many connections, try again later\r\n",
+	"closed":     "421 4.3.2 Server shutting down\r\n",
 }
 
-// track records a new connection; it reports false when the client's IP is
-// at its limit or the server is shut down.
-func (s *Server) track(c net.Conn, ip string) (*trackedConn, bool) {
+const (
+	refusedPerIP = "per_ip"
+	refusedCap   = "cap"
+)
+
+// refuse answers a connection we will not serve (RFC 5321 §3.8: a 421
+// greeting) and closes it. The write runs apart from Accept, with a short
+// deadline, so a client that does not read cannot stall the listener.
+func (l *limitListener) refuse(c net.Conn, ip, why string) {
+	switch why {
+	case refusedCap:
+		if l.refusedCap.Add(1)%1000 == 1 { // a flood logs once in a thousand
+			l.s.log.Warn("connection cap reached, refusing connections", "listener", l.name, "max", l.max, "remote", ip)
+		}
+	case refusedPerIP:
+		l.refusedPerIP.Add(1)
+		l.s.log.Info("too many connections", "listener", l.name, "remote", ip)
+	}
+	if l.implicitTLS {
+		c.Close()
+		return
+	}
+	if l.s.refusing.Add(1) > maxRefusing {
+		l.s.refusing.Add(-1)
+		c.Close()
+		return
+	}
+	go func() {
+		defer l.s.refusing.Add(-1)
+		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte(refusals[why]))
+		c.Close()
+	}()
+}
+
+// track records a new connection; it returns why it refuses one: the
+// client's IP or the listener is at its limit, or the server is shut down.
+func (s *Server) track(c net.Conn, ip string, l *limitListener) (*trackedConn, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, false
+	switch {
+	case s.closed:
+		return nil, "closed"
+	case l.max > 0 && l.open.Load() >= int64(l.max):
+		return nil, refusedCap
+	case s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+		return nil, refusedPerIP
 	}
-	if s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		return nil, false
+	tc := &trackedConn{Conn: c, s: s, l: l, ip: ip}
+	if l.loginBy > 0 {
+		tc.loginBy = time.Now().Add(l.loginBy)
 	}
-	tc := &trackedConn{Conn: c, s: s, ip: ip}
 	s.conns[tc] = struct{}{}
 	s.perIP[ip]++
-	return tc, true
+	l.open.Add(1)
+	return tc, ""
 }
 
 func (s *Server) untrack(tc *trackedConn) {
@@ -72,18 +127,29 @@ func (s *Server) untrack(tc *trackedConn) {
 	if s.perIP[tc.ip]--; s.perIP[tc.ip] <= 0 {
 		delete(s.perIP, tc.ip)
 	}
+	tc.l.open.Add(-1)
 }
 
 // trackedConn leaves the server's books when it is closed, by go-smtp or by
-// a TLS layer above it.
+// a TLS layer above it. Until the session authenticates, every read
+// deadline is cut to loginBy: an unauthenticated client gets
+// Config.LoginTimeout in all, however it trickles its commands.
 type trackedConn struct {
 	net.Conn
 	s    *Server
+	l    *limitListener
 	ip   string
 	once sync.Once
 
+	loginBy time.Time // zero: no login deadline (trusted listener, or none configured)
+	authed  atomic.Bool
+	timedOut atomic.Bool
+
 	hangUp atomic.Bool // close once the next write (the last reply) is done
 }
+
+// authenticated lifts the login deadline.
+func (c *trackedConn) authenticated() { c.authed.Store(true) }
 
 // hangUpAfterReply closes the connection after the next write to it, which
 // is the reply to the command being handled: go-smtp has no way for a
@@ -96,6 +162,37 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.Close()
 	}
 	return n, err
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	var ne net.Error
+	if err != nil && !c.loginBy.IsZero() && !c.authed.Load() && errors.As(err, &ne) && ne.Timeout() &&
+		!time.Now().Before(c.loginBy) && c.timedOut.CompareAndSwap(false, true) {
+		c.l.loginTimeouts.Add(1)
+		c.s.log.Info("closing connection: no login in time", "listener", c.l.name, "remote", c.ip)
+	}
+	return n, err
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.cut(t)) }
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(c.cut(t))
+}
+
+// cut applies the login deadline to a read deadline.
+func (c *trackedConn) cut(t time.Time) time.Time {
+	if c.loginBy.IsZero() || c.authed.Load() {
+		return t
+	}
+	if t.IsZero() || t.After(c.loginBy) {
+		return c.loginBy
+	}
+	return t
 }
 
 func (c *trackedConn) Close() error {

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bmgate/bmgate/gateway"
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/emersion/go-smtp"
 )
@@ -51,10 +53,23 @@ type Config struct {
 	MaxRecipients     int         // default 50
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration // both default 60 s
-	AuthFailDelay     time.Duration // delay after a failed login, growing with repeats from one IP; default 1 s
-	MaxConnsPerIP     int           // default 20; negative = unlimited
-	Logger            *slog.Logger
-	Trusted           *TrustedLocal // optional: see ServeTrusted
+	MaxConnsPerIP     int           // default 20, across the server's listeners; negative = unlimited
+	// MaxConns caps the open connections of each Serve and ServeTLS
+	// listener (default 1000; negative = unlimited); TrustedMaxConns those
+	// of a ServeTrusted listener (default 100). Connections past a cap are
+	// answered 421 and closed at once.
+	MaxConns        int
+	TrustedMaxConns int
+	// LoginTimeout is how long a connection may stay without logging in,
+	// from its accept (default 60 s; negative: no limit). The trusted
+	// listener has no login and no such limit.
+	LoginTimeout time.Duration
+	// Guard counts failed logins and delays guessing (package loginguard).
+	// Nil: a guard over the Authenticator when it is a loginguard.Store
+	// (mailmap.Store is), otherwise none.
+	Guard   *loginguard.Guard
+	Logger  *slog.Logger
+	Trusted *TrustedLocal // optional: see ServeTrusted
 }
 
 // TrustedLocal lets local programs submit without AUTH, as User, through a
@@ -68,8 +83,10 @@ const (
 	DefaultMaxMessageBytes = 256 << 10
 	DefaultMaxRecipients   = 50
 	DefaultTimeout         = 60 * time.Second
-	DefaultAuthFailDelay   = time.Second
 	DefaultMaxConnsPerIP   = 20
+	DefaultMaxConns        = 1000
+	DefaultTrustedMaxConns = 100
+	DefaultLoginTimeout    = 60 * time.Second
 
 	// callTimeout bounds each call into the Authenticator or Submitter.
 	callTimeout = 2 * time.Minute
@@ -89,7 +106,8 @@ type Server struct {
 	sub      Submitter
 	cfg      Config
 	log      *slog.Logger
-	throttle *throttle
+	guard    *loginguard.Guard
+	refusing atomic.Int64 // goroutines writing a 421 to a refused connection
 
 	main    *smtp.Server // Serve and ServeTLS
 	trusted *smtp.Server // ServeTrusted
@@ -99,7 +117,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
-	listeners []net.Listener
+	listeners []*limitListener
 	conns     map[*trackedConn]struct{}
 	perIP     map[string]int
 }
@@ -121,23 +139,34 @@ func New(auth Authenticator, sub Submitter, cfg Config) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultTimeout
 	}
-	if cfg.AuthFailDelay <= 0 {
-		cfg.AuthFailDelay = DefaultAuthFailDelay
-	}
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.TrustedMaxConns == 0 {
+		cfg.TrustedMaxConns = DefaultTrustedMaxConns
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Guard == nil {
+		if gs, ok := auth.(loginguard.Store); ok {
+			cfg.Guard = loginguard.New(loginguard.Config{Store: gs, Logger: cfg.Logger})
+		}
+	}
 	s := &Server{
-		auth:     auth,
-		sub:      sub,
-		cfg:      cfg,
-		log:      cfg.Logger,
-		throttle: newThrottle(cfg.AuthFailDelay),
-		conns:    make(map[*trackedConn]struct{}),
-		perIP:    make(map[string]int),
+		auth:  auth,
+		sub:   sub,
+		cfg:   cfg,
+		log:   cfg.Logger,
+		guard: cfg.Guard,
+		conns: make(map[*trackedConn]struct{}),
+		perIP: make(map[string]int),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.main = s.newSMTP(false)
@@ -165,7 +194,7 @@ func (s *Server) newSMTP(trusted bool) *smtp.Server {
 // Config.TLSConfig is set; AUTH needs TLS unless AllowInsecureAuth. It
 // returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l, err := s.register(ln, false)
+	l, err := s.register(ln, "smtp", false, false)
 	if err != nil {
 		return err
 	}
@@ -177,7 +206,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLSConfig == nil {
 		return ErrNoTLS
 	}
-	l, err := s.register(ln, false)
+	l, err := s.register(ln, "smtps", false, true)
 	if err != nil {
 		return err
 	}
@@ -197,7 +226,7 @@ func (s *Server) ServeTrusted(ln net.Listener) error {
 	if !isLocalAddr(ln.Addr()) {
 		return fmt.Errorf("%w (got %s)", ErrNotLoopback, ln.Addr())
 	}
-	l, err := s.register(ln, true)
+	l, err := s.register(ln, "local_submit", true, false)
 	if err != nil {
 		return err
 	}
@@ -257,17 +286,54 @@ func (s *Server) Sessions() int {
 	return len(s.conns)
 }
 
-func (s *Server) register(ln net.Listener, localOnly bool) (net.Listener, error) {
+func (s *Server) register(ln net.Listener, name string, trusted, implicitTLS bool) (net.Listener, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
 	_, unix := ln.Addr().(*net.UnixAddr)
-	l := &limitListener{Listener: ln, s: s, localOnly: localOnly, unix: unix}
+	l := &limitListener{Listener: ln, s: s, name: name, localOnly: trusted, unix: unix, implicitTLS: implicitTLS, max: s.cfg.MaxConns}
+	if trusted {
+		l.max = s.cfg.TrustedMaxConns
+	} else if s.cfg.LoginTimeout > 0 {
+		l.loginBy = s.cfg.LoginTimeout
+	}
 	s.listeners = append(s.listeners, l)
 	return l, nil
 }
+
+// Stats are a Server's connection counters.
+type Stats struct {
+	Listeners []ListenerStats
+}
+
+// ListenerStats describes one listener.
+type ListenerStats struct {
+	Name          string // "smtp", "smtps" or "local_submit"
+	Open          int    // connections open now
+	Max           int    // the cap (≤ 0: none)
+	RefusedCap    uint64 // connections refused because the cap was reached
+	RefusedPerIP  uint64 // connections refused because their address had MaxConnsPerIP
+	LoginTimeouts uint64 // connections closed for not logging in within LoginTimeout
+}
+
+// Stats returns the listeners' counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st Stats
+	for _, l := range s.listeners {
+		st.Listeners = append(st.Listeners, ListenerStats{
+			Name: l.name, Open: int(l.open.Load()), Max: l.max,
+			RefusedCap: l.refusedCap.Load(), RefusedPerIP: l.refusedPerIP.Load(), LoginTimeouts: l.loginTimeouts.Load(),
+		})
+	}
+	return st
+}
+
+// Guard returns the server's login guard (nil: none).
+func (s *Server) Guard() *loginguard.Guard { return s.guard }
 
 func (s *Server) closeConns() {
 	s.mu.Lock()

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// Bitmessage addresses from SPEC.md §7.6.
+// Bitmessage addresses from docs/protocol.md §7.6.
 const (
 	domain     = "bmgate.local"
 	aliceBM    = "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUK"

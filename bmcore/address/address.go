@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/bmgate/bmgate/bmcore/wire"
-	//lint:ignore SA1019 RIPEMD-160 is part of the Bitmessage address format (SPEC.md §7.2)
+	//lint:ignore SA1019 RIPEMD-160 is part of the Bitmessage address format (docs/protocol.md §7.2)
 	"golang.org/x/crypto/ripemd160"
 )
 
@@ -19,7 +19,7 @@ const Prefix = "BM-"
 // 20-byte ripe, a 4-byte checksum) is 58 characters.
 const maxEncodedLen = 64
 
-// Decode errors, one per PyBitmessage decodeAddress status (SPEC.md §7.3).
+// Decode errors, one per PyBitmessage decodeAddress status (docs/protocol.md §7.3).
 // Decode wraps them with the address and a sentence for the person who typed it.
 var (
 	ErrInvalidCharacters = errors.New("characters outside the base58 alphabet")        // invalidcharacters
@@ -45,7 +45,7 @@ func DoubleSHA512(b []byte) [64]byte {
 	return sha512.Sum512(h[:])
 }
 
-// RipeFromKeys returns RIPEMD160(SHA512(04‖signKey ‖ 04‖encKey)) (SPEC.md §7.2).
+// RipeFromKeys returns RIPEMD160(SHA512(04‖signKey ‖ 04‖encKey)) (docs/protocol.md §7.2).
 // Keys may be given as 64-byte X‖Y (the wire form, 0x04 is prepended) or as
 // 65-byte uncompressed keys; other lengths are hashed as given.
 func RipeFromKeys(pubSigning, pubEncryption []byte) [20]byte {
@@ -64,7 +64,7 @@ func RipeFromKeys(pubSigning, pubEncryption []byte) [20]byte {
 }
 
 // data returns varint(version) ‖ varint(stream) ‖ ripe, the input of the tag
-// and key derivations (full 20-byte ripe, SPEC.md §7.4).
+// and key derivations (full 20-byte ripe, docs/protocol.md §7.4).
 func (a Address) data() []byte {
 	b := wire.AppendVarInt(make([]byte, 0, 38), a.Version)
 	b = wire.AppendVarInt(b, a.Stream)
@@ -72,7 +72,7 @@ func (a Address) data() []byte {
 }
 
 // Tag is the public label of a v4 address: DSHA512(data)[32:64]. It names the
-// address in getpubkey v4, pubkey v4 and broadcast v5 objects (SPEC.md §7.4).
+// address in getpubkey v4, pubkey v4 and broadcast v5 objects (docs/protocol.md §7.4).
 func (a Address) Tag() [32]byte {
 	h := DoubleSHA512(a.data())
 	var t [32]byte
@@ -81,7 +81,7 @@ func (a Address) Tag() [32]byte {
 }
 
 // TagKey is addressPrivKey: DSHA512(data)[0:32], the private key that
-// decrypts v4 pubkeys and v5 broadcasts of this address (SPEC.md §7.4).
+// decrypts v4 pubkeys and v5 broadcasts of this address (docs/protocol.md §7.4).
 func (a Address) TagKey() [32]byte {
 	h := DoubleSHA512(a.data())
 	var k [32]byte
@@ -90,7 +90,7 @@ func (a Address) TagKey() [32]byte {
 }
 
 // BroadcastKey is the private key of v4 broadcasts sent by v2/v3 addresses:
-// a single SHA512(data)[0:32] (SPEC.md §7.4, §10.4).
+// a single SHA512(data)[0:32] (docs/protocol.md §7.4, §10.4).
 func (a Address) BroadcastKey() [32]byte {
 	h := sha512.Sum512(a.data())
 	var k [32]byte
@@ -124,7 +124,7 @@ func (a Address) String() string {
 }
 
 // Decode parses an address the way PyBitmessage's decodeAddress does
-// (SPEC.md §7.3): surrounding whitespace is ignored and the BM- prefix is
+// (docs/protocol.md §7.3): surrounding whitespace is ignored and the BM- prefix is
 // optional. Only versions 2, 3 and 4 are accepted (version 1 is the dead RSA
 // format). The errors wrap the Err* values above.
 func Decode(s string) (Address, error) {

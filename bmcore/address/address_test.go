@@ -95,7 +95,7 @@ func TestDoubleSHA512(t *testing.T) {
 	}
 }
 
-// SPEC.md §7.2: 04 prefixes are part of the hashed data, whether the caller
+// docs/protocol.md §7.2: 04 prefixes are part of the hashed data, whether the caller
 // passes 64- or 65-byte keys.
 func TestRipeFromKeys(t *testing.T) {
 	v := loadSamples(t).Vectors.V2
@@ -110,7 +110,7 @@ func TestRipeFromKeys(t *testing.T) {
 	if got := RipeFromKeys(sign65[1:], enc65); got != want {
 		t.Errorf("mixed keys: ripe %x, want %x", got, want)
 	}
-	// Without the prefixes the hash is different (SPEC.md §7.2 "845ea24b…").
+	// Without the prefixes the hash is different (docs/protocol.md §7.2 "845ea24b…").
 	concat := append(append([]byte(nil), sign65[1:]...), enc65[1:]...)
 	if got := RipeFromKeys(concat[:65], concat[65:]); hex.EncodeToString(got[:]) != "845ea24b2adafbf131168c38be606c0b15fc7eba" {
 		t.Errorf("unprefixed hash = %x", got)
@@ -127,7 +127,7 @@ func TestEncodeDecodeVectors(t *testing.T) {
 		addr Address
 	}{
 		{v.Address, Address{Version: v.Version, Stream: v.Stream, Ripe: sampleRipe}},
-		// SPEC.md §7.6 table, PyB sample keys as v3 and v4.
+		// docs/protocol.md §7.6 table, PyB sample keys as v3 and v4.
 		{"BM-2D8MV1Jc2WVMPv1x6u9ze3oZU8Jbc63RY8", Address{Version: 3, Stream: 1, Ripe: sampleRipe}},
 		{"BM-2cTxU7btjgxEDMA38KVK8B5M6dZYNgaeF5", Address{Version: 4, Stream: 1, Ripe: sampleRipe}},
 		{s.Vectors.Tiger.AddressV3, Address{Version: 3, Stream: 1, Ripe: tiger}},
@@ -175,7 +175,7 @@ func TestEncodeDecodeVectors(t *testing.T) {
 	}
 }
 
-// SPEC.md §7.4: tag, tag key and (v2/v3) broadcast key.
+// docs/protocol.md §7.4: tag, tag key and (v2/v3) broadcast key.
 func TestDerivedKeys(t *testing.T) {
 	for _, c := range loadSamples(t).Vectors.Chans.Chans {
 		a, err := Decode(c.AddressV4)
@@ -211,7 +211,7 @@ func TestDerivedKeys(t *testing.T) {
 	}
 }
 
-// Ripe shortening (SPEC.md §7.3): v2/v3 drop at most two zero bytes, v4 all.
+// Ripe shortening (docs/protocol.md §7.3): v2/v3 drop at most two zero bytes, v4 all.
 func TestRipeShortening(t *testing.T) {
 	var r [20]byte
 	r[3], r[19] = 0x11, 0x22 // three leading zero bytes

@@ -1,7 +1,7 @@
 package address
 
 // alphabet is Bitcoin's base58 alphabet, which Bitmessage uses for addresses
-// and WIF keys (SPEC.md §7.3).
+// and WIF keys (docs/protocol.md §7.3).
 const alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 var alphabetIndex = func() [256]int8 {

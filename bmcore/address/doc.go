@@ -1,4 +1,4 @@
-// Package address owns Bitmessage addresses (SPEC.md §7.2–§7.4): the RIPE
+// Package address owns Bitmessage addresses (docs/protocol.md §7.2–§7.4): the RIPE
 // hash of a key pair, the base58 "BM-" text form with its checksum, and the
 // values derived from an address (tag, tag key, v2/v3 broadcast key).
 //

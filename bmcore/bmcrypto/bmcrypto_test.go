@@ -71,7 +71,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// SPEC.md §8.3 / pyelliptic test_ecc.py, every intermediate value.
+// docs/protocol.md §8.3 / pyelliptic test_ecc.py, every intermediate value.
 func TestECIESVector(t *testing.T) {
 	v, _ := loadSamples(t)
 	pub, err := ParsePublicKey(unhex(t, v.K))
@@ -180,7 +180,7 @@ func reseal(t *testing.T, ct []byte, priv *secp256k1.PrivateKey, xLen, yLen int)
 	return append(out, hmacSHA256(keyM[:], out)...)
 }
 
-// SPEC.md §8.2: coordinates written without left padding (PyB before 2024)
+// docs/protocol.md §8.2: coordinates written without left padding (PyB before 2024)
 // must be accepted, lengths 0 and over 32 rejected.
 func TestShortEphemeralCoordinates(t *testing.T) {
 	rng := rand.NewChaCha8([32]byte{2})
@@ -285,7 +285,7 @@ func TestBadPadding(t *testing.T) {
 	}
 }
 
-// SPEC.md §9.1 / PyB samples.py: a SHA-256 and a SHA-1 signature (the latter
+// docs/protocol.md §9.1 / PyB samples.py: a SHA-256 and a SHA-1 signature (the latter
 // with a high S), each valid under its own digest only.
 func TestVerifySamples(t *testing.T) {
 	_, s := loadSamples(t)

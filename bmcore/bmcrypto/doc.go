@@ -1,6 +1,6 @@
 // Package bmcrypto owns Bitmessage's public-key cryptography: the pyelliptic
-// flavour of ECIES on secp256k1 (SPEC.md §8) and ECDSA signatures with
-// SHA-256 for signing and SHA-1 or SHA-256 for verifying (SPEC.md §9.1).
+// flavour of ECIES on secp256k1 (docs/protocol.md §8) and ECDSA signatures with
+// SHA-256 for signing and SHA-1 or SHA-256 for verifying (docs/protocol.md §9.1).
 //
 // Decryption never panics on any input and checks the MAC, in constant time,
 // before it decrypts anything. An Envelope parses a ciphertext once so that

@@ -77,7 +77,7 @@ func PublicKeyXY(pub *secp256k1.PublicKey) [64]byte {
 }
 
 // Encrypt encrypts plaintext to pub with a fresh IV and ephemeral key read
-// from rand (crypto/rand if nil), SPEC.md §8.1.
+// from rand (crypto/rand if nil), docs/protocol.md §8.1.
 func Encrypt(plaintext []byte, pub *secp256k1.PublicKey, rnd io.Reader) ([]byte, error) {
 	if rnd == nil {
 		rnd = rand.Reader
@@ -146,7 +146,7 @@ type Envelope struct {
 	mac        []byte
 }
 
-// ParseEnvelope parses an ECIES ciphertext (SPEC.md §8.2). Ephemeral
+// ParseEnvelope parses an ECIES ciphertext (docs/protocol.md §8.2). Ephemeral
 // coordinates of 1 to 32 bytes are accepted and left-padded, as older
 // PyBitmessage wrote them unpadded; 0 or more than 32 bytes are rejected.
 // The returned Envelope aliases data.
@@ -252,7 +252,7 @@ func (e *Envelope) open(keyE [32]byte) ([]byte, error) {
 }
 
 // TryDecrypt tries every key, always all of them so that the time taken does
-// not tell which one matched (as PyBitmessage does, SPEC.md §16), and decrypts
+// not tell which one matched (as PyBitmessage does, docs/protocol.md §16), and decrypts
 // with the first whose MAC matches. It returns the plaintext and that key's
 // index, or ErrAuth and -1 when none matches; nil keys never match.
 //
@@ -310,7 +310,7 @@ func (e *Envelope) TryDecrypt(keys []*secp256k1.PrivateKey) ([]byte, int, error)
 	return pt, found, nil
 }
 
-// Decrypt decrypts an ECIES ciphertext with priv (SPEC.md §8.2).
+// Decrypt decrypts an ECIES ciphertext with priv (docs/protocol.md §8.2).
 func Decrypt(data []byte, priv *secp256k1.PrivateKey) ([]byte, error) {
 	e, err := ParseEnvelope(data)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // Sign returns the DER ECDSA signature of SHA-256(data), as PyBitmessage's
-// v0.6 branch signs (SPEC.md §9.1). decred signs with RFC 6979 nonces and
+// v0.6 branch signs (docs/protocol.md §9.1). decred signs with RFC 6979 nonces and
 // low S; both are valid for every verifier.
 func Sign(priv *secp256k1.PrivateKey, data []byte) []byte {
 	h := sha256.Sum256(data)
@@ -18,7 +18,7 @@ func Sign(priv *secp256k1.PrivateKey, data []byte) []byte {
 
 // Verify checks a DER signature over data by the 64- or 65-byte public key
 // pubXY. Like every PyBitmessage since 0.5 it tries SHA-1 first, then
-// SHA-256 (SPEC.md §9.1). S may be high: OpenSSL signs with either parity and
+// SHA-256 (docs/protocol.md §9.1). S may be high: OpenSSL signs with either parity and
 // ECDSA verification itself does not care, so nothing is normalised.
 func Verify(pubXY []byte, data, sig []byte) bool {
 	pub, err := ParsePublicKey(pubXY)

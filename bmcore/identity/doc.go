@@ -1,5 +1,5 @@
 // Package identity owns a Bitmessage identity: the two private keys behind an
-// address and the settings published with it (SPEC.md §7.5, §7.6, §10). It
+// address and the settings published with it (docs/protocol.md §7.5, §7.6, §10). It
 // creates random, deterministic (passphrase) and chan identities exactly as
 // PyBitmessage does, and reads and writes keys.dat's WIF private keys.
 //

@@ -14,10 +14,10 @@ import (
 )
 
 // BitfieldDoesAck is behaviour bit 31 (mask 1): the owner sends acks, so
-// senders should embed one (SPEC.md §10).
+// senders should embed one (docs/protocol.md §10).
 const BitfieldDoesAck uint32 = 1
 
-// Network minimum difficulty (SPEC.md §6.1). New identities demand exactly
+// Network minimum difficulty (docs/protocol.md §6.1). New identities demand exactly
 // this; PyBitmessage raises any lower setting to it.
 const (
 	DefaultNonceTrialsPerByte = 1000
@@ -64,7 +64,7 @@ func newIdentity(version, stream uint64, sign, enc *secp256k1.PrivateKey, ripe [
 	}
 }
 
-// NewRandom creates a random version 4 address in stream (SPEC.md §7.5): one
+// NewRandom creates a random version 4 address in stream (docs/protocol.md §7.5): one
 // random signing key, then random encryption keys until the ripe starts with
 // a zero byte. rand defaults to crypto/rand.
 func NewRandom(stream uint64, rnd io.Reader) (*Identity, error) {
@@ -88,7 +88,7 @@ func NewRandom(stream uint64, rnd io.Reader) (*Identity, error) {
 	}
 }
 
-// deterministicKey is SHA512(passphrase ‖ varint(nonce))[0:32] (SPEC.md §7.6).
+// deterministicKey is SHA512(passphrase ‖ varint(nonce))[0:32] (docs/protocol.md §7.6).
 func deterministicKey(passphrase []byte, nonce uint64) *secp256k1.PrivateKey {
 	h := sha512.New()
 	h.Write(passphrase)
@@ -97,7 +97,7 @@ func deterministicKey(passphrase []byte, nonce uint64) *secp256k1.PrivateKey {
 }
 
 // Deterministic derives count addresses of the given version (3 or 4) and
-// stream from a passphrase (SPEC.md §7.6). Signing keys use even nonces and
+// stream from a passphrase (docs/protocol.md §7.6). Signing keys use even nonces and
 // encryption keys odd ones, continuing across the addresses; a pair is kept
 // when its ripe starts with one zero byte.
 func Deterministic(passphrase []byte, version, stream uint64, count int) ([]*Identity, error) {
@@ -120,7 +120,7 @@ func Deterministic(passphrase []byte, version, stream uint64, count int) ([]*Ide
 }
 
 // Chan creates the chan with this name: the deterministic v4, stream 1
-// address of the name's UTF-8 bytes (SPEC.md §7.6). The caller marks it as
+// address of the name's UTF-8 bytes (docs/protocol.md §7.6). The caller marks it as
 // a chan: no pubkey is published and no acks are sent or requested.
 func Chan(name string) (*Identity, error) {
 	ids, err := Deterministic([]byte(name), 4, 1, 1)
@@ -174,7 +174,7 @@ func FromKeys(version, stream uint64, signingPriv, encryptionPriv []byte) (*Iden
 }
 
 // EncodeWIF writes a private key as keys.dat does: base58 of
-// 80 ‖ key ‖ SHA256(SHA256(80 ‖ key))[0:4] (SPEC.md §7.1).
+// 80 ‖ key ‖ SHA256(SHA256(80 ‖ key))[0:4] (docs/protocol.md §7.1).
 func EncodeWIF(priv []byte) string {
 	b := append([]byte{0x80}, priv...)
 	sum := doubleSHA256(b)

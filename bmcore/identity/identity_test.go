@@ -88,7 +88,7 @@ func checkKeys(t *testing.T, name string, id *Identity, sign, enc string) {
 	}
 }
 
-// SPEC.md §7.6: the TIGER passphrase gives its address on the 22nd attempt.
+// docs/protocol.md §7.6: the TIGER passphrase gives its address on the 22nd attempt.
 func TestDeterministicTiger(t *testing.T) {
 	v := loadSamples(t).Vectors.Tiger
 	for _, c := range []struct {
@@ -226,7 +226,7 @@ func TestWIF(t *testing.T) {
 	}
 }
 
-// SPEC.md §7.6 last row: the PyB sample keys as v2, v3 and v4.
+// docs/protocol.md §7.6 last row: the PyB sample keys as v2, v3 and v4.
 func TestFromKeys(t *testing.T) {
 	v := loadSamples(t).Vectors.V2
 	sign, enc := unhex(t, v.PrivSigning), unhex(t, v.PrivEncryption)

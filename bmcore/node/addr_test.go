@@ -33,7 +33,7 @@ func bookAddrs(n *Node, stream uint64) []string {
 	return out
 }
 
-// TestAddrReceiveRules: SPEC.md §15.2 receiving rules on the real network.
+// TestAddrReceiveRules: docs/protocol.md §15.2 receiving rules on the real network.
 func TestAddrReceiveRules(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.AllowPrivateAddrs = false
@@ -202,7 +202,7 @@ func TestBootstrapFromSeeds(t *testing.T) {
 }
 
 // TestBootstrapName: a bootstrap connection is closed once its addr came,
-// and the node then dials what it learned (SPEC.md §15.1).
+// and the node then dials what it learned (docs/protocol.md §15.1).
 func TestBootstrapName(t *testing.T) {
 	target := startNode(t, testConfig(t))
 	bcfg := testConfig(t)

@@ -14,7 +14,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
-// Known-node policy (SPEC.md §15).
+// Known-node policy (docs/protocol.md §15).
 const (
 	maxKnownPerStream = 20000
 	// addrAliveWindow: addr entries and advertised nodes must have been seen
@@ -88,7 +88,7 @@ type addrClass struct {
 }
 
 // usable reports whether an address (canonical host:port) belongs in the
-// book: a globally routable IP, or a v2 onion (SPEC.md §15.2); with
+// book: a globally routable IP, or a v2 onion (docs/protocol.md §15.2); with
 // allowPrivate also loopback and private addresses.
 func (c addrClass) usable(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
@@ -119,7 +119,7 @@ func routable(ip netip.Addr) bool {
 }
 
 // load reads the known nodes of the streams and of their child streams
-// (which only go into the addr we send, SPEC.md §13).
+// (which only go into the addr we send, docs/protocol.md §13).
 func (b *addrBook) load(ctx context.Context, store KnownNodes, streams []uint64) error {
 	var all []uint64
 	for _, s := range streams {
@@ -315,7 +315,7 @@ func (b *addrBook) candidates(streams []uint64, n int, now time.Time, class addr
 	return out
 }
 
-// sample returns the addr entries sent after a handshake (SPEC.md §15.2):
+// sample returns the addr entries sent after a handshake (docs/protocol.md §15.2):
 // for each of the peer's streams up to 500 nodes of the stream and 250 of
 // each child stream, seen within 3 h, rating >= 0, no onions, in random order.
 func (b *addrBook) sample(peerStreams []uint64, now time.Time, class addrClass, exclude string) []wire.NetAddr {
@@ -376,7 +376,7 @@ func (b *addrBook) empty(streams []uint64) bool {
 }
 
 // cleanup forgets nodes unseen for 28 days, or for 3 h with a bad rating
-// (SPEC.md §15.2), and dial states that no longer hold anything back.
+// (docs/protocol.md §15.2), and dial states that no longer hold anything back.
 func (b *addrBook) cleanup(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -457,7 +457,7 @@ func (b *addrBook) flush(ctx context.Context, store KnownNodes) error {
 }
 
 // addSeeds inserts the hard-coded seed nodes, as PyB does on an empty
-// list, with last-seen 28 days minus 10 minutes ago (SPEC.md §15.1).
+// list, with last-seen 28 days minus 10 minutes ago (docs/protocol.md §15.1).
 func (b *addrBook) addSeeds(seeds []string, stream uint64, now time.Time) {
 	t := now.Add(-forgetAfter + 10*time.Minute)
 	for _, s := range seeds {

@@ -8,7 +8,7 @@ import (
 // Misbehaviour scoring. A peer whose score reaches banThreshold is
 // disconnected and its ban key refused for Config.BanDuration. Scores decay
 // by scoreDecayPerMinute for every full minute, so an honest peer that now
-// and then relays an object our clock disagrees with (SPEC.md §6.2) never
+// and then relays an object our clock disagrees with (docs/protocol.md §6.2) never
 // gets there, while a burst of offences adds up exactly.
 const (
 	banThreshold        = 100

@@ -24,7 +24,7 @@ type Config struct {
 	// Peers are fixed peers (host:port), always kept connected.
 	Peers []string
 	// Bootstrap allows the hard-coded seeds and the bootstrap DNS names of
-	// Network when no known node answers (SPEC.md §15.1).
+	// Network when no known node answers (docs/protocol.md §15.1).
 	Bootstrap bool
 	// MaxOutbound is the outbound connection target (default 8). Fixed peers
 	// count towards it but are dialled regardless. Negative: dial only fixed
@@ -61,7 +61,7 @@ type Config struct {
 	UserAgent string
 	// AllowPrivateAddrs accepts, advertises and dials loopback and private
 	// addresses learned from addr messages and inbound peers. Off on the
-	// real network (SPEC.md §15.2); tests on 127.0.0.1 and LANs turn it on.
+	// real network (docs/protocol.md §15.2); tests on 127.0.0.1 and LANs turn it on.
 	AllowPrivateAddrs bool
 	// BanLoopback bans misbehaving inbound peers from loopback by IP. Off by
 	// default because a local Tor daemon delivers every hidden-service peer
@@ -78,17 +78,17 @@ type Config struct {
 	// long is closed (default 10 min).
 	IdleTimeout time.Duration
 	// GetDataRetry: an object requested but not delivered within this time is
-	// requested again, from another peer when possible (default 60 s, SPEC.md §4.4).
+	// requested again, from another peer when possible (default 60 s, docs/protocol.md §4.4).
 	GetDataRetry time.Duration
 	// GetDataDelay: no getdata goes to a PyBitmessage peer during this time
 	// after the handshake, because PyB discards getdata that arrive in its
-	// first seconds (its anti-intersection window, SPEC.md §4.4). Other
+	// first seconds (its anti-intersection window, docs/protocol.md §4.4). Other
 	// peers are asked at once. Default 3 s; negative = none.
 	GetDataDelay time.Duration
 	// RotateInterval: one outbound connection (an inbound one when there is
 	// no outbound) is closed and replaced after a
 	// random time between RotateInterval and 3×RotateInterval (default 10 min,
-	// so 10–30 min, SPEC.md §11). Negative disables rotation.
+	// so 10–30 min, docs/protocol.md §11). Negative disables rotation.
 	RotateInterval time.Duration
 	// AckRenewDelay and AckRenewJitter: a PyBitmessage 0.6.x peer announces
 	// the ack of a msg it received only in the full inv of a new connection

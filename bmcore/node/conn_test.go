@@ -11,7 +11,7 @@ import (
 )
 
 // TestSimultaneousDial: two nodes that both keep the other as a fixed peer
-// end up with exactly one connection (SPEC.md §3.3).
+// end up with exactly one connection (docs/protocol.md §3.3).
 func TestSimultaneousDial(t *testing.T) {
 	for range 5 {
 		pa, pb := freeAddr(t), freeAddr(t)
@@ -83,8 +83,8 @@ func TestMaxInbound(t *testing.T) {
 }
 
 // TestRotation: the outbound connection is replaced after RotateInterval,
-// and the new connection brings the peer's full inventory again (SPEC.md
-// §11: how acks reach us from PyB 0.6.3.2).
+// and the new connection brings the peer's full inventory again
+// (docs/protocol.md §11: how acks reach us from PyB 0.6.3.2).
 func TestRotation(t *testing.T) {
 	a := startNode(t, testConfig(t))
 	cfg := testConfig(t)
@@ -107,7 +107,7 @@ func TestRotation(t *testing.T) {
 }
 
 // TestRotationInbound: a node that only has a peer that dialled it renews
-// that connection instead (SPEC.md §11: PyBitmessage 0.6.3.2 sends its
+// that connection instead (docs/protocol.md §11: PyBitmessage 0.6.3.2 sends its
 // acks only in the inv of a new connection); the peer dials again and the
 // new handshake brings what it stored meanwhile.
 func TestRotationInbound(t *testing.T) {

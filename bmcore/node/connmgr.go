@@ -19,7 +19,7 @@ const (
 	bootstrapEvery = time.Minute
 )
 
-// versionFor builds our version for a connection (SPEC.md §3.1).
+// versionFor builds our version for a connection (docs/protocol.md §3.1).
 func (n *Node) versionFor(p *peer) *wire.MsgVersion {
 	var host string
 	var port uint16
@@ -38,7 +38,7 @@ func (n *Node) versionFor(p *peer) *wire.MsgVersion {
 	loop, _ := wire.EncodeHost("127.0.0.1")
 	return &wire.MsgVersion{
 		ProtocolVersion: wire.ProtocolVersion,
-		Services:        wire.ServiceNetwork, // never NODE_SSL (SPEC.md §3.4, §16)
+		Services:        wire.ServiceNetwork, // never NODE_SSL (docs/protocol.md §3.4, §16)
 		Timestamp:       n.cfg.Now().Unix(),
 		AddrRecv:        wire.ShortAddr{Services: wire.ServiceNetwork, IP: recv, Port: port},
 		AddrFrom:        wire.ShortAddr{Services: wire.ServiceNetwork, IP: loop, Port: n.listenPort()},
@@ -168,7 +168,7 @@ func (n *Node) peerClosed(p *peer, reason error) (redial bool) {
 			// A rotated or renewed fixed peer is redialled after a short
 			// pause only: PyB 0.6.3.2 dials a host just while it has no
 			// connection from it, and its own objects leave its Dandelion
-			// stem only over a connection it dialled (SPEC.md §14), so it
+			// stem only over a connection it dialled (docs/protocol.md §14), so it
 			// gets the chance (interop F6: one connection, the one PyB
 			// dialled).
 			wait := n.cfg.RetryBackoff
@@ -261,7 +261,7 @@ func (n *Node) connTick(lastBootstrap *time.Time, seeded *bool, nextRotate *time
 }
 
 // bootstrap adds the seed nodes to an empty book, and otherwise dials one
-// of the bootstrap names (SPEC.md §15.1).
+// of the bootstrap names (docs/protocol.md §15.1).
 func (n *Node) bootstrap(now time.Time, last *time.Time, seeded *bool) {
 	if !*seeded && len(n.net.Seeds) > 0 && n.book.empty(n.streams) {
 		*seeded = true
@@ -284,10 +284,10 @@ func (n *Node) bootstrap(now time.Time, last *time.Time, seeded *bool) {
 
 // rotate closes the oldest outbound connection that has been up for at
 // least RotateInterval, so its replacement gets a fresh full inv — the only
-// way PyB 0.6.3.2 passes on acks it did not announce (SPEC.md §11).
+// way PyB 0.6.3.2 passes on acks it did not announce (docs/protocol.md §11).
 func (n *Node) rotate(now time.Time) {
 	// PyBitmessage 0.6.3.2 announces the acks it stores only in the full
-	// inv of a new connection (SPEC.md §11), so a connection must be renewed
+	// inv of a new connection (docs/protocol.md §11), so a connection must be renewed
 	// now and then: the oldest outbound one, or, when there is none (only
 	// peers that dialled us), the oldest inbound one; the peer dials again
 	// and the new handshake carries its whole inventory.
@@ -434,7 +434,7 @@ func (n *Node) maintLoop() {
 	}
 }
 
-// expireObjects deletes objects that expired more than Retention ago (SPEC.md §5.4).
+// expireObjects deletes objects that expired more than Retention ago (docs/protocol.md §5.4).
 func (n *Node) expireObjects() {
 	before := n.cfg.Now().Add(-Retention)
 	k, err := n.inv.Expire(n.ctx, before)

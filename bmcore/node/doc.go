@@ -7,5 +7,5 @@
 // SQL or keys.
 //
 // It imports only the standard library and bmcore (wire, pow, params).
-// See ../../../shared/protocol/SPEC.md §2–§5, §11, §13–§16.
+// See docs/protocol.md §2–§5, §11, §13–§16.
 package node

@@ -18,7 +18,7 @@ func getdataOf(t *testing.T, p rawPacket) []wire.InvHash {
 }
 
 // TestGetDataRetrySamePeer: a peer that drops our first getdata, as PyB does
-// during its anti-intersection window, is asked again (SPEC.md §4.4).
+// during its anti-intersection window, is asked again (docs/protocol.md §4.4).
 func TestGetDataRetrySamePeer(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.GetDataRetry = 300 * time.Millisecond
@@ -76,7 +76,7 @@ func TestGetDataRetryOtherPeer(t *testing.T) {
 	}
 }
 
-// TestGetDataChunks: at most 1000 hashes per getdata (SPEC.md §4.4, §16),
+// TestGetDataChunks: at most 1000 hashes per getdata (docs/protocol.md §4.4, §16),
 // and everything announced is fetched.
 func TestGetDataChunks(t *testing.T) {
 	n := startNode(t, testConfig(t))
@@ -114,7 +114,7 @@ func TestGetDataChunks(t *testing.T) {
 }
 
 // TestBigInvChunks: the inv sent on connect is split at 49 999 hashes,
-// because PyB 0.6.3.2 drops an inv of 50 000 (SPEC.md §4).
+// because PyB 0.6.3.2 drops an inv of 50 000 (docs/protocol.md §4).
 func TestBigInvChunks(t *testing.T) {
 	cfg := testConfig(t)
 	ctx := context.Background()
@@ -165,7 +165,7 @@ func TestRelayToOthersNotBack(t *testing.T) {
 	dst.next(5*time.Second, wire.CmdInv)
 	obj := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 64)
 	obj2 := makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 64)
-	src.send(wire.CmdObject, obj) // unsolicited objects are accepted (SPEC.md §5.3)
+	src.send(wire.CmdObject, obj) // unsolicited objects are accepted (docs/protocol.md §5.3)
 	m, err := wire.DecodeInv(dst.next(5*time.Second, wire.CmdInv).payload)
 	if err != nil || len(m.Hashes) != 1 || m.Hashes[0] != hashOf(obj) {
 		t.Fatalf("relay inv %v, %v", m, err)
@@ -210,7 +210,7 @@ func TestRelayToOthersNotBack(t *testing.T) {
 }
 
 // TestGetDataDelay: no getdata to a PyBitmessage peer in the first seconds
-// after the handshake, when it would discard it (SPEC.md §4.4).
+// after the handshake, when it would discard it (docs/protocol.md §4.4).
 func TestGetDataDelay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.GetDataDelay = 500 * time.Millisecond

@@ -9,7 +9,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
-// Download policy (SPEC.md §4.4, §16).
+// Download policy (docs/protocol.md §4.4, §16).
 const (
 	// maxGetData is the most hashes per getdata (as PyB).
 	maxGetData = 1000
@@ -69,7 +69,7 @@ type fetchItem struct {
 // getdata requests over the announcing peers and re-requests what is not
 // delivered in time — from another peer when there is one, because PyB
 // silently drops getdata that arrive during its anti-intersection window
-// (SPEC.md §4.4). Its mutex also guards the download fields of every peer.
+// (docs/protocol.md §4.4). Its mutex also guards the download fields of every peer.
 // Periodic work only looks at requests in flight (at most
 // maxInflightPerPeer per peer), never at every tracked object.
 //

@@ -55,7 +55,7 @@ func TestOutboundHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRawPeer(t, conn)
-	// The initiator speaks first with its version (SPEC.md §3.3 step 1).
+	// The initiator speaks first with its version (docs/protocol.md §3.3 step 1).
 	p := r.next(5*time.Second, wire.CmdVersion, wire.CmdVerack)
 	if p.cmd != wire.CmdVersion {
 		t.Fatalf("first packet %s", p.cmd)

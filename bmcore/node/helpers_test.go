@@ -372,7 +372,7 @@ func (r *rawPeer) version(ts time.Time) *wire.MsgVersion {
 	}
 }
 
-// handshake runs the initiator side of SPEC.md §3.3 against a node.
+// handshake runs the initiator side of docs/protocol.md §3.3 against a node.
 func (r *rawPeer) handshake() *wire.MsgVersion {
 	r.t.Helper()
 	r.send(wire.CmdVersion, r.version(time.Now()).Encode())

@@ -39,7 +39,7 @@ type Inventory interface {
 	Expire(ctx context.Context, before time.Time) (int, error)
 }
 
-// KnownNode is one entry of the persisted known-node list (SPEC.md §15).
+// KnownNode is one entry of the persisted known-node list (docs/protocol.md §15).
 type KnownNode struct {
 	Addr     string // host:port
 	Stream   uint64

@@ -31,7 +31,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	net      *params.Network
-	streams  []uint64 // sorted; stream 1 is the only one in use (SPEC.md §13)
+	streams  []uint64 // sorted; stream 1 is the only one in use (docs/protocol.md §13)
 	class    addrClass
 	inv      Inventory
 	book     *addrBook
@@ -52,7 +52,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	ln        net.Listener
 	peers     map[*peer]struct{}
-	byKey     map[string]*peer // one connection per peer address (SPEC.md §3.3)
+	byKey     map[string]*peer // one connection per peer address (docs/protocol.md §3.3)
 	nonces    map[uint64]*peer // our version nonces, to detect self-connections
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -401,7 +401,7 @@ func (n *Node) establishedPeers() []*peer {
 }
 
 // announce queues an inv of h to every established peer of the stream that
-// does not know it yet, except the one it came from (SPEC.md §5.3 step 7).
+// does not know it yet, except the one it came from (docs/protocol.md §5.3 step 7).
 func (n *Node) announce(h wire.InvHash, stream uint64, except *peer) {
 	for _, p := range n.establishedPeers() {
 		if p == except || !p.inStream(stream) || p.known.has(h) {
@@ -413,7 +413,7 @@ func (n *Node) announce(h wire.InvHash, stream uint64, except *peer) {
 }
 
 // ingest handles an object a peer sent: check, store, then relay
-// (SPEC.md §5.3). It returns a non-nil error when the peer must be dropped.
+// (docs/protocol.md §5.3). It returns a non-nil error when the peer must be dropped.
 func (n *Node) ingest(src *peer, raw []byte) error {
 	h := wire.ComputeInvHash(raw)
 	n.fetch.received(h, src)
@@ -567,7 +567,7 @@ func (n *Node) unregister(p *peer) {
 // connection from one public IP and a second connection to one peer
 // address. When both sides dial each other at once, the connection whose
 // initiator sent the larger nonce wins on both ends, so exactly one
-// survives (SPEC.md §3.3: keep at most one connection per peer address).
+// survives (docs/protocol.md §3.3: keep at most one connection per peer address).
 //
 // Without AllowPrivateAddrs an inbound peer from loopback is taken to come
 // through a local proxy (a Tor hidden service delivers every peer from

@@ -42,7 +42,7 @@ var (
 	errBanned        = errors.New("banned for misbehaviour")
 	errProtocol      = errors.New("protocol violation")
 	errSlowPeer      = errors.New("peer does not read")
-	errRotated       = errors.New("rotated (SPEC.md §11)")
+	errRotated       = errors.New("rotated (docs/protocol.md §11)")
 	errRenewed       = errors.New("renewed so that a PyBitmessage 0.6 peer announces the ack of our msg (interop F1)")
 	errSuperseded    = errors.New("simultaneous connection: keeping the one the peer opened")
 	errUnresponsive  = errors.New("leaves getdata unanswered")
@@ -277,7 +277,7 @@ func (p *peer) closeReason() error {
 }
 
 // readError turns a read failure into the close reason, logging and scoring
-// framing errors as PyB would close on them (SPEC.md §2).
+// framing errors as PyB would close on them (docs/protocol.md §2).
 func (p *peer) readError(err error) error {
 	if p.isClosing() {
 		return p.closeReason()
@@ -317,7 +317,7 @@ func (p *peer) handle(cmd string, payload []byte) error {
 			p.onError(payload)
 			return nil
 		}
-		// SPEC.md §2: anything else before the handshake is invalid.
+		// docs/protocol.md §2: anything else before the handshake is invalid.
 		p.log.Info("closing: command before handshake", "cmd", cmd)
 		p.penalize(scoreFraming, "command before handshake")
 		return fmt.Errorf("%w: %q before handshake", errProtocol, cmd)
@@ -338,7 +338,7 @@ func (p *peer) handle(cmd string, payload []byte) error {
 	default:
 		// pong, a repeated version/verack, dinv (we do not advertise
 		// NODE_DANDELION), portcheck and unknown commands are ignored
-		// (SPEC.md §2, §4.6, §4.9, §14).
+		// (docs/protocol.md §2, §4.6, §4.9, §14).
 		p.log.Debug("ignoring command", "cmd", cmd)
 	}
 	return nil
@@ -356,7 +356,7 @@ func (p *peer) refuse(text string, why error) error {
 	return fmt.Errorf("%w: %w", errRefused, why)
 }
 
-// onVersion checks the remote version (PyB peerValidityChecks, SPEC.md §3.3).
+// onVersion checks the remote version (PyB peerValidityChecks, docs/protocol.md §3.3).
 func (p *peer) onVersion(payload []byte) error {
 	n := p.n
 	if p.version.Load() != nil {
@@ -410,7 +410,7 @@ func (p *peer) onVersion(payload []byte) error {
 	p.queue(wire.MsgVerack{})
 	p.verackSent = true
 	if p.inbound {
-		// SPEC.md §3.3 step 2: verack first, then our version.
+		// docs/protocol.md §3.3 step 2: verack first, then our version.
 		p.queue(n.versionFor(p))
 	}
 	if p.verackRecv {
@@ -431,7 +431,7 @@ func (p *peer) onVerack() error {
 }
 
 // establish runs once both veracks are exchanged. No TLS: we never set
-// NODE_SSL, so PyB never starts it (SPEC.md §3.4).
+// NODE_SSL, so PyB never starts it (docs/protocol.md §3.4).
 func (p *peer) establish() {
 	n := p.n
 	v := p.version.Load()
@@ -479,7 +479,7 @@ func (p *peer) onError(payload []byte) {
 	p.log.Info("peer sent error", "fatal", m.Fatal, "ban_time", m.BanTime, "text", strings.ToValidUTF8(text, "?"))
 }
 
-// onInv records announced objects we lack (SPEC.md §4.3).
+// onInv records announced objects we lack (docs/protocol.md §4.3).
 func (p *peer) onInv(payload []byte) error {
 	n := p.n
 	m, err := wire.DecodeInv(payload)
@@ -502,7 +502,7 @@ func (p *peer) onInv(payload []byte) error {
 	return nil
 }
 
-// onGetData queues the requested objects for the writer (SPEC.md §4.4).
+// onGetData queues the requested objects for the writer (docs/protocol.md §4.4).
 func (p *peer) onGetData(payload []byte) error {
 	m, err := wire.DecodeGetData(payload)
 	if err != nil {
@@ -524,7 +524,7 @@ func (p *peer) onGetData(payload []byte) error {
 	return nil
 }
 
-// onAddr stores the usable entries (SPEC.md §15.2). Received addrs are not
+// onAddr stores the usable entries (docs/protocol.md §15.2). Received addrs are not
 // relayed, as in PyB head.
 func (p *peer) onAddr(payload []byte) error {
 	n := p.n
@@ -553,7 +553,7 @@ func (p *peer) onAddr(payload []byte) error {
 	}
 	p.log.Debug("addr received", "entries", len(m.Addrs), "accepted", accepted)
 	if p.bootstrap {
-		// SPEC.md §15.1: a bootstrap connection ends once it delivered addrs.
+		// docs/protocol.md §15.1: a bootstrap connection ends once it delivered addrs.
 		p.log.Info("bootstrap peer delivered addresses", "accepted", accepted)
 		return errors.New("bootstrap done")
 	}
@@ -716,9 +716,10 @@ func (p *peer) writeCtrl() error {
 	}
 }
 
-// sendGreeting sends what PyB sends right after the handshake (SPEC.md
-// §3.3 step 5): an addr with known nodes and the inv of every unexpired
-// object of the common streams, in chunks of at most 49 999 hashes.
+// sendGreeting sends what PyB sends right after the handshake
+// (docs/protocol.md §3.3 step 5): an addr with known nodes and the inv of
+// every unexpired object of the common streams, in chunks of at most 49 999
+// hashes.
 func (p *peer) sendGreeting() error {
 	n := p.n
 	v := p.version.Load()

@@ -11,13 +11,13 @@ import (
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
-// Object acceptance limits (SPEC.md §5.3 step 3).
+// Object acceptance limits (docs/protocol.md §5.3 step 3).
 const (
 	// MaxExpiresAhead is how far in the future expiresTime may lie: 28 days + 3 h.
 	MaxExpiresAhead = 28*24*time.Hour + 3*time.Hour
 	// MaxExpiredAge is how long ago an object may have expired and still be accepted.
 	MaxExpiredAge = time.Hour
-	// Retention is how long an object is kept after it expired (SPEC.md §5.4).
+	// Retention is how long an object is kept after it expired (docs/protocol.md §5.4).
 	Retention = 3 * time.Hour
 )
 
@@ -32,7 +32,7 @@ var (
 	ErrObjectTooLarge     = fmt.Errorf("%w: larger than 2^18 bytes", ErrInvalidObject)
 )
 
-// CheckObject applies the generic acceptance checks of SPEC.md §5.3 to a
+// CheckObject applies the generic acceptance checks of docs/protocol.md §5.3 to a
 // received object (nonce first): minimal header var_ints and the payload cap
 // (steps 0–1), expiry (3), stream (5) and proof of work at the network
 // minimum (2, last because it is the expensive one). Type sanity (step 6)
@@ -62,7 +62,7 @@ func CheckObject(raw []byte, now time.Time, net *params.Network, streams []uint6
 
 // storedObject builds the inventory record of a checked object. The tag is
 // the first 32 payload bytes of getpubkey v4, pubkey v4 and broadcast v5
-// objects (SPEC.md §7.4, §10), which PyB stores for look-ups by tag.
+// objects (docs/protocol.md §7.4, §10), which PyB stores for look-ups by tag.
 func storedObject(obj *wire.Object) StoredObject {
 	so := StoredObject{
 		Hash:    obj.InvHash(),

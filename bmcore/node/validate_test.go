@@ -111,7 +111,7 @@ func TestCheckObjectExpiryBounds(t *testing.T) {
 	if _, err := CheckObject(short, now, params.Testnet, []uint64{1}); !errors.Is(err, ErrMalformedObject) {
 		t.Errorf("3-byte object: %v", err)
 	}
-	// Unknown object types are accepted (stored and relayed, SPEC.md §5.2).
+	// Unknown object types are accepted (stored and relayed, docs/protocol.md §5.2).
 	if _, err := CheckObject(solveObject(now, time.Hour, wire.EncodeObject(0, uint64(now.Unix()+3600), 0x493250, 1, 1, []byte("i2p"))), now, params.Testnet, []uint64{1}); err != nil {
 		t.Errorf("unknown type: %v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
-// NewAckData returns the ack data a sender stores and embeds (SPEC.md §11,
+// NewAckData returns the ack data a sender stores and embeds (docs/protocol.md §11,
 // PyBitmessage stealth level 0): uint32(2) ‖ varint(1) ‖ varint(stream) ‖
 // 32 random bytes, i.e. an ack object's type, version, stream and payload.
 // stream is the recipient's. rand defaults to crypto/rand; NewAckData
@@ -36,7 +36,7 @@ func BuildAck(ackData []byte, expires uint64) []byte {
 }
 
 // AckTTL returns the ack's TTL for a msg TTL in seconds: one of three buckets
-// so the ack is harder to link to its msg (SPEC.md §5.4,
+// so the ack is harder to link to its msg (docs/protocol.md §5.4,
 // generateFullAckMessage): 1 day below 1 day, 7 days below 7 days, else
 // 28 days. PyBitmessage adds ±300 s of jitter; that is the caller's choice.
 func AckTTL(msgTTL int64) int64 {

@@ -16,7 +16,7 @@ import (
 // (bmobject.checkBroadcast).
 const minBroadcastLen = 180
 
-// Broadcast is a decrypted and verified broadcast (SPEC.md §10.4).
+// Broadcast is a decrypted and verified broadcast (docs/protocol.md §10.4).
 type Broadcast struct {
 	SenderVersion, SenderStream uint64
 	Bitfield                    uint32
@@ -45,7 +45,7 @@ func (b *Broadcast) SenderAddress() address.Address { return b.SenderPubkey().Ad
 func (b *Broadcast) SigHash() [32]byte { return sigHash(b.Signature) }
 
 // broadcastKey is the private key a sender's broadcasts are encrypted to:
-// the tag key for v4 addresses, the single-SHA-512 key for v2/v3 (SPEC.md §7.4).
+// the tag key for v4 addresses, the single-SHA-512 key for v2/v3 (docs/protocol.md §7.4).
 func broadcastKey(a address.Address) *secp256k1.PrivateKey {
 	if a.Version >= 4 {
 		return keyFromBytes(a.TagKey())
@@ -53,10 +53,11 @@ func broadcastKey(a address.Address) *secp256k1.PrivateKey {
 	return keyFromBytes(a.BroadcastKey())
 }
 
-// BuildBroadcast returns the headless broadcast object of sender (SPEC.md
-// §10.4): version 5 with the tag in clear for v4 addresses, version 4 for
-// v2/v3; signed with SHA-256 and encrypted to the key every subscriber can
-// derive from the address. content.AckPacket must be empty.
+// BuildBroadcast returns the headless broadcast object of sender
+// (docs/protocol.md §10.4): version 5 with the tag in clear for v4
+// addresses, version 4 for v2/v3; signed with SHA-256 and encrypted to the
+// key every subscriber can derive from the address. content.AckPacket must
+// be empty.
 func BuildBroadcast(sender *identity.Identity, content MsgContent, expires uint64, rand io.Reader) ([]byte, error) {
 	return buildBroadcast(sender, content, expires, newSealer(rand))
 }
@@ -105,7 +106,7 @@ func BroadcastTag(o *wire.Object) ([32]byte, bool) {
 }
 
 // DecryptBroadcast decrypts a broadcast from one of the subscribed addresses
-// with PyBitmessage's checks (processbroadcast, SPEC.md §10.4). A v5
+// with PyBitmessage's checks (processbroadcast, docs/protocol.md §10.4). A v5
 // broadcast is decrypted only with the v4 subscription whose tag it carries;
 // a v4 broadcast is tried with every v2/v3 subscription's key (all of them,
 // for even timing). Then: sender version 2–3 (v4 broadcast) or 4 (v5), inner

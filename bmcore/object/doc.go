@@ -1,6 +1,7 @@
-// Package object owns the typed payloads of Bitmessage objects (SPEC.md
-// §10–§12): getpubkey, pubkey (v2, v3, v4), msg, broadcast (v4, v5), the ack
-// object embedded in a msg, and the message encodings 1, 2 and 3.
+// Package object owns the typed payloads of Bitmessage objects
+// (docs/protocol.md §10–§12): getpubkey, pubkey (v2, v3, v4), msg, broadcast
+// (v4, v5), the ack object embedded in a msg, and the message encodings 1, 2
+// and 3.
 //
 // Builders return an object without its 8-byte nonce ("headless":
 // expiresTime through the end), ready for proof of work; the caller prepends

@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// Message encodings (SPEC.md §12).
+// Message encodings (docs/protocol.md §12).
 const (
 	EncodingIgnore   = 0 // not shown, no ack
 	EncodingTrivial  = 1 // body only
@@ -56,7 +56,7 @@ func EncodeSimple(subject, body string) []byte {
 }
 
 // EncodeExtended returns encoding 3: zlib (level 9) of a msgpack map with
-// "" = "message", "subject" and "body" packed as msgpack bin (SPEC.md §12:
+// "" = "message", "subject" and "body" packed as msgpack bin (docs/protocol.md §12:
 // a Python 2 PyBitmessage blanks non-ASCII str values) and the Extra keys as
 // str. Extra may not redefine "", "subject" or "body".
 func EncodeExtended(e Extended) ([]byte, error) {

@@ -74,7 +74,7 @@ func TestExtendedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Subject and body are msgpack bin (SPEC.md §12).
+	// Subject and body are msgpack bin (docs/protocol.md §12).
 	zr, _ := zlib.NewReader(bytes.NewReader(data))
 	var raw bytes.Buffer
 	raw.ReadFrom(zr)

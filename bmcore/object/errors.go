@@ -11,7 +11,7 @@ var (
 	// does not process. Such objects are still relayed.
 	ErrVersion = errors.New("object: unsupported version")
 	// ErrSize means the object is outside the length PyBitmessage accepts
-	// for its type (SPEC.md §5.3 step 6, §10.2).
+	// for its type (docs/protocol.md §5.3 step 6, §10.2).
 	ErrSize = errors.New("object: length outside the accepted range")
 	// ErrMalformed means a field is truncated, non-minimal or out of range.
 	ErrMalformed = errors.New("object: malformed payload")

@@ -14,7 +14,7 @@ const (
 	maxGetpubkeyLen = 200
 )
 
-// Getpubkey is a request for an address's pubkey (SPEC.md §10.1).
+// Getpubkey is a request for an address's pubkey (docs/protocol.md §10.1).
 type Getpubkey struct {
 	// Version and Stream are those of the requested address.
 	Version, Stream uint64

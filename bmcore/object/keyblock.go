@@ -13,7 +13,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
-// PubkeyData is an address's public key block (SPEC.md §10): what a pubkey
+// PubkeyData is an address's public key block (docs/protocol.md §10): what a pubkey
 // object publishes and what msgs and broadcasts carry for their sender.
 type PubkeyData struct {
 	// Version and Stream are the address's.
@@ -88,7 +88,7 @@ func DecodePubkeyData(b []byte) (PubkeyData, error) {
 }
 
 // appendKeyBlock appends bitfield ‖ signKey ‖ encKey, then NTPB ‖ EXTRA for
-// address version 3 and above (SPEC.md §10).
+// address version 3 and above (docs/protocol.md §10).
 func (p *PubkeyData) appendKeyBlock(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, p.Bitfield)
 	b = append(b, p.SigningKey[:]...)

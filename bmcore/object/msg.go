@@ -12,22 +12,22 @@ import (
 )
 
 // minMsgPlaintext is PyBitmessage's sanity floor for a decrypted msg
-// (processmsg, SPEC.md §10.3 step 2).
+// (processmsg, docs/protocol.md §10.3 step 2).
 const minMsgPlaintext = 170
 
 // MsgContent is what a msg or broadcast carries besides its sender's keys.
 type MsgContent struct {
-	// Encoding is the message encoding (SPEC.md §12), usually 2.
+	// Encoding is the message encoding (docs/protocol.md §12), usually 2.
 	Encoding uint64
 	// Message is the encoded message (EncodeSimple, EncodeExtended).
 	Message []byte
 	// AckPacket is the complete ack packet (24-byte header + ack object) or
 	// empty: no ack for chans, our own addresses, or recipients without
-	// does_ack (SPEC.md §11). Broadcasts have none.
+	// does_ack (docs/protocol.md §11). Broadcasts have none.
 	AckPacket []byte
 }
 
-// Msg is a decrypted and verified msg (SPEC.md §10.3).
+// Msg is a decrypted and verified msg (docs/protocol.md §10.3).
 type Msg struct {
 	SenderVersion, SenderStream uint64
 	Bitfield                    uint32
@@ -43,7 +43,7 @@ type Msg struct {
 }
 
 // SenderPubkey returns the sender's key block, to cache as its pubkey
-// (SPEC.md §10.3 step 5): a reply then needs no getpubkey.
+// (docs/protocol.md §10.3 step 5): a reply then needs no getpubkey.
 func (m *Msg) SenderPubkey() PubkeyData {
 	return PubkeyData{
 		Version: m.SenderVersion, Stream: m.SenderStream, Bitfield: m.Bitfield,
@@ -60,7 +60,7 @@ func (m *Msg) SenderAddress() address.Address { return m.SenderPubkey().Address(
 func (m *Msg) SigHash() [32]byte { return sigHash(m.Signature) }
 
 // BuildMsg returns the headless msg object from sender to recipientAddr,
-// whose key block is recipient (SPEC.md §10.3): the plaintext carries the
+// whose key block is recipient (docs/protocol.md §10.3): the plaintext carries the
 // sender's key block (with the sender's NTPB and EXTRA for v3+; pass a copy
 // of the identity with other values to publish another demand), the
 // recipient's full ripe, the encoding, the message and the ack; it is signed
@@ -105,7 +105,7 @@ func buildMsg(sender *identity.Identity, recipient PubkeyData, to address.Addres
 
 // DecryptMsg tries every identity's encryption key on a msg object, always
 // all of them as PyBitmessage does so the time taken does not tell which one
-// matched, and then checks the plaintext as processmsg does (SPEC.md §10.3
+// matched, and then checks the plaintext as processmsg does (docs/protocol.md §10.3
 // steps 1–5): sender version 2–4, at least 170 bytes, a non-zero sender
 // stream, the destination ripe equal to the decrypting identity's ripe, and
 // the signature (SHA-1 or SHA-256).

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// The msgpack subset of extended messages (SPEC.md §12): writing a map of
+// The msgpack subset of extended messages (docs/protocol.md §12): writing a map of
 // str keys to str or bin values, and reading any msgpack value, keeping the
 // top-level map's text entries and skipping everything else.
 

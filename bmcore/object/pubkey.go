@@ -11,7 +11,7 @@ import (
 )
 
 // Pubkey lengths PyBitmessage accepts, whole object with nonce
-// (bmobject.checkPubkey, processpubkey; SPEC.md §10.2).
+// (bmobject.checkPubkey, processpubkey; docs/protocol.md §10.2).
 const (
 	minPubkeyLen   = 146
 	minPubkeyV3Len = 170
@@ -20,7 +20,7 @@ const (
 )
 
 // BuildPubkey returns the headless pubkey object of id, in the form its
-// address version calls for (SPEC.md §10.2): v2 plain and unsigned, v3
+// address version calls for (docs/protocol.md §10.2): v2 plain and unsigned, v3
 // signed, v4 signed and encrypted to the address's tag key with the tag in
 // clear. Chans never publish a pubkey; that is the caller's rule.
 func BuildPubkey(id *identity.Identity, expires uint64, rand io.Reader) ([]byte, error) {
@@ -65,7 +65,7 @@ func PubkeyTag(o *wire.Object) ([32]byte, bool) {
 }
 
 // ParsePubkey parses and checks a pubkey object the way PyBitmessage's
-// processpubkey and decryptAndCheckPubkeyPayload do (SPEC.md §10.2).
+// processpubkey and decryptAndCheckPubkeyPayload do (docs/protocol.md §10.2).
 //
 // want is the address whose pubkey the caller is waiting for. A v4 pubkey
 // needs it: its tag must match, it is decrypted with want's tag key, its

@@ -53,7 +53,7 @@ func (r *reader) varstr(what string) ([]byte, error) {
 }
 
 // appendHeadless appends expiresTime, type, version and stream: an object
-// header without its nonce (SPEC.md §5.1).
+// header without its nonce (docs/protocol.md §5.1).
 func appendHeadless(b []byte, expires uint64, typ uint32, version, stream uint64) []byte {
 	b = binary.BigEndian.AppendUint64(b, expires)
 	b = binary.BigEndian.AppendUint32(b, typ)
@@ -61,7 +61,7 @@ func appendHeadless(b []byte, expires uint64, typ uint32, version, stream uint64
 	return wire.AppendVarInt(b, stream)
 }
 
-// checkSize applies the sender's whole-object cap (SPEC.md §5.3, §18.3).
+// checkSize applies the sender's whole-object cap (docs/protocol.md §5.3, §18.3).
 func checkSize(headless []byte) ([]byte, error) {
 	if 8+len(headless) > wire.MaxObjectSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, 8+len(headless))

@@ -360,7 +360,7 @@ func TestVectorBroadcastV5(t *testing.T) {
 	}
 }
 
-// SPEC.md §6.6: the getpubkey for the TIGER v4 address.
+// docs/protocol.md §6.6: the getpubkey for the TIGER v4 address.
 func TestVectorGetpubkey(t *testing.T) {
 	raw := unhex(t, "0000000000026380000000006553f10000000000040138"+"35718d5edb53946cc42683a80a3b5a2c5771b9fecf80f4c74cb5174b25fedf")
 	o, err := wire.DecodeObject(raw)

@@ -5,7 +5,7 @@ package params
 // Network is one network profile.
 type Network struct {
 	Name string
-	// Magic is the packet-header magic (SPEC.md §2).
+	// Magic is the packet-header magic (docs/protocol.md §2).
 	Magic uint32
 	// DefaultPort is the TCP port nodes listen on.
 	DefaultPort int
@@ -13,9 +13,9 @@ type Network struct {
 	// every relayed object must meet it, and demands below it are raised to it.
 	NonceTrialsPerByte uint64
 	ExtraBytes         uint64
-	// Bootstrap are DNS names tried when no known node answers (SPEC.md §15.1).
+	// Bootstrap are DNS names tried when no known node answers (docs/protocol.md §15.1).
 	Bootstrap []string
-	// Seeds are hard-coded known nodes (SPEC.md §15.1).
+	// Seeds are hard-coded known nodes (docs/protocol.md §15.1).
 	Seeds []string
 }
 
@@ -56,7 +56,7 @@ func ByName(name string) *Network {
 	return nil
 }
 
-// Clamp raises a demanded difficulty to the network minimum (SPEC.md §6.5).
+// Clamp raises a demanded difficulty to the network minimum (docs/protocol.md §6.5).
 func (n *Network) Clamp(ntpb, extra uint64) (uint64, uint64) {
 	return max(ntpb, n.NonceTrialsPerByte), max(extra, n.ExtraBytes)
 }

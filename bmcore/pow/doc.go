@@ -1,4 +1,4 @@
-// Package pow implements Bitmessage proof of work (SPEC.md §6): the
+// Package pow implements Bitmessage proof of work (docs/protocol.md §6): the
 // TTL-aware target, verification, and a parallel, cancellable solver.
 //
 // The solver's trial function is the product's hottest loop. It is

@@ -3,7 +3,7 @@
 // gen_trial.go writes trial_gen.go (the midstate layout, its initialisation
 // and the pure-Go trial function) and trial_amd64.s (the AVX-512 and AVX2
 // multi-lane search kernels) from one plan of the two SHA-512 compressions a
-// Bitmessage trial needs (SPEC.md §6.3). Run it with `go generate`.
+// Bitmessage trial needs (docs/protocol.md §6.3). Run it with `go generate`.
 //
 // The plan follows every message-schedule word of both blocks and marks it
 // zero (padding), constant (depends only on the initial hash) or dynamic

@@ -7,11 +7,11 @@ import (
 	"math/bits"
 )
 
-// MinTTL is the TTL floor used when verifying (SPEC.md §6.4).
+// MinTTL is the TTL floor used when verifying (docs/protocol.md §6.4).
 const MinTTL = 300
 
 // SolveMargin is added to the TTL when solving, so a verifier whose clock
-// lags by up to an hour still accepts the nonce (SPEC.md §6.2).
+// lags by up to an hour still accepts the nonce (docs/protocol.md §6.2).
 const SolveMargin = 3600
 
 // Target returns floor(2^64 / (ntpb * (L + extra + floor(ttl*(L+extra)/2^16))))

@@ -27,7 +27,7 @@ type Options struct {
 	// StartNonce is the first nonce tried. Worker w tries StartNonce+w,
 	// then every Workers-th nonce after it, so no nonce is tried twice;
 	// with one worker the result is the smallest valid nonce from StartNonce
-	// on. PyBitmessage's single-thread loop starts at 1 (SPEC.md §6.3).
+	// on. PyBitmessage's single-thread loop starts at 1 (docs/protocol.md §6.3).
 	StartNonce uint64
 }
 
@@ -45,7 +45,7 @@ func (p *Progress) Trials() uint64 { return p.trials.Load() }
 func (p *Progress) Expected() uint64 { return p.expected.Load() }
 
 // Solve finds a nonce whose trial value for payload (the object without its
-// nonce) is at most target (SPEC.md §6.3). It returns ctx.Err() if ctx ends
+// nonce) is at most target (docs/protocol.md §6.3). It returns ctx.Err() if ctx ends
 // first; all its goroutines have exited when it returns.
 func Solve(ctx context.Context, payload []byte, target uint64, opts Options) (uint64, error) {
 	ih := InitialHash(payload)

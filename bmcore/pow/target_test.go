@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// SPEC.md §6.6: the MiNode sample object and the getpubkey built for the spec.
+// docs/protocol.md §6.6: the MiNode sample object and the getpubkey built for the spec.
 func TestTargetSpecExamples(t *testing.T) {
 	obj, _ := hex.DecodeString("00000000001be7fc00000000660f307f0000002a010248454c4c4f")
 	if got := Target(uint64(len(obj)), 86400, 1000, 1000); got != 7750732804079 {

@@ -4,5 +4,5 @@
 // object header. It does no I/O policy: no sockets, no timers, no retries.
 // Every decoder checks a length against a hard limit before allocating.
 //
-// It imports only the standard library. See ../../../shared/protocol/SPEC.md §1–§5.
+// It imports only the standard library. See docs/protocol.md §1–§5.
 package wire

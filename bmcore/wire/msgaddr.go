@@ -2,10 +2,10 @@ package wire
 
 import "fmt"
 
-// MaxAddrPerMsg is the most entries an addr message may carry (SPEC.md §4.2).
+// MaxAddrPerMsg is the most entries an addr message may carry (docs/protocol.md §4.2).
 const MaxAddrPerMsg = 1000
 
-// MsgAddr is the addr message: known nodes (SPEC.md §4.2, §15.2).
+// MsgAddr is the addr message: known nodes (docs/protocol.md §4.2, §15.2).
 type MsgAddr struct {
 	Addrs []NetAddr
 }

@@ -2,7 +2,7 @@ package wire
 
 import "fmt"
 
-// Error severities (SPEC.md §4.7).
+// Error severities (docs/protocol.md §4.7).
 const (
 	ErrorWarning uint64 = 0
 	ErrorError   uint64 = 1
@@ -12,7 +12,7 @@ const (
 // MaxErrorInvVector bounds the inventory-vector field of an error message.
 const MaxErrorInvVector = 32
 
-// MsgError is the error message (SPEC.md §4.7).
+// MsgError is the error message (docs/protocol.md §4.7).
 type MsgError struct {
 	Fatal     uint64
 	BanTime   uint64 // seconds

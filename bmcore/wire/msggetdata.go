@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // MsgGetData is the getdata message: hashes the sender wants as object
-// packets (SPEC.md §4.4). Same layout and limits as inv.
+// packets (docs/protocol.md §4.4). Same layout and limits as inv.
 type MsgGetData struct {
 	Hashes []InvHash
 }

@@ -2,7 +2,7 @@ package wire
 
 import "fmt"
 
-// Limits on inv, getdata and dinv (SPEC.md §4).
+// Limits on inv, getdata and dinv (docs/protocol.md §4).
 const (
 	// MaxInvPerMsg is the most hashes accepted in one message (PyB head).
 	MaxInvPerMsg = 50000
@@ -11,7 +11,7 @@ const (
 	MaxInvSend = 49999
 )
 
-// MsgInv is the inv message: hashes of objects the sender has (SPEC.md §4.3).
+// MsgInv is the inv message: hashes of objects the sender has (docs/protocol.md §4.3).
 type MsgInv struct {
 	Hashes []InvHash
 }

@@ -31,7 +31,7 @@ func TestInvRoundTrip(t *testing.T) {
 }
 
 func TestInvLimits(t *testing.T) {
-	// The largest inv we send fits the packet cap (SPEC.md §2: 1 599 971 bytes).
+	// The largest inv we send fits the packet cap (docs/protocol.md §2: 1 599 971 bytes).
 	send := (&MsgInv{Hashes: testHashes(MaxInvSend)}).Encode()
 	if len(send) != 1599971 || len(send) > MaxPayload {
 		t.Fatalf("49999-entry inv is %d bytes", len(send))

@@ -1,6 +1,6 @@
 package wire
 
-// MsgPing is a keep-alive; the receiver answers with MsgPong (SPEC.md §4.6).
+// MsgPing is a keep-alive; the receiver answers with MsgPong (docs/protocol.md §4.6).
 // Its payload is empty and ignored on receipt, so it has no decoder.
 type MsgPing struct{}
 

@@ -1,6 +1,6 @@
 package wire
 
-// MsgPong answers MsgPing (SPEC.md §4.6). PyB ignores it on receipt.
+// MsgPong answers MsgPing (docs/protocol.md §4.6). PyB ignores it on receipt.
 type MsgPong struct{}
 
 // Command returns "pong".

@@ -1,6 +1,6 @@
 package wire
 
-// MsgVerack acknowledges a version (SPEC.md §4.1). Its payload is empty; a
+// MsgVerack acknowledges a version (docs/protocol.md §4.1). Its payload is empty; a
 // receiver ignores any bytes sent with it, as PyB does, so it has no decoder.
 type MsgVerack struct{}
 

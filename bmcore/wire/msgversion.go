@@ -5,16 +5,16 @@ import (
 	"fmt"
 )
 
-// ProtocolVersion is the protocol version bmgate speaks (SPEC.md §3.1).
+// ProtocolVersion is the protocol version bmgate speaks (docs/protocol.md §3.1).
 const ProtocolVersion = 3
 
-// Limits on a version message (SPEC.md §3.1).
+// Limits on a version message (docs/protocol.md §3.1).
 const (
 	MaxUserAgent = 5000
 	MaxStreams   = 160000
 )
 
-// Services bits (SPEC.md §3.2).
+// Services bits (docs/protocol.md §3.2).
 const (
 	ServiceNetwork   uint64 = 0x01
 	ServiceSSL       uint64 = 0x02
@@ -25,7 +25,7 @@ const (
 // versionFixed is the size of the fields before the user agent.
 const versionFixed = 4 + 8 + 8 + 2*ShortAddrSize + 8
 
-// MsgVersion is the version message (SPEC.md §3.1).
+// MsgVersion is the version message (docs/protocol.md §3.1).
 type MsgVersion struct {
 	ProtocolVersion uint32
 	Services        uint64

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// goldenVersion is the worked example of SPEC.md §3.1.
+// goldenVersion is the worked example of docs/protocol.md §3.1.
 func goldenVersion() *MsgVersion {
 	recv, _ := EncodeHost("1.2.3.4")
 	from, _ := EncodeHost("127.0.0.1")

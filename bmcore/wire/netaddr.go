@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Sizes of the two net_addr forms (SPEC.md §1.4).
+// Sizes of the two net_addr forms (docs/protocol.md §1.4).
 const (
 	// NetAddrSize is the full form used in addr: time, stream, services, IP, port.
 	NetAddrSize = 38
@@ -28,7 +28,7 @@ var onionPrefix = [6]byte{0xfd, 0x87, 0xd8, 0x7e, 0xeb, 0x43}
 var onionEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // EncodeHost returns the 16-byte form of an IPv4 address (IPv4-mapped), an
-// IPv6 address or a 16-character Tor v2 onion name (SPEC.md §1.4).
+// IPv6 address or a 16-character Tor v2 onion name (docs/protocol.md §1.4).
 func EncodeHost(host string) ([16]byte, error) {
 	if name, ok := strings.CutSuffix(strings.ToLower(host), ".onion"); ok {
 		raw, err := onionEncoding.DecodeString(strings.ToUpper(name))

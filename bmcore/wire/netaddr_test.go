@@ -39,7 +39,7 @@ func TestEncodeHostVectors(t *testing.T) {
 }
 
 func TestNetAddrEntry(t *testing.T) {
-	// SPEC.md §1.4, PyB samples.py.
+	// docs/protocol.md §1.4, PyB samples.py.
 	want := unhex(t, "0000000060f420b3"+"00000001"+"0000000000000001"+"00000000000000000000ffff7f000001"+"20fc")
 	ip, _ := EncodeHost("127.0.0.1")
 	a := NetAddr{Time: 1626611891, Stream: 1, Services: 1, IP: ip, Port: 8444}

@@ -8,7 +8,7 @@ import (
 	"fmt"
 )
 
-// Object types (SPEC.md §5.2).
+// Object types (docs/protocol.md §5.2).
 const (
 	ObjectGetPubkey uint32 = 0
 	ObjectPubkey    uint32 = 1
@@ -17,7 +17,7 @@ const (
 	ObjectOnionPeer uint32 = 0x746F72
 )
 
-// Size limits for objects (SPEC.md §5.3, §10.5).
+// Size limits for objects (docs/protocol.md §5.3, §10.5).
 const (
 	// MaxObjectPayload is the receive cap on the bytes after the stream var_int.
 	MaxObjectPayload = 1 << 18
@@ -31,7 +31,7 @@ const (
 var ErrObjectTooLarge = errors.New("wire: object payload exceeds 2^18 bytes")
 
 // InvHash is an object's inventory vector: the first 32 bytes of
-// DSHA512(object) (SPEC.md §1.5).
+// DSHA512(object) (docs/protocol.md §1.5).
 type InvHash [32]byte
 
 // String returns the hash in lowercase hex.
@@ -61,7 +61,7 @@ type Object struct {
 }
 
 // DecodeObject parses an object. The header var_ints must be minimal and
-// complete and the payload at most MaxObjectPayload bytes (SPEC.md §5.3 step 0, 1).
+// complete and the payload at most MaxObjectPayload bytes (docs/protocol.md §5.3 step 0, 1).
 // The returned Object aliases b.
 func DecodeObject(b []byte) (*Object, error) {
 	if len(b) < MinObjectHeader {
@@ -114,5 +114,5 @@ func EncodeObject(nonce, expires uint64, typ uint32, version, stream uint64, pay
 func (o *Object) InvHash() InvHash { return ComputeInvHash(o.Raw) }
 
 // SignedHeader returns the header bytes covered by signatures: expiresTime
-// through the stream var_int (SPEC.md §9.2; the nonce is never signed).
+// through the stream var_int (docs/protocol.md §9.2; the nonce is never signed).
 func (o *Object) SignedHeader() []byte { return o.Raw[8:o.HeaderLen] }

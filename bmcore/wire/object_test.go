@@ -52,7 +52,7 @@ func TestObjectComposite(t *testing.T) {
 
 func TestObjectHeaderRules(t *testing.T) {
 	base := EncodeObject(1, 2, ObjectMsg, 1, 1, []byte("x"))
-	// SPEC.md §5.3 step 0: non-minimal version or stream var_int.
+	// docs/protocol.md §5.3 step 0: non-minimal version or stream var_int.
 	nonMinVersion := append(bytes.Clone(base[:20]), 0xfd, 0x00, 0x01, 0x01, 'x')
 	if _, err := DecodeObject(nonMinVersion); !errors.Is(err, ErrNonMinimalVarInt) {
 		t.Errorf("non-minimal version: %v", err)

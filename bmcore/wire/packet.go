@@ -11,7 +11,7 @@ import (
 	"slices"
 )
 
-// Packet framing limits (SPEC.md §2).
+// Packet framing limits (docs/protocol.md §2).
 const (
 	// MaxPayload is the receive cap on a packet payload: PyB's
 	// MAX_MESSAGE_SIZE, sized for a 50 000-entry inv.
@@ -22,7 +22,7 @@ const (
 	CommandSize = 12
 )
 
-// Commands (SPEC.md §2). dinv and portcheck are PyB extensions.
+// Commands (docs/protocol.md §2). dinv and portcheck are PyB extensions.
 const (
 	CmdVersion   = "version"
 	CmdVerack    = "verack"
@@ -75,7 +75,7 @@ func DecodeHeader(b []byte) (Header, error) {
 	return h, nil
 }
 
-// check applies the magic and length rules of SPEC.md §2.
+// check applies the magic and length rules of docs/protocol.md §2.
 func (h *Header) check(magic uint32) error {
 	if h.Magic != magic {
 		return fmt.Errorf("%w: %08x, want %08x", ErrBadMagic, h.Magic, magic)
@@ -148,7 +148,7 @@ func ReadPacket(r io.Reader, magic uint32) (cmd string, payload []byte, err erro
 }
 
 // DecodePacket parses a complete packet held in b (e.g. the ack packet
-// embedded in a msg, SPEC.md §11): magic, length limit, exact length and
+// embedded in a msg, docs/protocol.md §11): magic, length limit, exact length and
 // checksum. The payload aliases b.
 func DecodePacket(b []byte, magic uint32) (cmd string, payload []byte, err error) {
 	h, err := DecodeHeader(b)

@@ -15,7 +15,7 @@ func TestEmptyPacketsGolden(t *testing.T) {
 		msg  Message
 		want string
 	}{
-		// SPEC.md §2.
+		// docs/protocol.md §2.
 		{MsgVerack{}, "e9beb4d976657261636b00000000000000000000cf83e135"},
 		{MsgPong{}, "e9beb4d9706f6e67000000000000000000000000cf83e135"},
 		// pybitmessage_samples.json packet_header.

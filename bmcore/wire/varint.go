@@ -11,7 +11,7 @@ var (
 	// ErrTruncated means the input ended before the value was complete.
 	ErrTruncated = errors.New("wire: truncated input")
 	// ErrNonMinimalVarInt means a var_int used a longer form than needed
-	// (SPEC.md §1.1: the shortest form is mandatory since protocol v3).
+	// (docs/protocol.md §1.1: the shortest form is mandatory since protocol v3).
 	ErrNonMinimalVarInt = errors.New("wire: non-minimal var_int")
 	// ErrTooLong means a length field exceeds the limit the caller allowed.
 	ErrTooLong = errors.New("wire: length exceeds limit")

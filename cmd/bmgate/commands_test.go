@@ -168,7 +168,7 @@ func TestChanAndSubscribe(t *testing.T) {
 	mustRun(t, env, "pw\n", "user", "add", "alice")
 	mustRun(t, env, "pw\n", "user", "add", "bob")
 
-	// SPEC.md §7.6: the chan "general".
+	// docs/protocol.md §7.6: the chan "general".
 	const general = "BM-2cW67GEKkHGonXKZLCzouLLxnLym3azS8r"
 	if got := strings.TrimSpace(mustRun(t, env, "", "chan", "join", "--user", "alice", "general")); got != general {
 		t.Fatalf("chan join general = %s, want %s", got, general)
@@ -182,10 +182,12 @@ func TestChanAndSubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.UserID != alice.ID || id.Kind != mailmap.KindChan || id.Label != "[chan] general" || id.PublishPubkey {
+	// Named after its address, not its passphrase (a secret); the passphrase is kept, sealed.
+	if id.UserID != alice.ID || id.Kind != mailmap.KindChan || id.Label != "chan-2cW67GEKkH" || id.PublishPubkey ||
+		id.ChanPassphrase != "general" {
 		t.Errorf("chan identity: %+v", id)
 	}
-	checkFolder(t, st, alice.ID, "Chans/general")
+	checkFolder(t, st, alice.ID, "Chans/chan-2cW67GEKkH")
 
 	// Joining with an address checks it; the name must give that address.
 	const bitmessage = "BM-2cWy7cvHoq3f1rYMerRJp8PT653jjSuEdY"
@@ -202,7 +204,7 @@ func TestChanAndSubscribe(t *testing.T) {
 	if bobU, err := st.UserByName(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	} else {
-		checkFolder(t, st, bobU.ID, "Chans/general")
+		checkFolder(t, st, bobU.ID, "Chans/chan-2cW67GEKkH")
 	}
 
 	mustRun(t, env, "", "subscribe", "--user", "bob", general, "--label", "General news")

@@ -93,11 +93,11 @@ func DefaultConfig() Config {
 		Bootstrap:         true,
 		MaxOutbound:       8,
 		MaxInbound:        200,
-		MessageTTL:        96 * time.Hour, // SPEC.md §5.4: PyB's API default of 4 days
+		MessageTTL:        96 * time.Hour, // docs/protocol.md §5.4: PyB's API default of 4 days
 		PoWConcurrency:    1,
 		BroadcastTTL:      96 * time.Hour,
 		PubkeyTimeout:     7 * 24 * time.Hour,
-		AckTimeout:        28 * 24 * time.Hour, // the longest TTL a resend reaches (SPEC.md §5.4)
+		AckTimeout:        28 * 24 * time.Hour, // the longest TTL a resend reaches (docs/protocol.md §5.4)
 		Admin:             "127.0.0.1:8446",
 		LogFormat:         "text",
 		LogLevel:          "info",
@@ -250,7 +250,7 @@ func (c *Config) Validate() error {
 	if c.PoWConcurrency < 1 || c.PoWConcurrency > 64 {
 		bad("pow_concurrency", "must be between 1 and 64")
 	}
-	// SPEC.md §5.4: PyBitmessage clamps a message TTL to 1 h … 28 d.
+	// docs/protocol.md §5.4: PyBitmessage clamps a message TTL to 1 h … 28 d.
 	if c.MessageTTL < time.Hour || c.MessageTTL > 28*24*time.Hour {
 		bad("message_ttl", "must be between 1h and 672h, not %v", c.MessageTTL)
 	}

@@ -31,33 +31,42 @@ func (c *cli) readPassword(file string) (string, error) {
 }
 
 func (c *cli) promptPassword(tty *os.File) (string, error) {
+	return c.promptSecret(tty, "password", true)
+}
+
+// promptSecret asks for a secret (what: "password") with echo off, twice
+// when repeat is set.
+func (c *cli) promptSecret(tty *os.File, what string, repeat bool) (string, error) {
 	restore, err := echoOff(tty)
 	if err != nil {
 		return "", fmt.Errorf("turn off terminal echo: %w", err)
 	}
 	defer restore()
 	r := bufio.NewReader(tty)
-	fmt.Fprint(c.stderr, "Password: ")
-	first, err := readPasswordLine(r)
+	fmt.Fprintf(c.stderr, "%s%s: ", strings.ToUpper(what[:1]), what[1:])
+	first, err := readSecretLine(r, what)
 	fmt.Fprintln(c.stderr)
-	if err != nil {
-		return "", err
+	if err != nil || !repeat {
+		return first, err
 	}
-	fmt.Fprint(c.stderr, "Repeat password: ")
-	second, err := readPasswordLine(r)
+	fmt.Fprintf(c.stderr, "Repeat %s: ", what)
+	second, err := readSecretLine(r, what)
 	fmt.Fprintln(c.stderr)
 	if err != nil {
 		return "", err
 	}
 	if first != second {
-		return "", errors.New("passwords do not match")
+		return "", fmt.Errorf("%ss do not match", what)
 	}
 	return first, nil
 }
 
 // readPasswordLine reads one line without its line ending. Reading stops at
 // the newline so a script can feed several commands through one pipe.
-func readPasswordLine(r io.Reader) (string, error) {
+func readPasswordLine(r io.Reader) (string, error) { return readSecretLine(r, "password") }
+
+// readSecretLine is readPasswordLine for any secret (what names it in errors).
+func readSecretLine(r io.Reader, what string) (string, error) {
 	var b strings.Builder
 	buf := make([]byte, 1)
 	for b.Len() <= maxPasswordLen {
@@ -73,15 +82,15 @@ func readPasswordLine(r io.Reader) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
+			return "", fmt.Errorf("read %s: %w", what, err)
 		}
 	}
 	if b.Len() > maxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", maxPasswordLen)
+		return "", fmt.Errorf("%s longer than %d bytes", what, maxPasswordLen)
 	}
 	pw := strings.TrimSuffix(b.String(), "\r")
 	if pw == "" {
-		return "", errors.New("empty password")
+		return "", fmt.Errorf("empty %s", what)
 	}
 	return pw, nil
 }

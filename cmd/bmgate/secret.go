@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/bmgate/bmgate/mailmap"
 )
 
 // secretKeyLen is the size of the key that encrypts private keys at rest.
@@ -15,15 +18,34 @@ const secretKeyLen = 32
 
 // LoadSecretKey returns the key that encrypts the Bitmessage private keys in
 // the database: secret_key when set, else the content of secret_key_file,
-// which is created with a fresh random key (mode 0600) when it does not exist.
-// Losing the key loses every identity stored with it.
-func (c *Config) LoadSecretKey() ([]byte, error) {
+// which is created with a fresh random key (mode 0600) when it does not
+// exist and the database holds nothing sealed yet. When the database does
+// hold sealed keys, a missing file is an error (errSecretKeyMissing) and
+// nothing is created: a new key could open none of them, and a new file in
+// place of the lost one would only hide the loss. Losing the key loses every
+// identity stored with it.
+func (c *Config) LoadSecretKey() ([]byte, error) { return c.loadSecretKey(context.Background()) }
+
+// errSecretKeyMissing: the key file is gone but the database needs it.
+var errSecretKeyMissing = errors.New("secret key missing")
+
+func (c *Config) loadSecretKey(ctx context.Context) ([]byte, error) {
 	if c.SecretKey != "" {
 		return decodeSecretKey(c.SecretKey)
 	}
 	k, err := readSecretKey(c.SecretKeyFile)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return k, err
+	}
+	sealed, err := mailmap.HoldsSealedKeys(ctx, c.DB)
+	if err != nil {
+		return nil, fmt.Errorf("secret key file %s does not exist, and the database could not be checked for keys sealed with it: %w",
+			c.SecretKeyFile, err)
+	}
+	if sealed {
+		return nil, fmt.Errorf("%w: %s does not exist, but the database (%s) holds private keys sealed with it. "+
+			"Restore secret.key from your backup (or set secret_key / BMGATE_SECRET_KEY); "+
+			"a new key could open none of them, so none was created", errSecretKeyMissing, c.SecretKeyFile, redactURL(c.DB))
 	}
 	return createSecretKey(c.SecretKeyFile)
 }

@@ -22,7 +22,7 @@ func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.St
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	key, err := c.LoadSecretKey()
+	key, err := c.loadSecretKey(ctx)
 	if err != nil {
 		return nil, err
 	}

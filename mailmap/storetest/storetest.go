@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"Lock", testLock},
 		{"AccountsGeneration", testAccountsGeneration},
 		{"UserActive", testUserActive},
+		{"LoginGuard", testLoginGuard},
+		{"LoginGuardConcurrent", testLoginGuardConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
