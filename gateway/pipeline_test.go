@@ -20,8 +20,9 @@ import (
 
 // capture is a Publisher that keeps what the gateway publishes.
 type capture struct {
-	mu   sync.Mutex
-	objs [][]byte
+	mu       sync.Mutex
+	objs     [][]byte
+	awaiting []wire.InvHash
 }
 
 func (c *capture) Publish(_ context.Context, obj []byte) (wire.InvHash, error) {
@@ -29,6 +30,16 @@ func (c *capture) Publish(_ context.Context, obj []byte) (wire.InvHash, error) {
 	defer c.mu.Unlock()
 	c.objs = append(c.objs, append([]byte(nil), obj...))
 	return wire.ComputeInvHash(obj), nil
+}
+
+// PublishAwaitingAck records the object as awaiting an ack, as the node
+// does for PyBitmessage's sake (interop F1).
+func (c *capture) PublishAwaitingAck(ctx context.Context, obj []byte) (wire.InvHash, error) {
+	h, err := c.Publish(ctx, obj)
+	c.mu.Lock()
+	c.awaiting = append(c.awaiting, h)
+	c.mu.Unlock()
+	return h, err
 }
 
 func (c *capture) ofType(typ uint32) []*wire.Object {

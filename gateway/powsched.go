@@ -12,6 +12,7 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/bmgate/bmgate/bmcore/pow"
+	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -98,6 +99,7 @@ func (g *Gateway) runJob(ctx context.Context, job mailmap.PoWJob) error {
 		return nil
 	}
 	obj := solvedObject(job)
+	awaitsAck := false
 	if job.OutboxID != 0 {
 		cur, err := g.store.OutboxItem(ctx, job.OutboxID)
 		if err != nil {
@@ -111,8 +113,15 @@ func (g *Gateway) runJob(ctx context.Context, job mailmap.PoWJob) error {
 			g.log.Warn("proof-of-work job expired before publication; rebuilding", "job", job.ID, "outbox", cur.ID)
 			return g.requeueRow(ctx, cur, job)
 		}
+		awaitsAck = len(cur.AckData) > 0
 	}
-	h, err := g.cfg.Publisher.Publish(ctx, obj)
+	publish := g.cfg.Publisher.Publish
+	if awaitsAck && job.Kind == "msg" {
+		if p, ok := g.cfg.Publisher.(ackPublisher); ok {
+			publish = p.PublishAwaitingAck
+		}
+	}
+	h, err := publish(ctx, obj)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
@@ -190,6 +199,14 @@ func (g *Gateway) solveJob(ctx context.Context, job mailmap.PoWJob) (nonce, tria
 		g.powRate.Store(math.Float64bits(float64(p.Trials()) / took.Seconds()))
 	}
 	return binary.BigEndian.Uint64(obj[:8]), p.Trials(), nil
+}
+
+// ackPublisher is a Publisher (the node) that treats our msgs awaiting an
+// ack specially: a PyBitmessage 0.6 peer that fetches one gets its
+// connection renewed so that the ack comes back (interop F1). Acks we send
+// and chan posts bring nothing back and use Publish.
+type ackPublisher interface {
+	PublishAwaitingAck(ctx context.Context, object []byte) (wire.InvHash, error)
 }
 
 // solvedObject is the whole object of a solved job.

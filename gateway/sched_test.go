@@ -136,6 +136,11 @@ func TestAckDuringResend(t *testing.T) {
 				t.Fatalf("after the first send: %d msgs, row %s", len(msgs), e.row().State)
 			}
 			ack := e.ackOf(msgs[0])
+			// The msg was published as awaiting an ack (PyBitmessage peers
+			// get their connection renewed for it); nothing else was.
+			if len(e.pub.awaiting) != 1 || e.pub.awaiting[0] != wire.ComputeInvHash(msgs[0].Raw) {
+				t.Fatalf("published awaiting an ack: %v", e.pub.awaiting)
+			}
 
 			// No ack within the TTL: the resend starts (a delay report) and
 			// queues its proof of work.

@@ -294,6 +294,18 @@ func (n *Node) Connect(addr string) {
 // every established peer. Publishing an object already stored returns its
 // hash and nil.
 func (n *Node) Publish(ctx context.Context, object []byte) (wire.InvHash, error) {
+	return n.publish(ctx, object, false)
+}
+
+// PublishAwaitingAck publishes one of our msg objects whose recipient will
+// send an ack back: a PyBitmessage 0.6 peer that fetches it gets its
+// connection renewed so that the ack is announced (interop F1). Acks we
+// send and chan posts, which bring nothing back, go through Publish.
+func (n *Node) PublishAwaitingAck(ctx context.Context, object []byte) (wire.InvHash, error) {
+	return n.publish(ctx, object, true)
+}
+
+func (n *Node) publish(ctx context.Context, object []byte, awaitAck bool) (wire.InvHash, error) {
 	if len(object) > wire.MaxObjectSize {
 		return wire.InvHash{}, fmt.Errorf("publish: %w (%d bytes)", ErrObjectTooLarge, len(object))
 	}
@@ -307,9 +319,8 @@ func (n *Node) Publish(ctx context.Context, object []byte) (wire.InvHash, error)
 	if err != nil {
 		return wire.InvHash{}, fmt.Errorf("publish: store object: %w", err)
 	}
-	if so.Type == wire.ObjectMsg {
-		// Before it is announced: a PyB 0.6 peer that fetches it gets its
-		// connection renewed, so that its ack comes back (F1).
+	if awaitAck && so.Type == wire.ObjectMsg {
+		// Before it is announced, so that no fetch comes first.
 		n.renew.published(so.Hash, so.Expires, n.cfg.Now())
 	}
 	n.have.add(so.Hash, so.Expires)

@@ -50,7 +50,7 @@ func waitScheduled(t *testing.T, n *Node, k uint64) (*peer, time.Time) {
 
 func publishMsg(t *testing.T, n *Node) wire.InvHash {
 	t.Helper()
-	h, err := n.Publish(context.Background(), makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 40))
+	h, err := n.PublishAwaitingAck(context.Background(), makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 40))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +345,25 @@ func TestAckRenewConfig(t *testing.T) {
 	p.version.Store(&wire.MsgVersion{UserAgent: pybUA})
 	if n.renew.fetched(p, h, now) {
 		t.Fatal("renewal scheduled while disabled")
+	}
+}
+
+// TestAckRenewOnlyAwaitingAck: only msgs published as awaiting an ack are
+// renewal candidates. The acks we send for incoming msgs and chan posts are
+// msg objects too, but bring nothing back; before, they took the
+// connection's renewal slot and the per-peer interval (interop F7).
+func TestAckRenewOnlyAwaitingAck(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	plain, err := n.Publish(context.Background(), makeObject(t, time.Now(), time.Hour, wire.ObjectMsg, 41))
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaiting := publishMsg(t, n)
+	n.renew.mu.Lock()
+	_, plainOwn := n.renew.own[plain]
+	_, awaitingOwn := n.renew.own[awaiting]
+	n.renew.mu.Unlock()
+	if plainOwn || !awaitingOwn {
+		t.Fatalf("renewal candidates: plain publish %v (want false), awaiting ack %v (want true)", plainOwn, awaitingOwn)
 	}
 }
