@@ -16,33 +16,43 @@ import (
 	"github.com/emersion/go-message"
 )
 
-// Delivery status actions (RFC 3464 §2.3.3).
+// Action is a delivery status action (RFC 3464 §2.3.3).
+type Action string
+
+// The actions a report can give.
 const (
-	ActionDelivered = "delivered" // the recipient's node acknowledged the message
-	ActionRelayed   = "relayed"   // published; no acknowledgement can come (chan, broadcast, no-ack recipient)
-	ActionDelayed   = "delayed"   // not acknowledged yet, still trying
-	ActionFailed    = "failed"    // given up
+	ActionDelivered Action = "delivered" // the recipient's node acknowledged the message
+	ActionRelayed   Action = "relayed"   // published; no acknowledgement can come (chan, broadcast, no-ack recipient)
+	ActionDelayed   Action = "delayed"   // not acknowledged yet, still trying
+	ActionFailed    Action = "failed"    // given up
 )
 
-// Status codes (RFC 3463) the gateway reports, each with a plain-language
-// explanation in the report's text part. Other codes may be used; they are
-// explained by their class only.
+// DSNStatus is an RFC 3463 enhanced status code, class.subject.detail,
+// as a delivery report gives it.
+type DSNStatus string
+
+// Status codes the gateway reports, each with a plain-language explanation
+// in the report's text part. Other codes may be used; they are explained by
+// their class only.
 const (
-	StatusDelivered         = "2.0.0"
-	StatusPubkeyPending     = "4.4.1" // delayed: waiting for the recipient's public key
-	StatusAckPending        = "4.4.7" // delayed: sent, no acknowledgement yet, resending
-	StatusBadMailbox        = "5.1.1" // no such Bitmessage address
-	StatusBadAddress        = "5.1.3" // not a valid Bitmessage address
-	StatusBadSender         = "5.1.7" // the sending identity is invalid or gone
-	StatusTooLarge          = "5.3.4" // the message does not fit in a Bitmessage object
-	StatusLocalError        = "5.3.0" // a permanent error on this side
-	StatusPubkeyTimeout     = "5.4.4" // the public key never arrived
-	StatusAckTimeout        = "5.4.7" // never acknowledged before giving up
-	StatusContent           = "5.6.0" // the message could not be encoded
-	StatusDifficultyTooHigh = "5.7.0" // the recipient demands more proof of work than allowed
+	StatusDelivered         DSNStatus = "2.0.0"
+	StatusPubkeyPending     DSNStatus = "4.4.1" // delayed: waiting for the recipient's public key
+	StatusAckPending        DSNStatus = "4.4.7" // delayed: sent, no acknowledgement yet, resending
+	StatusBadMailbox        DSNStatus = "5.1.1" // no such Bitmessage address
+	StatusBadAddress        DSNStatus = "5.1.3" // not a valid Bitmessage address
+	StatusBadSender         DSNStatus = "5.1.7" // the sending identity is invalid or gone
+	StatusTooLarge          DSNStatus = "5.3.4" // the message does not fit in a Bitmessage object
+	StatusLocalError        DSNStatus = "5.3.0" // a permanent error on this side
+	StatusPubkeyTimeout     DSNStatus = "5.4.4" // the public key never arrived
+	StatusAckTimeout        DSNStatus = "5.4.7" // never acknowledged before giving up
+	StatusContent           DSNStatus = "5.6.0" // the message could not be encoded
+	StatusDifficultyTooHigh DSNStatus = "5.7.0" // the recipient demands more proof of work than allowed
 )
 
-var statusText = map[string]string{
+// Temporary reports a status of class 4: delivery is delayed, not failed.
+func (s DSNStatus) Temporary() bool { return strings.HasPrefix(string(s), "4.") }
+
+var statusText = map[DSNStatus]string{
 	StatusPubkeyPending:     "The recipient's public key has not arrived yet. Bitmessage needs it to encrypt the message; it comes only when the recipient's node is online and answers the request.",
 	StatusAckPending:        "The message was sent, but the recipient's node has not acknowledged it yet. It is sent again with a longer lifetime, as Bitmessage does.",
 	StatusBadMailbox:        "There is no such Bitmessage address.",
@@ -60,8 +70,8 @@ var statusText = map[string]string{
 type ReportRecipient struct {
 	Final          string        // BM-…@domain (or broadcast@domain)
 	Orig           string        // the recipient as the client wrote it, "" if unknown
-	Action         string        // ActionDelivered, ActionRelayed, ActionDelayed or ActionFailed
-	Status         string        // RFC 3463 code, e.g. StatusDelivered
+	Action         Action        // ActionDelivered, ActionRelayed, ActionDelayed or ActionFailed
+	Status         DSNStatus     // RFC 3463 code, e.g. StatusDelivered
 	Diagnostic     string        // technical reason, for delayed and failed
 	When           time.Time     // last attempt, or when the ack came
 	WillRetryUntil time.Time     // for delayed
@@ -215,8 +225,8 @@ func writePart(mw *message.Writer, fields [][2]string, body []byte) error {
 
 // reportPrefix names the worst outcome among the recipients.
 func reportPrefix(rs []ReportRecipient) string {
-	worst := ""
-	rank := map[string]int{ActionRelayed: 1, ActionDelivered: 2, ActionDelayed: 3, ActionFailed: 4}
+	var worst Action
+	rank := map[Action]int{ActionRelayed: 1, ActionDelivered: 2, ActionDelayed: 3, ActionFailed: 4}
 	for _, rc := range rs {
 		if rank[rc.Action] > rank[worst] {
 			worst = rc.Action
@@ -280,11 +290,11 @@ func humanReport(r Report, subject string) string {
 }
 
 // explain gives the plain-language reason for a status code.
-func explain(status string) string {
+func explain(status DSNStatus) string {
 	if t, ok := statusText[status]; ok {
 		return t
 	}
-	if strings.HasPrefix(status, "4.") {
+	if status.Temporary() {
 		return "A temporary problem delays delivery."
 	}
 	return "Delivery failed permanently."
@@ -344,8 +354,8 @@ func deliveryStatus(r Report) []byte {
 			field("Original-Recipient", "rfc822; "+orig)
 		}
 		field("Final-Recipient", "rfc822; "+asciiLine(rc.Final))
-		field("Action", rc.Action)
-		field("Status", rc.Status)
+		field("Action", string(rc.Action))
+		field("Status", string(rc.Status))
 		if d := asciiLine(rc.Diagnostic); d != "" && (rc.Action == ActionFailed || rc.Action == ActionDelayed) {
 			field("Diagnostic-Code", "X-Bitmessage; "+truncateUTF8(d, maxDiagnostic))
 		}
@@ -362,8 +372,8 @@ func deliveryStatus(r Report) []byte {
 
 // validStatus checks an RFC 3463 status code: class.subject.detail with
 // class 2, 4 or 5 and numbers of at most three digits.
-func validStatus(s string) bool {
-	parts := strings.Split(s, ".")
+func validStatus(s DSNStatus) bool {
+	parts := strings.Split(string(s), ".")
 	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
 		return false
 	}

@@ -242,7 +242,8 @@ func TestBuildReportDelayedAndFailed(t *testing.T) {
 
 func TestBuildReportSubjects(t *testing.T) {
 	for _, tc := range []struct {
-		action, subject, want string
+		action        Action
+		subject, want string
 	}{
 		{ActionDelayed, "Lunch", "Delayed: Lunch"},
 		{ActionRelayed, "Lunch", "Sent: Lunch"},
@@ -344,7 +345,7 @@ func TestHeaderBlock(t *testing.T) {
 }
 
 func TestStatusTexts(t *testing.T) {
-	for _, s := range []string{StatusDelivered, StatusPubkeyPending, StatusAckPending, StatusBadMailbox, StatusBadAddress,
+	for _, s := range []DSNStatus{StatusDelivered, StatusPubkeyPending, StatusAckPending, StatusBadMailbox, StatusBadAddress,
 		StatusBadSender, StatusTooLarge, StatusLocalError, StatusPubkeyTimeout, StatusAckTimeout, StatusContent, StatusDifficultyTooHigh} {
 		if !validStatus(s) {
 			t.Errorf("%s is not a valid status", s)

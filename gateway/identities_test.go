@@ -48,11 +48,23 @@ type signalling struct {
 
 func (s *signalling) Publish(ctx context.Context, obj []byte) (wire.InvHash, error) {
 	h, err := s.capture.Publish(ctx, obj)
+	s.signal()
+	return h, err
+}
+
+// PublishAwaitingAck signals too: the gateway publishes a msg that awaits
+// an ack this way, and capture's method would bypass Publish above.
+func (s *signalling) PublishAwaitingAck(ctx context.Context, obj []byte) (wire.InvHash, error) {
+	h, err := s.capture.PublishAwaitingAck(ctx, obj)
+	s.signal()
+	return h, err
+}
+
+func (s *signalling) signal() {
 	select {
 	case s.published <- struct{}{}:
 	default:
 	}
-	return h, err
 }
 
 // runningGateway runs a gateway over st with a signalling publisher, its

@@ -189,8 +189,8 @@ func (g *Gateway) processObject(ctx context.Context, so node.StoredObject) error
 	}
 	// Any object may be an ack: compare everything after nonce and
 	// expiresTime with the ack data we wait for (docs/protocol.md §11).
-	if n := len(so.Raw) - 16; n >= 38 && n <= 46 {
-		it, err := g.store.OutboxByAckData(ctx, so.Raw[16:])
+	if ackData, ok := object.AckDataOf(so.Raw); ok {
+		it, err := g.store.OutboxByAckData(ctx, ackData)
 		switch {
 		case err == nil:
 			return g.acknowledged(ctx, it)
@@ -318,7 +318,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 			To:      owner.Address,
 			Date:    g.cfg.Now(),
 			InvHash: so.Hash,
-			Kind:    "msg",
+			Kind:    IncomingMsg,
 		}
 		g.fillContent(&in, m.Encoding, m.Message)
 		folder := "INBOX"
@@ -328,7 +328,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.O
 			}
 		}
 		if isChan {
-			in.Kind = "chan"
+			in.Kind = IncomingChan
 			in.ChanLabel = owner.Label
 			folder = ChanFolder(owner.Label, owner.Address)
 		}
@@ -501,7 +501,7 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so node.StoredObject, o *
 			From:    from.String(),
 			Date:    g.cfg.Now(),
 			InvHash: so.Hash,
-			Kind:    "broadcast",
+			Kind:    IncomingBroadcast,
 		}
 		g.fillContent(&in, b.Encoding, b.Message)
 		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {

@@ -14,11 +14,15 @@ import (
 	"github.com/emersion/go-message/mail"
 )
 
+// IncomingKind says how an incoming message reached the user; it is also
+// the value of the X-Bitmessage-Kind header.
+type IncomingKind string
+
 // Kinds of incoming message (Incoming.Kind).
 const (
-	IncomingMsg       = "msg"       // a msg to one of the user's identities
-	IncomingChan      = "chan"      // a msg to a chan the user is in
-	IncomingBroadcast = "broadcast" // a broadcast from a subscription
+	IncomingMsg       IncomingKind = "msg"       // a msg to one of the user's identities
+	IncomingChan      IncomingKind = "chan"      // a msg to a chan the user is in
+	IncomingBroadcast IncomingKind = "broadcast" // a broadcast from a subscription
 )
 
 // Incoming is a received, decrypted and signature-checked Bitmessage
@@ -33,7 +37,7 @@ type Incoming struct {
 	MessageID  string   // carried by the sender (already untrusted text), "" if none
 	InReplyTo  string
 	References []string
-	Kind       string // IncomingMsg, IncomingChan or IncomingBroadcast
+	Kind       IncomingKind
 	ChanLabel  string // the chan's name, for IncomingChan
 }
 
@@ -127,7 +131,7 @@ func BuildIncoming(in Incoming) ([]byte, error) {
 		[2]string{"X-Bitmessage-Sender", in.From},
 		[2]string{"X-Bitmessage-Verified", "signature ok"},
 		[2]string{"X-Bitmessage-Inventory", hex.EncodeToString(in.InvHash[:])},
-		[2]string{"X-Bitmessage-Kind", in.Kind},
+		[2]string{"X-Bitmessage-Kind", string(in.Kind)},
 	)
 	var buf bytes.Buffer
 	w, err := message.CreateWriter(&buf, headerOf(fields))
@@ -240,3 +244,5 @@ func validDomain(d string) bool {
 	}
 	return true
 }
+
+func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }

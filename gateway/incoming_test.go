@@ -246,7 +246,7 @@ func FuzzBuildIncoming(f *testing.F) {
 		in := baseIncoming()
 		in.Subject, in.Body, in.MessageID, in.InReplyTo = subject, body, msgID, inReplyTo
 		in.References = strings.Fields(refs)
-		in.Kind = []string{IncomingMsg, IncomingChan, IncomingBroadcast}[kind%3]
+		in.Kind = []IncomingKind{IncomingMsg, IncomingChan, IncomingBroadcast}[kind%3]
 		in.ChanLabel = label
 		raw, err := BuildIncoming(in)
 		if err != nil {

@@ -21,25 +21,29 @@ const (
 	maxTTL = 28 * 24 * time.Hour
 	// pubkeyTTL is the lifetime of our own pubkey objects.
 	pubkeyTTL = 28 * 24 * time.Hour
-	// doesAck is the behaviour bit asking senders to embed an ack (docs/protocol.md §10).
-	doesAck = 1
+	// doesAck is the behaviour bit asking senders to embed an ack
+	// (docs/protocol.md §10); bmcore/identity owns it, and
+	// object.PubkeyData.DoesAck tests it.
+	doesAck = identity.BitfieldDoesAck
 )
 
 // permanentError is a send failure that no retry will fix.
 type permanentError struct {
-	status string // RFC 3463 status, 5.x.x
-	reason string // for a person
+	status DSNStatus // class 5
+	reason string    // for a person
 }
 
 func (e *permanentError) Error() string { return e.reason }
 
-func permanent(status, reason string) error { return &permanentError{status: status, reason: reason} }
+func permanent(status DSNStatus, reason string) error {
+	return &permanentError{status: status, reason: reason}
+}
 
 // sender returns the protocol keys of the row's sending identity.
 func (g *Gateway) sender(ctx context.Context, it mailmap.OutboxItem) (*identity.Identity, error) {
 	a, err := address.Decode(it.FromAddress)
 	if err != nil {
-		return nil, permanent("5.1.7", fmt.Sprintf("the sending address %s is invalid: %v", it.FromAddress, err))
+		return nil, permanent(StatusBadSender, fmt.Sprintf("the sending address %s is invalid: %v", it.FromAddress, err))
 	}
 	// A miss is checked against the database before it is final: the
 	// identity may have been added by another process a moment ago.
@@ -48,21 +52,17 @@ func (g *Gateway) sender(ctx context.Context, it mailmap.OutboxItem) (*identity.
 		return nil, err
 	}
 	if !ok {
-		return nil, permanent("5.1.7", fmt.Sprintf("the sending identity %s no longer exists", it.FromAddress))
+		return nil, permanent(StatusBadSender, fmt.Sprintf("the sending identity %s no longer exists", it.FromAddress))
 	}
 	return ids.keys[i], nil
 }
 
-// ackTTL is the lifetime of the embedded ack for a msg TTL (docs/protocol.md §5.4).
+// ackTTL is the lifetime of the embedded ack for a msg TTL: the buckets
+// of object.AckTTL (docs/protocol.md §5.4), which works in whole seconds.
+// The thresholds are whole seconds, so dropping a fraction of the msg TTL
+// never moves it to another bucket.
 func ackTTL(msgTTL time.Duration) time.Duration {
-	switch {
-	case msgTTL < 24*time.Hour:
-		return 24 * time.Hour
-	case msgTTL < 7*24*time.Hour:
-		return 7 * 24 * time.Hour
-	default:
-		return 28 * 24 * time.Hour
-	}
+	return time.Duration(object.AckTTL(int64(msgTTL/time.Second))) * time.Second
 }
 
 // recipientKey finds the recipient's public keys: a local identity (another

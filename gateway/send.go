@@ -99,7 +99,7 @@ func (g *Gateway) process(ctx context.Context, it mailmap.OutboxItem) error {
 	case mailmap.OutboxChan, mailmap.OutboxMsg:
 		err = g.sendMsg(ctx, it)
 	default:
-		err = permanent("5.3.0", fmt.Sprintf("unknown outbox kind %q", it.Kind))
+		err = permanent(StatusLocalError, fmt.Sprintf("unknown outbox kind %q", it.Kind))
 	}
 	var perr *permanentError
 	if errors.As(err, &perr) {
@@ -118,12 +118,12 @@ func (g *Gateway) sendBroadcast(ctx context.Context, it mailmap.OutboxItem) erro
 	}
 	msg, err := contentOf(it)
 	if err != nil {
-		return permanent("5.6.0", err.Error())
+		return permanent(StatusContent, err.Error())
 	}
 	expires := uint64(g.cfg.Now().Unix() + int64(it.TTL/time.Second) + g.jitter())
 	headless, err := object.BuildBroadcast(id, object.MsgContent{Encoding: it.Encoding, Message: msg}, expires, g.cfg.Rand)
 	if err != nil {
-		return permanent("5.6.0", fmt.Sprintf("cannot build the broadcast: %v", err))
+		return permanent(StatusContent, fmt.Sprintf("cannot build the broadcast: %v", err))
 	}
 	return g.startPoW(ctx, it, mailmap.OutboxStep{}, g.newJob("broadcast", priorityMail, true, headless, 0, 0))
 }
@@ -141,11 +141,11 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 		}
 		// No ack within the TTL: resend with a doubled TTL, as PyBitmessage does.
 		if now.Sub(it.CreatedAt) > g.cfg.AckGiveUp {
-			return permanent("5.4.7", fmt.Sprintf("no acknowledgement from %s after %d attempts over %s; the recipient's node may be offline for good", it.ToAddress, it.Attempts, roundDuration(now.Sub(it.CreatedAt))))
+			return permanent(StatusAckTimeout, fmt.Sprintf("no acknowledgement from %s after %d attempts over %s; the recipient's node may be offline for good", it.ToAddress, it.Attempts, roundDuration(now.Sub(it.CreatedAt))))
 		}
 		it.TTL = min(it.TTL*2, maxTTL)
 		if !it.DelayReported && g.wants(ctx, it, mailmap.NotifyDelay) {
-			raw, err := g.buildReport(it, "delayed", "4.4.7", "", now.Add(it.TTL*11/10))
+			raw, err := g.buildReport(it, ActionDelayed, StatusAckPending, "", now.Add(it.TTL*11/10))
 			if err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 	}
 	to, err := address.Decode(it.ToAddress)
 	if err != nil {
-		return permanent("5.1.3", fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
+		return permanent(StatusBadAddress, fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
 	}
 	pk, found, err := g.recipientKey(ctx, to)
 	if err != nil {
@@ -211,7 +211,7 @@ func (g *Gateway) difficulty(it mailmap.OutboxItem, pk object.PubkeyData) (ntpb,
 		ntpb, extra = g.cfg.Network.NonceTrialsPerByte, g.cfg.Network.ExtraBytes
 	}
 	if ntpb > g.cfg.MaxNonceTrialsPerByte || extra > g.cfg.MaxExtraBytes {
-		return 0, 0, permanent("5.7.0", fmt.Sprintf("the recipient %s demands a proof of work difficulty of %d/%d, over this server's limit of %d/%d", it.ToAddress, ntpb, extra, g.cfg.MaxNonceTrialsPerByte, g.cfg.MaxExtraBytes))
+		return 0, 0, permanent(StatusDifficultyTooHigh, fmt.Sprintf("the recipient %s demands a proof of work difficulty of %d/%d, over this server's limit of %d/%d", it.ToAddress, ntpb, extra, g.cfg.MaxNonceTrialsPerByte, g.cfg.MaxExtraBytes))
 	}
 	return ntpb, extra, nil
 }
@@ -221,7 +221,7 @@ func (g *Gateway) difficulty(it mailmap.OutboxItem, pk object.PubkeyData) (ntpb,
 func (g *Gateway) buildMsg(it mailmap.OutboxItem, id *identity.Identity, pk object.PubkeyData, to address.Address, ack []byte) ([]byte, error) {
 	msg, err := contentOf(it)
 	if err != nil {
-		return nil, permanent("5.6.0", err.Error())
+		return nil, permanent(StatusContent, err.Error())
 	}
 	content := object.MsgContent{Encoding: it.Encoding, Message: msg}
 	if ack != nil {
@@ -230,7 +230,7 @@ func (g *Gateway) buildMsg(it mailmap.OutboxItem, id *identity.Identity, pk obje
 	expires := uint64(g.cfg.Now().Unix() + int64(it.TTL/time.Second) + g.jitter())
 	headless, err := object.BuildMsg(id, pk, to, content, expires, g.cfg.Rand)
 	if err != nil {
-		return nil, permanent("5.6.0", fmt.Sprintf("cannot build the message: %v", err))
+		return nil, permanent(StatusContent, fmt.Sprintf("cannot build the message: %v", err))
 	}
 	return headless, nil
 }
@@ -256,7 +256,7 @@ func (g *Gateway) ackSolved(ctx context.Context, it mailmap.OutboxItem) error {
 	}
 	to, err := address.Decode(it.ToAddress)
 	if err != nil {
-		return permanent("5.1.3", fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
+		return permanent(StatusBadAddress, fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
 	}
 	pk, found, err := g.recipientKey(ctx, to)
 	if err != nil {
@@ -328,7 +328,7 @@ func (g *Gateway) jobPublished(ctx context.Context, job mailmap.PoWJob, h wire.I
 		next = now.Add(it.TTL * 11 / 10)
 	} else if !it.Reported {
 		it.Attempts, it.PoWDuration = attempts, it.PoWDuration+took
-		r, err := g.finalReport(ctx, it, "relayed", "2.0.0", "", g.wants(ctx, it, mailmap.NotifySuccess))
+		r, err := g.finalReport(ctx, it, ActionRelayed, StatusDelivered, "", g.wants(ctx, it, mailmap.NotifySuccess))
 		if err != nil {
 			return err
 		}
@@ -340,7 +340,7 @@ func (g *Gateway) jobPublished(ctx context.Context, job mailmap.PoWJob, h wire.I
 		return err
 	}
 	g.stats.msgsOut.Add(1)
-	g.countReport(it, got, "relayed")
+	g.countReport(it, got, ActionRelayed)
 	g.log.Info("published", "outbox", it.ID, "kind", it.Kind, "to", it.ToAddress, "inv", h.String(), "attempt", attempts)
 	return nil
 }
@@ -348,7 +348,7 @@ func (g *Gateway) jobPublished(ctx context.Context, job mailmap.PoWJob, h wire.I
 // finish ends a row that expects no ack: chans, broadcasts and recipients
 // that do not ack get a "relayed" report when success was asked.
 func (g *Gateway) finish(ctx context.Context, it mailmap.OutboxItem) error {
-	r, err := g.finalReport(ctx, it, "relayed", "2.0.0", "", g.wants(ctx, it, mailmap.NotifySuccess))
+	r, err := g.finalReport(ctx, it, ActionRelayed, StatusDelivered, "", g.wants(ctx, it, mailmap.NotifySuccess))
 	if err != nil {
 		return err
 	}
@@ -359,14 +359,14 @@ func (g *Gateway) finish(ctx context.Context, it mailmap.OutboxItem) error {
 	if err != nil {
 		return err
 	}
-	g.countReport(it, got, "relayed")
+	g.countReport(it, got, ActionRelayed)
 	return nil
 }
 
 // fail ends a row with a permanent failure and bounces it when wanted.
-func (g *Gateway) fail(ctx context.Context, it mailmap.OutboxItem, status, reason string) error {
+func (g *Gateway) fail(ctx context.Context, it mailmap.OutboxItem, status DSNStatus, reason string) error {
 	g.log.Warn("send failed", "outbox", it.ID, "to", it.ToAddress, "reason", reason)
-	r, err := g.finalReport(ctx, it, "failed", status, reason, g.wants(ctx, it, mailmap.NotifyFailure))
+	r, err := g.finalReport(ctx, it, ActionFailed, status, reason, g.wants(ctx, it, mailmap.NotifyFailure))
 	if err != nil {
 		return err
 	}
@@ -378,13 +378,13 @@ func (g *Gateway) fail(ctx context.Context, it mailmap.OutboxItem, status, reaso
 	if err != nil {
 		return err
 	}
-	g.countReport(it, got, "failed")
+	g.countReport(it, got, ActionFailed)
 	return nil
 }
 
 // finalReport builds the final report of a row when one is wanted and not
 // yet sent; otherwise it only sets the Reported flag.
-func (g *Gateway) finalReport(ctx context.Context, it mailmap.OutboxItem, action, status, diagnostic string, wanted bool) (*mailmap.OutboxReport, error) {
+func (g *Gateway) finalReport(ctx context.Context, it mailmap.OutboxItem, action Action, status DSNStatus, diagnostic string, wanted bool) (*mailmap.OutboxReport, error) {
 	if it.Reported {
 		return nil, nil
 	}
@@ -399,7 +399,7 @@ func (g *Gateway) finalReport(ctx context.Context, it mailmap.OutboxItem, action
 }
 
 // countReport counts and logs a report the transition filed.
-func (g *Gateway) countReport(before, after mailmap.OutboxItem, action string) {
+func (g *Gateway) countReport(before, after mailmap.OutboxItem, action Action) {
 	if (!before.Reported && after.Reported) || (!before.DelayReported && after.DelayReported) {
 		g.stats.reports.Add(1)
 		g.log.Info("delivery report", "outbox", after.ID, "action", action)
@@ -413,7 +413,7 @@ func (g *Gateway) countReport(before, after mailmap.OutboxItem, action string) {
 func (g *Gateway) awaitPubkey(ctx context.Context, it mailmap.OutboxItem, to address.Address) error {
 	now := g.cfg.Now()
 	if now.Sub(it.CreatedAt) > g.cfg.PubkeyGiveUp {
-		return permanent("5.4.4", fmt.Sprintf("the public key of %s never arrived after %s of asking the network; the address may be unused or its owner offline", it.ToAddress, roundDuration(now.Sub(it.CreatedAt))))
+		return permanent(StatusPubkeyTimeout, fmt.Sprintf("the public key of %s never arrived after %s of asking the network; the address may be unused or its owner offline", it.ToAddress, roundDuration(now.Sub(it.CreatedAt))))
 	}
 	attempts, sentAt := it.Attempts, it.SentAt
 	if it.State != mailmap.OutboxAwaitingPubkey {
@@ -450,7 +450,7 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	}
 	now := g.cfg.Now()
 	it.AckedAt = now
-	r, err := g.finalReport(ctx, it, "delivered", "2.0.0", "", g.wants(ctx, it, mailmap.NotifySuccess))
+	r, err := g.finalReport(ctx, it, ActionDelivered, StatusDelivered, "", g.wants(ctx, it, mailmap.NotifySuccess))
 	if err != nil {
 		return err
 	}
@@ -467,7 +467,7 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	}
 	g.stats.acks.Add(1)
 	g.log.Info("acknowledged", "outbox", it.ID, "to", it.ToAddress)
-	g.countReport(it, got, "delivered")
+	g.countReport(it, got, ActionDelivered)
 	if it.MessageID != "" {
 		g.deliveredMu.Lock()
 		g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, until: now.Add(deliveredWatch)}

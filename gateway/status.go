@@ -17,16 +17,16 @@ const DeliveredKeyword = "$Delivered"
 const deliveredWatch = time.Hour
 
 // buildReport builds a delivery status report for one outbox row, for the
-// sender's INBOX (RFC 3464). willRetry is for "delayed" reports. It is
+// sender's INBOX (RFC 3464). willRetry is for ActionDelayed reports. It is
 // filed by the transition that sets the row's report flag.
-func (g *Gateway) buildReport(it mailmap.OutboxItem, action, status, diagnostic string, willRetry time.Time) ([]byte, error) {
+func (g *Gateway) buildReport(it mailmap.OutboxItem, action Action, status DSNStatus, diagnostic string, willRetry time.Time) ([]byte, error) {
 	now := g.cfg.Now()
 	final := BMToMail(it.ToAddress, g.cfg.Domain)
 	if it.Kind == mailmap.OutboxBroadcast {
 		final = BroadcastLocalPart + "@" + g.cfg.Domain
 	}
 	when := now
-	if action == "delivered" && !it.AckedAt.IsZero() {
+	if action == ActionDelivered && !it.AckedAt.IsZero() {
 		when = it.AckedAt
 	}
 	raw, err := BuildReport(Report{

@@ -64,8 +64,7 @@ func (g *Gateway) ownAddress(ctx context.Context, u mailmap.User, mailAddr strin
 // address outside the Bitmessage domain: bmgate is not a relay.
 func (g *Gateway) CheckRecipient(ctx context.Context, u mailmap.User, rcpt string) (Recipient, error) {
 	r := Recipient{Orig: rcpt, Kind: mailmap.OutboxMsg}
-	local, domain, ok := strings.Cut(rcpt, "@")
-	if ok && strings.EqualFold(domain, g.cfg.Domain) && strings.EqualFold(local, BroadcastLocalPart) {
+	if IsBroadcastAddress(rcpt, g.cfg.Domain) {
 		r.Kind = mailmap.OutboxBroadcast
 		return r, nil
 	}

@@ -8,6 +8,13 @@ import (
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
+// Sizes of the ack data NewAckData makes: type, version, the stream as a
+// varint of 1 to 9 bytes, and 32 random bytes.
+const (
+	minAckDataLen = 4 + 1 + 1 + 32
+	maxAckDataLen = 4 + 1 + 9 + 32
+)
+
 // NewAckData returns the ack data a sender stores and embeds (docs/protocol.md §11,
 // PyBitmessage stealth level 0): uint32(2) ‖ varint(1) ‖ varint(stream) ‖
 // 32 random bytes, i.e. an ack object's type, version, stream and payload.
@@ -17,7 +24,7 @@ func NewAckData(stream uint64, rnd io.Reader) []byte {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+1+9+32), wire.ObjectMsg)
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, maxAckDataLen), wire.ObjectMsg)
 	b = wire.AppendVarInt(b, 1)
 	b = wire.AppendVarInt(b, stream)
 	var r [32]byte
@@ -57,9 +64,13 @@ func AckExpires(now, msgTTL int64) uint64 { return uint64(now + AckTTL(msgTTL)) 
 
 // AckDataOf returns what a sender compares with its stored ack data: every
 // received object, of any type, minus its nonce and expiresTime
-// (checkackdata; objects under 32 bytes are skipped).
+// (checkackdata). It is the one rule for which objects may be acks:
+// PyBitmessage looks up every object of 32 bytes or more, but only a
+// remainder of the size NewAckData makes (38 to 46 bytes) can equal ack
+// data this sender stored, so for any other size AckDataOf reports false
+// and spares the caller the lookup.
 func AckDataOf(object []byte) ([]byte, bool) {
-	if len(object) < 32 {
+	if n := len(object) - 16; n < minAckDataLen || n > maxAckDataLen {
 		return nil, false
 	}
 	return object[16:], true
