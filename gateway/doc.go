@@ -12,8 +12,9 @@
 //   - incoming.go: a verified Bitmessage message → an RFC 5322 message for
 //     the recipient's mailbox.
 //   - dsn.go: RFC 3464 delivery status reports for the sender's INBOX.
-//   - errors.go: Error, which carries an SMTP reply, and SMTPError, the one
-//     place any error becomes an SMTP reply.
+//   - errors.go: Error, which carries an SMTP reply code and text, and
+//     Reply, the one place any error gets the meaning the client sees
+//     (smtpd puts it on the wire).
 //   - The other files: Submit, the outbound worker (pubkey → PoW → publish
 //     → ack), the inbound dispatcher and delivery status upkeep.
 //
@@ -21,7 +22,9 @@
 // All MIME work goes through go-message; untrusted text never reaches a
 // header without being sanitised and, where needed, RFC 2047 encoded.
 //
-// It imports bmcore and mailmap, go-message, golang.org/x/net/html and
-// go-smtp (for the reply type only); it must not import smtpd, imapd or
-// cmd.
+// It imports bmcore (not bmcore/node: objects arrive as
+// inventory.StoredObject and leave through the Publisher interface) and
+// mailmap, go-message and golang.org/x/net/html; it must not import smtpd,
+// imapd, cmd or go-smtp, and neither must its tests. The end-to-end tests
+// that assemble whole sites live in gateway/e2e.
 package gateway

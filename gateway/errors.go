@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/bmgate/bmgate/mailmap"
-	"github.com/emersion/go-smtp"
 )
 
 // Error is a refusal with its protocol meaning: an SMTP reply code, an RFC
@@ -81,44 +80,43 @@ func AuthUnavailable(cause error) *Error {
 
 const msgTemporary = "Temporary local problem, try again later"
 
-// SMTPError maps any error to the SMTP reply the client sees. It is the only
-// place that does so: an *Error keeps its code and client text, an
-// *smtp.SMTPError (for example smtp.ErrDataTooLarge from the DATA reader)
-// passes through, the store's sentinel errors get their meaning, and
-// anything else becomes a generic temporary failure whose text reveals
-// nothing internal. A nil error gives nil.
-func SMTPError(err error) *smtp.SMTPError {
+// Reply maps any error to the refusal the client sees. It is the only
+// place that gives an error its meaning: an *Error keeps its code and its
+// client text (made safe for a reply line), the store's sentinel errors get
+// theirs, and anything else becomes a generic temporary failure whose text
+// reveals nothing internal. The result's Err is the error given. A nil
+// error gives nil.
+//
+// smtpd turns the result into the SMTP reply it sends (the SMTP library's
+// types stay there); a reply the SMTP library made itself, such as the one
+// for a message over the size limit, passes through smtpd unchanged.
+func Reply(err error) *Error {
 	if err == nil {
 		return nil
 	}
 	var ge *Error
 	if errors.As(err, &ge) {
-		return &smtp.SMTPError{
-			Code:         ge.Code,
-			EnhancedCode: smtp.EnhancedCode(ge.Enhanced),
-			Message:      replyText(ge.Message),
-		}
-	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
+		r := *ge
+		r.Message, r.Err = replyText(ge.Message), err
+		return &r
 	}
 	switch {
 	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrDisabled):
 		// A disabled account is answered like a wrong password so that
 		// account state does not leak to someone guessing.
-		return smtp.ErrAuthFailed
+		return NewError(535, [3]int{5, 7, 8}, "Authentication failed", err)
 	case errors.Is(err, mailmap.ErrOverQuota):
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox quota exceeded"}
+		return NewError(552, [3]int{5, 2, 2}, "Mailbox quota exceeded", err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 7}, Message: "Timed out, try again later"}
+		return NewError(451, [3]int{4, 4, 7}, "Timed out, try again later", err)
 	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: msgTemporary}
+	return TemporaryFailure(err)
 }
 
-// replyText makes a client text safe for a reply line: go-smtp would turn
-// an embedded newline into a multi-line reply, control characters have no
-// place on the wire, and replies are ASCII (we do not offer SMTPUTF8).
+// replyText makes a client text safe for a reply line: an embedded newline
+// would become a multi-line SMTP reply (or a forged one), control
+// characters have no place on the wire, and replies are ASCII (we do not
+// offer SMTPUTF8).
 func replyText(s string) string {
 	s = strings.Map(func(r rune) rune {
 		switch {

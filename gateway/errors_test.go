@@ -8,39 +8,42 @@ import (
 	"testing"
 
 	"github.com/bmgate/bmgate/mailmap"
-	"github.com/emersion/go-smtp"
 )
 
-func TestSMTPError(t *testing.T) {
+func TestReply(t *testing.T) {
 	internal := errors.New("dial tcp 10.1.2.3:5432: password=hunter2 refused")
 	tests := []struct {
 		name     string
 		err      error
 		code     int
-		enhanced smtp.EnhancedCode
+		enhanced [3]int
 		text     string // expected message, "" = don't care
 	}{
-		{"gateway error", BadRecipient("BM-x is not valid", internal), 550, smtp.EnhancedCode{5, 1, 1}, "BM-x is not valid"},
-		{"wrapped gateway error", fmt.Errorf("submit: %w", BadSender("not yours", nil)), 550, smtp.EnhancedCode{5, 7, 1}, "not yours"},
-		{"media", MediaUnsupported("no attachments", nil), 554, smtp.EnhancedCode{5, 6, 1}, "no attachments"},
-		{"too large", TooLarge("too big"), 552, smtp.EnhancedCode{5, 3, 4}, "too big"},
-		{"temporary", TemporaryFailure(internal), 451, smtp.EnhancedCode{4, 3, 0}, msgTemporary},
-		{"auth unavailable", AuthUnavailable(internal), 454, smtp.EnhancedCode{4, 7, 0}, ""},
-		{"smtp error passes", smtp.ErrDataTooLarge, 552, smtp.EnhancedCode{5, 3, 4}, smtp.ErrDataTooLarge.Message},
-		{"wrapped smtp error", fmt.Errorf("read: %w", smtp.ErrDataTooLarge), 552, smtp.EnhancedCode{5, 3, 4}, ""},
-		{"auth failed", fmt.Errorf("login: %w", mailmap.ErrAuthFailed), 535, smtp.EnhancedCode{5, 7, 8}, ""},
-		{"disabled looks like auth failed", mailmap.ErrDisabled, 535, smtp.EnhancedCode{5, 7, 8}, ""},
-		{"quota", mailmap.ErrOverQuota, 552, smtp.EnhancedCode{5, 2, 2}, ""},
-		{"timeout", fmt.Errorf("enqueue: %w", context.DeadlineExceeded), 451, smtp.EnhancedCode{4, 4, 7}, ""},
-		{"unknown", internal, 451, smtp.EnhancedCode{4, 3, 0}, msgTemporary},
-		{"newline in text", BadRecipient("line one\r\n250 fake", nil), 550, smtp.EnhancedCode{5, 1, 1}, "line one  250 fake"},
-		{"non-ASCII text", BadRecipient("Grüße", nil), 550, smtp.EnhancedCode{5, 1, 1}, "Gr??e"},
+		{"gateway error", BadRecipient("BM-x is not valid", internal), 550, [3]int{5, 1, 1}, "BM-x is not valid"},
+		{"wrapped gateway error", fmt.Errorf("submit: %w", BadSender("not yours", nil)), 550, [3]int{5, 7, 1}, "not yours"},
+		{"media", MediaUnsupported("no attachments", nil), 554, [3]int{5, 6, 1}, "no attachments"},
+		{"too large", TooLarge("too big"), 552, [3]int{5, 3, 4}, "too big"},
+		{"temporary", TemporaryFailure(internal), 451, [3]int{4, 3, 0}, msgTemporary},
+		{"auth unavailable", AuthUnavailable(internal), 454, [3]int{4, 7, 0}, ""},
+		{"auth failed", fmt.Errorf("login: %w", mailmap.ErrAuthFailed), 535, [3]int{5, 7, 8}, ""},
+		{"disabled looks like auth failed", mailmap.ErrDisabled, 535, [3]int{5, 7, 8}, ""},
+		{"quota", mailmap.ErrOverQuota, 552, [3]int{5, 2, 2}, ""},
+		{"timeout", fmt.Errorf("enqueue: %w", context.DeadlineExceeded), 451, [3]int{4, 4, 7}, ""},
+		{"unknown", internal, 451, [3]int{4, 3, 0}, msgTemporary},
+		{"newline in text", BadRecipient("line one\r\n250 fake", nil), 550, [3]int{5, 1, 1}, "line one  250 fake"},
+		{"non-ASCII text", BadRecipient("Grüße", nil), 550, [3]int{5, 1, 1}, "Gr??e"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := SMTPError(tc.err)
-			if got.Code != tc.code || got.EnhancedCode != tc.enhanced {
-				t.Fatalf("SMTPError = %d %v %q, want %d %v", got.Code, got.EnhancedCode, got.Message, tc.code, tc.enhanced)
+			got := Reply(tc.err)
+			if got.Code != tc.code || got.Enhanced != tc.enhanced {
+				t.Fatalf("Reply = %d %v %q, want %d %v", got.Code, got.Enhanced, got.Message, tc.code, tc.enhanced)
+			}
+			if got.Temporary != (tc.code/100 == 4) {
+				t.Errorf("Temporary = %v for %d", got.Temporary, tc.code)
+			}
+			if !errors.Is(got, tc.err) {
+				t.Errorf("Reply(err) does not wrap err")
 			}
 			if tc.text != "" && got.Message != tc.text {
 				t.Errorf("message = %q, want %q", got.Message, tc.text)
@@ -53,8 +56,8 @@ func TestSMTPError(t *testing.T) {
 			}
 		})
 	}
-	if SMTPError(nil) != nil {
-		t.Error("SMTPError(nil) != nil")
+	if Reply(nil) != nil {
+		t.Error("Reply(nil) != nil")
 	}
 }
 

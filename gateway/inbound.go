@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/address"
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/bmgate/bmgate/bmcore/pow"
 	"github.com/bmgate/bmgate/bmcore/wire"
@@ -153,7 +153,7 @@ func (g *Gateway) objectBackoff(attempts int) time.Duration {
 
 // objectFailed records a failed attempt at an object. An error means the
 // failure could not be recorded (a store fault): the batch stops there.
-func (g *Gateway) objectFailed(ctx context.Context, so node.StoredObject, cause error) error {
+func (g *Gateway) objectFailed(ctx context.Context, so inventory.StoredObject, cause error) error {
 	now := g.cfg.Now()
 	// The backoff grows with the attempts the store counted.
 	var retryAt time.Time
@@ -182,7 +182,7 @@ func (g *Gateway) objectFailed(ctx context.Context, so node.StoredObject, cause 
 // processObject does the local processing of one valid object (relaying was
 // the node's business and is already done). Objects that are not for us, or
 // malformed, return nil: only faults worth a retry return an error.
-func (g *Gateway) processObject(ctx context.Context, so node.StoredObject) error {
+func (g *Gateway) processObject(ctx context.Context, so inventory.StoredObject) error {
 	o, err := wire.DecodeObject(so.Raw)
 	if err != nil {
 		return nil
@@ -270,7 +270,7 @@ func (g *Gateway) handlePubkey(ctx context.Context, o *wire.Object) error {
 }
 
 // handleMsg trial-decrypts a msg against every local identity and delivers it.
-func (g *Gateway) handleMsg(ctx context.Context, so node.StoredObject, o *wire.Object) error {
+func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *wire.Object) error {
 	ids, err := g.identities(ctx)
 	if err != nil {
 		return err
@@ -477,7 +477,7 @@ func (g *Gateway) isContact(ctx context.Context, userID int64, bm string) (bool,
 
 // handleBroadcast decrypts broadcasts from subscribed addresses
 // (docs/protocol.md §10.4) and files them for every subscriber.
-func (g *Gateway) handleBroadcast(ctx context.Context, so node.StoredObject, o *wire.Object) error {
+func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject, o *wire.Object) error {
 	subs, err := g.subscriptions(ctx)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/identity"
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/pow"
@@ -206,7 +206,7 @@ func (e *inboundEnv) joinChan(u mailmap.User, ch *identity.Identity, name string
 
 // put solves the proof of work of a headless object at the network
 // minimum, stores it in the inventory as the node would, and returns it.
-func (e *inboundEnv) put(headless []byte) node.StoredObject {
+func (e *inboundEnv) put(headless []byte) inventory.StoredObject {
 	e.t.Helper()
 	ttl := int64(time.Hour / time.Second)
 	target := pow.Target(uint64(len(headless)+8), ttl+pow.SolveMargin, params.Testnet.NonceTrialsPerByte, params.Testnet.ExtraBytes)
@@ -218,7 +218,7 @@ func (e *inboundEnv) put(headless []byte) node.StoredObject {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	so := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: o.Type, Version: o.Version, Stream: o.Stream,
+	so := inventory.StoredObject{Hash: wire.ComputeInvHash(raw), Type: o.Type, Version: o.Version, Stream: o.Stream,
 		Expires: time.Unix(int64(o.ExpiresTime), 0), Raw: raw}
 	if added, err := e.store.Put(context.Background(), so); err != nil || !added {
 		e.t.Fatalf("Put = %v, %v", added, err)
@@ -229,7 +229,7 @@ func (e *inboundEnv) put(headless []byte) node.StoredObject {
 func (e *inboundEnv) expires() uint64 { return uint64(time.Now().Add(time.Hour).Unix()) }
 
 // msgTo stores a msg from sender to the recipient identity.
-func (e *inboundEnv) msgTo(sender, to *identity.Identity, subject string) node.StoredObject {
+func (e *inboundEnv) msgTo(sender, to *identity.Identity, subject string) inventory.StoredObject {
 	e.t.Helper()
 	headless, err := object.BuildMsg(sender, object.PubkeyOf(to), to.Address,
 		object.MsgContent{Encoding: 2, Message: object.EncodeSimple(subject, "body of "+subject)}, e.expires(), rand.Reader)
@@ -240,7 +240,7 @@ func (e *inboundEnv) msgTo(sender, to *identity.Identity, subject string) node.S
 }
 
 // broadcastOf stores a broadcast of sender.
-func (e *inboundEnv) broadcastOf(sender *identity.Identity, subject string) node.StoredObject {
+func (e *inboundEnv) broadcastOf(sender *identity.Identity, subject string) inventory.StoredObject {
 	e.t.Helper()
 	headless, err := object.BuildBroadcast(sender, object.MsgContent{Encoding: 2, Message: object.EncodeSimple(subject, "news")},
 		e.expires(), rand.Reader)
@@ -352,7 +352,7 @@ func TestPoisonObjectSetAside(t *testing.T) {
 		folder := e.joinChan(alice, ch, "poison test")
 		sender := randomIdentity(t)
 		poison := e.msgTo(sender, ch, "poison")
-		good := []node.StoredObject{e.msgTo(sender, ch, "good 1"), e.msgTo(sender, ch, "good 2")}
+		good := []inventory.StoredObject{e.msgTo(sender, ch, "good 1"), e.msgTo(sender, ch, "good 2")}
 		e.store.fail = func(_ int64, inv string) error {
 			if inv == poison.Hash.String() {
 				return errInjected
@@ -497,7 +497,7 @@ func TestObjectProcessedTwice(t *testing.T) {
 			for _, c := range []struct {
 				u      mailmap.User
 				folder string
-				o      node.StoredObject
+				o      inventory.StoredObject
 			}{
 				{alice, "INBOX", msg}, {bob, chFolder, post}, {carol, chFolder, post},
 				{alice, newsFolder, bc}, {carol, newsFolder, bc},
@@ -509,7 +509,7 @@ func TestObjectProcessedTwice(t *testing.T) {
 		}
 		e.once()
 		check("first processing")
-		for _, o := range []node.StoredObject{msg, post, bc} {
+		for _, o := range []inventory.StoredObject{msg, post, bc} {
 			e.markPending(o.Hash)
 		}
 		if got := e.pending(e.clock.Now()); len(got) != 3 {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/identity"
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
@@ -189,7 +189,7 @@ func (e *inboundEnv) putRaw(raw []byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	so := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: o.Type, Version: o.Version, Stream: o.Stream,
+	so := inventory.StoredObject{Hash: wire.ComputeInvHash(raw), Type: o.Type, Version: o.Version, Stream: o.Stream,
 		Expires: time.Unix(int64(o.ExpiresTime), 0), Raw: raw}
 	if _, err := e.store.Put(context.Background(), so); err != nil {
 		e.t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/bmgate/bmgate/loginguard"
 )
 
 // TestPlainTCPAuthRefused: without TLS and without AllowInsecureAuth, the
@@ -97,28 +99,33 @@ func TestImplicitTLS(t *testing.T) {
 	}
 }
 
-// TestLoginFailures: wrong passwords get [AUTHENTICATIONFAILED] after a
-// delay that grows with each failure from the address; a disabled account
-// gets [CONTACTADMIN].
+// TestLoginFailures: wrong passwords get [AUTHENTICATIONFAILED]; each
+// failure makes the next attempt from the address wait longer (before the
+// password is checked); a disabled account gets [CONTACTADMIN].
 func TestLoginFailures(t *testing.T) {
-	const delay = 40 * time.Millisecond
-	e := newEnv(t, Config{AuthFailDelay: delay})
+	st, u := openStore(t)
+	g := loginguard.New(loginguard.Config{Store: st.(loginguard.Store), BaseDelay: 40 * time.Millisecond})
+	e := serveStore(t, st, u, Config{AllowInsecureAuth: true, Guard: g}, false)
 	c := e.dial(nil)
 	for i := 1; i <= 3; i++ {
 		start := time.Now()
 		err := c.Login(testUser, "wrong").Wait()
 		wantCode(t, "LOGIN with a wrong password", err, imap.ResponseCodeAuthenticationFailed)
-		if took, min := time.Since(start), time.Duration(i)*delay; took < min {
-			t.Errorf("failure %d answered after %v, want at least %v", i, took, min)
+		if took, min := time.Since(start), g.Delay(i-1); took < min {
+			t.Errorf("attempt %d answered after %v, want at least %v", i, took, min)
 		}
 	}
 	wantCode(t, "LOGIN of an unknown user", c.Login("nobody", "x").Wait(), imap.ResponseCodeAuthenticationFailed)
 	wantCode(t, "AUTHENTICATE PLAIN with a wrong password", c.Authenticate(sasl.NewPlainClient("", testUser, "wrong")), imap.ResponseCodeAuthenticationFailed)
+	wantCode(t, "AUTHENTICATE PLAIN as another user", c.Authenticate(sasl.NewPlainClient("admin", testUser, testPass)), imap.ResponseCodeAuthorizationFailed)
 
 	if err := e.store.SetDisabled(t.Context(), e.user.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, "LOGIN of a disabled account", e.dial(nil).Login(testUser, testPass).Wait(), imap.ResponseCodeContactAdmin)
+	if st := g.Stats().Attempts["imap"]; st[loginguard.OutcomeFailed] != 5 || st[loginguard.OutcomeDisabled] != 1 {
+		t.Errorf("guard stats %+v", st)
+	}
 }
 
 // TestConnectionLimits: MaxConnsPerIP turns extra connections away with

@@ -27,6 +27,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/goleak"
 
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -84,7 +85,8 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // newEnv starts a server over a fresh store that allows plain-text login
-// (loopback only) and, unless cfg says otherwise, throttles by 1 ms.
+// (loopback only) and, unless cfg says otherwise, guards logins with a 1 ms
+// base delay.
 func newEnv(t testing.TB, cfg Config) *testEnv {
 	t.Helper()
 	cfg.AllowInsecureAuth = true
@@ -94,11 +96,11 @@ func newEnv(t testing.TB, cfg Config) *testEnv {
 
 func serveStore(t testing.TB, st Store, u mailmap.User, cfg Config, implicitTLS bool) *testEnv {
 	t.Helper()
-	if cfg.AuthFailDelay == 0 {
-		cfg.AuthFailDelay = time.Millisecond
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
+	}
+	if gs, ok := st.(loginguard.Store); ok && cfg.Guard == nil {
+		cfg.Guard = loginguard.New(loginguard.Config{Store: gs, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond, Logger: cfg.Logger})
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -48,6 +48,25 @@ var (
 		Code: imap.ResponseCodeAuthenticationFailed,
 		Text: "Authentication failed",
 	}
+	errLoginLocked = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Too many failed logins, try again later",
+	}
+	errAuthBusy = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Server busy, try again later",
+	}
+	errNoMechanism = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Text: "SASL mechanism not supported",
+	}
+	errIdentity = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeAuthorizationFailed,
+		Text: "SASL identity not supported",
+	}
 	errEmptyMessage = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeCannot,

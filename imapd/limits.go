@@ -109,37 +109,15 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
-// handshakeTimeout bounds a new connection's first exchange.
+// handshakeTimeout bounds a new connection's TLS handshake.
 const handshakeTimeout = 30 * time.Second
 
-// limitListener counts connections per remote IP.
-type limitListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	// Until imapserver sets its own deadlines (greeting write, first
-	// command read), bound the TLS handshake of implicit-TLS connections,
-	// which would otherwise wait for a ClientHello forever.
-	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	ip := hostOf(c.RemoteAddr())
-	tc := &trackedConn{Conn: c, ip: ip, release: func() {}}
-	if l.srv.ipConns.acquire(ip) {
-		tc.release = func() { l.srv.ipConns.release(ip) }
-	} else {
-		tc.over = true
-	}
-	return tc, nil
-}
-
 // connOf finds the tracked raw connection under an imapserver connection,
-// looking through TLS.
+// looking through the front and TLS.
 func connOf(c net.Conn) *trackedConn {
+	if f := frontOf(c); f != nil {
+		return f.raw
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -186,64 +164,4 @@ func (c *counter) release(key string) {
 	} else {
 		c.n[key]--
 	}
-}
-
-// authThrottle slows down password guessing: every failed login from an IP
-// makes that IP's next failure wait longer (base × failures, up to 16 ×
-// base). Failures are forgotten after failWindow without one. The wait happens
-// before the NO is sent, in the connection's own goroutine, so a client
-// cannot pipeline guesses on one connection, and MaxConnsPerIP bounds the
-// parallel ones.
-type authThrottle struct {
-	base time.Duration
-	now  func() time.Time
-
-	mu    sync.Mutex
-	fails map[string]*failRecord
-}
-
-type failRecord struct {
-	n    int
-	last time.Time
-}
-
-const (
-	failWindow   = 10 * time.Minute
-	maxFailSteps = 16
-	maxFailIPs   = 100000
-)
-
-func newAuthThrottle(base time.Duration) *authThrottle {
-	return &authThrottle{base: base, now: time.Now, fails: make(map[string]*failRecord)}
-}
-
-// failed records a failure from ip and returns how long to wait before
-// answering it.
-func (t *authThrottle) failed(ip string) time.Duration {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.fails) >= maxFailIPs {
-		for k, r := range t.fails {
-			if now.Sub(r.last) > failWindow {
-				delete(t.fails, k)
-			}
-		}
-	}
-	r := t.fails[ip]
-	if r == nil {
-		if len(t.fails) >= maxFailIPs {
-			// Still full of recent failures: an attack from many
-			// addresses. Keep the map bounded and slow everyone.
-			return t.base * maxFailSteps
-		}
-		r = &failRecord{}
-		t.fails[ip] = r
-	}
-	if now.Sub(r.last) > failWindow {
-		r.n = 0
-	}
-	r.n++
-	r.last = now
-	return t.base * time.Duration(min(r.n, maxFailSteps))
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/bmgate/bmgate/loginguard"
+
 	// Legacy charsets (ISO-8859-x, Windows-125x...) for SEARCH BODY/TEXT.
 	_ "github.com/emersion/go-message/charset"
 )
@@ -24,8 +26,9 @@ const (
 	DefaultMaxConnsPerIP   = 20
 	DefaultMaxConnsPerUser = 20
 	DefaultAppendLimit     = 10 << 20
-	DefaultAuthFailDelay   = time.Second
 	DefaultPollInterval    = 15 * time.Second
+	DefaultMaxConns        = 1000
+	DefaultLoginTimeout    = 60 * time.Second
 
 	// commandTimeout bounds the store work of one command.
 	commandTimeout = 2 * time.Minute
@@ -49,12 +52,21 @@ type Config struct {
 	// AppendLimit is the largest message APPEND accepts, advertised as
 	// APPENDLIMIT (default 10 MiB).
 	AppendLimit uint32
+	// MaxConns caps the open connections of each Serve or ServeTLS
+	// listener (default 1000; negative: no cap). Connections past it get
+	// a BYE (plain) or are closed (implicit TLS) at once.
+	MaxConns int
+	// LoginTimeout is how long a connection may stay without logging in,
+	// from its accept (default 60 s; negative: no limit); then it gets a
+	// BYE. imapserver's own idle limit before login is 30 s per command.
+	LoginTimeout time.Duration
+	// Guard counts failed logins and delays guessing (package loginguard);
+	// nil: a guard over Store when it is a loginguard.Store (mailmap.Store
+	// is), otherwise none.
+	Guard *loginguard.Guard
 	// Logger receives server events; nil discards them. Credentials and
 	// message contents are never logged.
 	Logger *slog.Logger
-	// AuthFailDelay is the wait added per recent failed login from the same
-	// IP (default 1 s; negative disables).
-	AuthFailDelay time.Duration
 	// PollInterval is how often a selected mailbox is checked against the
 	// store when no change notice arrived (a backstop for lost notices and
 	// writers without a notifier; default 15 s).
@@ -84,10 +96,11 @@ func (c *Config) setDefaults() {
 	if c.AppendLimit == 0 {
 		c.AppendLimit = DefaultAppendLimit
 	}
-	if c.AuthFailDelay == 0 {
-		c.AuthFailDelay = DefaultAuthFailDelay
-	} else if c.AuthFailDelay < 0 {
-		c.AuthFailDelay = 0
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.LoginTimeout == 0 {
+		c.LoginTimeout = DefaultLoginTimeout
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
@@ -120,13 +133,25 @@ var capabilities = imap.CapSet{
 }
 
 // Server is an IMAP server over a Store.
+//
+// It runs two imapservers: plain serves connections before TLS (it offers
+// STARTTLS, which the front performs: see frontConn), secure serves those
+// over TLS, implicit or after STARTTLS (handed over through handoffLn).
 type Server struct {
-	store    Store
-	cfg      Config
-	log      *slog.Logger
-	imap     *imapserver.Server
-	ipConns  *counter
-	throttle *authThrottle
+	store   Store
+	cfg     Config
+	log     *slog.Logger
+	plain   *imapserver.Server
+	secure  *imapserver.Server
+	ipConns *counter
+	guard   *loginguard.Guard
+
+	handoffLn   *handoffListener
+	handoffOnce sync.Once
+	handoffDone chan struct{}
+
+	refusing        atomic.Int64  // goroutines writing a BYE to a refused connection
+	literalRefusals atomic.Uint64 // commands refused for a too large literal
 
 	ctx    context.Context // cancelled by Close; parent of every store call
 	cancel context.CancelFunc
@@ -134,6 +159,7 @@ type Server struct {
 	mu     sync.Mutex
 	users  map[int64]*userHub
 	closed bool
+	gates  []*gate
 
 	sessions   atomic.Int64
 	sessionsWG sync.WaitGroup
@@ -143,23 +169,36 @@ type Server struct {
 // An invalid cfg (see Config.Validate) makes every Serve call fail.
 func New(store Store, cfg Config) *Server {
 	cfg.setDefaults()
+	if cfg.Guard == nil {
+		if gs, ok := store.(loginguard.Store); ok {
+			cfg.Guard = loginguard.New(loginguard.Config{Store: gs, Logger: cfg.Logger})
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		store:    store,
-		cfg:      cfg,
-		log:      cfg.Logger,
-		ipConns:  newCounter(cfg.MaxConnsPerIP),
-		throttle: newAuthThrottle(cfg.AuthFailDelay),
-		ctx:      ctx,
-		cancel:   cancel,
-		users:    make(map[int64]*userHub),
+		store:       store,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		ipConns:     newCounter(cfg.MaxConnsPerIP),
+		guard:       cfg.Guard,
+		handoffLn:   newHandoffListener(),
+		handoffDone: make(chan struct{}),
+		ctx:         ctx,
+		cancel:      cancel,
+		users:       make(map[int64]*userHub),
 	}
-	s.imap = imapserver.New(&imapserver.Options{
+	s.plain = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         capabilities,
 		Logger:       libLogger{cfg.Logger},
-		TLSConfig:    cfg.TLSConfig,
+		TLSConfig:    cfg.TLSConfig, // offers STARTTLS; the front performs it
 		InsecureAuth: cfg.AllowInsecureAuth,
+	})
+	s.secure = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         capabilities,
+		Logger:       libLogger{cfg.Logger},
+		InsecureAuth: true, // every connection it gets is over TLS
 	})
 	return s
 }
@@ -170,7 +209,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
-	return s.serve(&limitListener{Listener: ln, srv: s})
+	if s.cfg.TLSConfig != nil {
+		s.handoffOnce.Do(func() {
+			go func() {
+				defer close(s.handoffDone)
+				s.secure.Serve(s.handoffLn)
+			}()
+		})
+	}
+	return s.serve(s.plain, s.newGate(ln, "imap", false))
 }
 
 // ServeTLS accepts implicit-TLS connections (port 993) on ln.
@@ -181,12 +228,66 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLSConfig == nil {
 		return errors.New("imapd: ServeTLS needs Config.TLSConfig")
 	}
-	// The limit wrapper goes under TLS so imapserver sees *tls.Conn.
-	return s.serve(tls.NewListener(&limitListener{Listener: ln, srv: s}, s.cfg.TLSConfig))
+	return s.serve(s.secure, s.newGate(ln, "imaps", true))
 }
 
-func (s *Server) serve(ln net.Listener) error {
-	err := s.imap.Serve(ln)
+func (s *Server) newGate(ln net.Listener, name string, secure bool) *gate {
+	g := &gate{Listener: ln, srv: s, name: name, secure: secure, max: s.cfg.MaxConns}
+	s.mu.Lock()
+	s.gates = append(s.gates, g)
+	s.mu.Unlock()
+	return g
+}
+
+// handoff gives a connection that did STARTTLS to the TLS side; false when
+// the server is closing.
+func (s *Server) handoff(c *frontConn) bool {
+	select {
+	case s.handoffLn.ch <- c:
+		return true
+	case <-s.handoffLn.done:
+		return false
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// Stats are a Server's connection counters.
+type Stats struct {
+	Listeners []ListenerStats
+	// LiteralRefusals counts commands refused for a literal over the limit.
+	LiteralRefusals uint64
+}
+
+// ListenerStats describes one listener.
+type ListenerStats struct {
+	Name          string // "imap" or "imaps"
+	Open          int    // connections open now
+	Max           int    // the cap (≤ 0: none)
+	RefusedCap    uint64 // connections refused because the cap was reached
+	RefusedPerIP  uint64 // connections refused because their address had MaxConnsPerIP
+	LoginTimeouts uint64 // connections closed for not logging in within LoginTimeout
+}
+
+// Stats returns the listeners' counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{LiteralRefusals: s.literalRefusals.Load()}
+	for _, g := range s.gates {
+		st.Listeners = append(st.Listeners, ListenerStats{
+			Name: g.name, Open: int(g.open.Load()), Max: g.max,
+			RefusedCap: g.refusedCap.Load(), RefusedPerIP: g.refusedPerIP.Load(), LoginTimeouts: g.loginTimeouts.Load(),
+		})
+	}
+	return st
+}
+
+// Guard returns the server's login guard (nil: none).
+func (s *Server) Guard() *loginguard.Guard { return s.guard }
+
+func (s *Server) serve(srv *imapserver.Server, ln net.Listener) error {
+	err := srv.Serve(ln)
 	if err != nil && s.isClosed() {
 		return nil
 	}
@@ -207,7 +308,13 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
-	err := s.imap.Close()
+	err := errors.Join(s.plain.Close(), s.secure.Close())
+	s.handoffLn.Close()
+	s.handoffOnce.Do(func() { close(s.handoffDone) }) // never started: nothing to wait for
+	select {
+	case <-s.handoffDone:
+	case <-time.After(closeWait):
+	}
 	done := make(chan struct{})
 	go func() {
 		s.sessionsWG.Wait()
@@ -239,6 +346,9 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	if tc != nil {
 		ip = tc.ip
 		if tc.over {
+			if f := frontOf(c.NetConn()); f != nil {
+				f.gate.refusedPerIP.Add(1)
+			}
 			s.log.Warn("imap connection limit per IP reached", "ip", ip)
 			return nil, nil, errTooManyIPConns
 		}

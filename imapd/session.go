@@ -11,7 +11,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-sasl"
 
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -45,6 +47,7 @@ type selected struct {
 var (
 	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionSASL        = (*session)(nil)
 )
 
 func (s *session) ctx() (context.Context, context.CancelFunc) {
@@ -106,16 +109,30 @@ func (s *session) Close() error {
 }
 
 // Login implements imapserver.Session; AUTHENTICATE PLAIN comes here too.
+// The login guard decides when the password is checked, and logs it.
 func (s *session) Login(username, password string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	u, err := s.srv.store.Authenticate(ctx, username, password)
+	verify := func(ctx context.Context) (mailmap.User, error) {
+		return s.srv.store.Authenticate(ctx, username, password)
+	}
+	var u mailmap.User
+	var err error
+	if s.srv.guard != nil {
+		u, err = s.srv.guard.Login(ctx, "imap", s.ip, username, verify)
+	} else {
+		u, err = verify(ctx)
+	}
 	switch {
+	case errors.Is(err, loginguard.ErrLocked):
+		return errLoginLocked
 	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrNotFound):
-		d := s.srv.throttle.failed(s.ip)
-		s.srv.log.Info("imap login failed", "ip", s.ip, "delay", d)
-		s.srv.sleep(d)
+		if s.srv.guard == nil {
+			s.srv.log.Info("imap login failed", "ip", s.ip)
+		}
 		return errAuthFailed
+	case errors.Is(err, mailmap.ErrBusy):
+		return errAuthBusy
 	case err != nil:
 		return s.fail("LOGIN", err, "")
 	}
@@ -125,8 +142,42 @@ func (s *session) Login(username, password string) error {
 		return err
 	}
 	s.user, s.hub = &u, hub
+	if f := frontOf(s.conn.NetConn()); f != nil {
+		f.authenticated()
+	}
 	s.srv.log.Debug("imap login", "ip", s.ip, "user", u.Name)
 	return nil
+}
+
+// AuthenticateMechanisms implements imapserver.SessionSASL.
+func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+
+// Authenticate implements imapserver.SessionSASL: PLAIN, as imapserver's
+// own, except that a malformed message is an authentication failure (NO
+// [AUTHENTICATIONFAILED]) rather than NO [SERVERBUG].
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	if !strings.EqualFold(mech, sasl.Plain) {
+		return nil, errNoMechanism
+	}
+	return saslReplies{sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return errIdentity
+		}
+		return s.Login(username, password)
+	})}, nil
+}
+
+// saslReplies turns a SASL mechanism's errors that are not IMAP answers (a
+// malformed exchange) into an authentication failure.
+type saslReplies struct{ sasl.Server }
+
+func (r saslReplies) Next(response []byte) ([]byte, bool, error) {
+	ch, done, err := r.Server.Next(response)
+	var ie *imap.Error
+	if err != nil && !errors.As(err, &ie) {
+		return nil, true, errAuthFailed
+	}
+	return ch, done, err
 }
 
 // AppendLimit implements imapserver.SessionAppendLimit (RFC 7889).

@@ -23,12 +23,14 @@ func (realClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 }
 
 // ManualClock is a Clock that moves only when told to (tests): waits end
-// when Advance passes their time.
+// when Advance passes their time, or once Free is called.
 type ManualClock struct {
 	mu      sync.Mutex
 	now     time.Time
 	timers  map[*manualTimer]struct{}
 	changed chan struct{} // closed when a timer is added or removed
+	free    bool
+	freedAt time.Time // real time of Free
 }
 
 type manualTimer struct {
@@ -45,6 +47,9 @@ func NewManualClock(t time.Time) *ManualClock {
 func (c *ManualClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.free {
+		return c.now.Add(time.Since(c.freedAt))
+	}
 	return c.now
 }
 
@@ -52,6 +57,10 @@ func (c *ManualClock) Now() time.Time {
 func (c *ManualClock) After(d time.Duration) (<-chan time.Time, func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.free {
+		t := time.NewTimer(d)
+		return t.C, t.Stop
+	}
 	t := &manualTimer{at: c.now.Add(d), ch: make(chan time.Time, 1)}
 	if d <= 0 {
 		t.ch <- c.now
@@ -112,4 +121,19 @@ func (c *ManualClock) WaitForWaiters(n int, done <-chan struct{}) bool {
 			return false
 		}
 	}
+}
+
+// Free ends the test's control: the clock jumps a day ahead (past every
+// lock and wait), pending waits end, and from then on it runs in real time,
+// so nothing stays parked while the test shuts down.
+func (c *ManualClock) Free() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(24 * time.Hour)
+	c.free, c.freedAt = true, time.Now()
+	for t := range c.timers {
+		t.ch <- c.now
+		delete(c.timers, t)
+	}
+	c.signal()
 }

@@ -157,11 +157,11 @@ type Guard struct {
 	log    *slog.Logger
 	policy mailmap.GuardPolicy
 
-	mu      sync.Mutex
-	wake    map[string]*waker // account key → waiters of this process
-	counts  map[statKey]uint64
-	waited  uint64
-	pruned  uint64
+	mu     sync.Mutex
+	wake   map[string]*waker // account key → waiters of this process
+	counts map[statKey]uint64
+	waited uint64
+	pruned uint64
 }
 
 type waker struct {

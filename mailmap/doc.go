@@ -23,7 +23,8 @@
 //     derive), are sealed with AES-256-GCM under a key derived from
 //     Options.SecretKey; passwords are argon2id hashes.
 //
-// It imports bmcore types only (node.Inventory, node.KnownNodes are
-// implemented here); it knows nothing of SMTP, IMAP or MIME and must not
-// import smtpd, imapd or the gateway. Its conformance suite is storetest.
+// Of bmcore it imports only the leaf packages bmcore/inventory (whose
+// Inventory and KnownNodes it implements) and bmcore/wire, never the node
+// runtime; it knows nothing of SMTP, IMAP or MIME and must not import
+// smtpd, imapd or the gateway. Its conformance suite is storetest.
 package mailmap

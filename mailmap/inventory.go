@@ -8,13 +8,13 @@ import (
 	"math"
 	"time"
 
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
-// errObjectNotFound satisfies both node.Inventory's and this package's
+// errObjectNotFound satisfies both inventory.Inventory's and this package's
 // not-found checks.
-var errObjectNotFound = fmt.Errorf("%w (%w)", node.ErrNotFound, ErrNotFound)
+var errObjectNotFound = fmt.Errorf("%w (%w)", inventory.ErrNotFound, ErrNotFound)
 
 func (s *sqlStore) Has(ctx context.Context, h wire.InvHash) (bool, error) {
 	var one int
@@ -42,7 +42,7 @@ func (s *sqlStore) Get(ctx context.Context, h wire.InvHash) ([]byte, error) {
 
 // Put stores a validated object, pending for the gateway (processed=false).
 // It is durable when Put returns.
-func (s *sqlStore) Put(ctx context.Context, obj node.StoredObject) (bool, error) {
+func (s *sqlStore) Put(ctx context.Context, obj inventory.StoredObject) (bool, error) {
 	if len(obj.Raw) == 0 {
 		return false, invalid("empty object")
 	}
@@ -122,15 +122,15 @@ func (s *sqlStore) Expire(ctx context.Context, before time.Time) (int, error) {
 
 const objectCols = `hash, type, version, stream, expires, tag, raw`
 
-func (s *sqlStore) queryObjects(ctx context.Context, query string, args ...any) ([]node.StoredObject, error) {
+func (s *sqlStore) queryObjects(ctx context.Context, query string, args ...any) ([]inventory.StoredObject, error) {
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []node.StoredObject
+	var out []inventory.StoredObject
 	for rows.Next() {
-		var o node.StoredObject
+		var o inventory.StoredObject
 		var hash []byte
 		var typ, version, stream, expires int64
 		if err := rows.Scan(&hash, &typ, &version, &stream, &expires, &o.Tag, &o.Raw); err != nil {
@@ -149,7 +149,7 @@ func (s *sqlStore) queryObjects(ctx context.Context, query string, args ...any) 
 // PendingObjects returns up to limit objects the gateway has not processed,
 // in arrival order, leaving out objects set aside and objects whose retry
 // (ObjectFailed) is not due at now.
-func (s *sqlStore) PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error) {
+func (s *sqlStore) PendingObjects(ctx context.Context, now time.Time, limit int) ([]inventory.StoredObject, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -163,7 +163,7 @@ func (s *sqlStore) PendingObjects(ctx context.Context, now time.Time, limit int)
 
 // ObjectsByTag returns the unexpired objects of a type with that tag, in
 // arrival order.
-func (s *sqlStore) ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]node.StoredObject, error) {
+func (s *sqlStore) ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]inventory.StoredObject, error) {
 	if len(tag) == 0 {
 		return nil, nil
 	}
@@ -196,7 +196,7 @@ func (s *sqlStore) InventoryCount(ctx context.Context) (int, error) {
 
 // Known nodes (docs/protocol.md §15).
 
-func (s *sqlStore) ListNodes(ctx context.Context, stream uint64, limit int) ([]node.KnownNode, error) {
+func (s *sqlStore) ListNodes(ctx context.Context, stream uint64, limit int) ([]inventory.KnownNode, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -206,9 +206,9 @@ func (s *sqlStore) ListNodes(ctx context.Context, stream uint64, limit int) ([]n
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	defer rows.Close()
-	var out []node.KnownNode
+	var out []inventory.KnownNode
 	for rows.Next() {
-		var n node.KnownNode
+		var n inventory.KnownNode
 		var st, services, seen int64
 		if err := rows.Scan(&n.Addr, &st, &services, &seen, &n.Rating); err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
@@ -222,7 +222,7 @@ func (s *sqlStore) ListNodes(ctx context.Context, stream uint64, limit int) ([]n
 	return out, nil
 }
 
-func (s *sqlStore) UpsertNode(ctx context.Context, n node.KnownNode) error {
+func (s *sqlStore) UpsertNode(ctx context.Context, n inventory.KnownNode) error {
 	if n.Addr == "" || !validText(n.Addr, 300) {
 		return invalid("node address")
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
@@ -313,8 +313,8 @@ type Notifier interface {
 // Store is the whole persistent model. Every method that touches mail takes
 // the user it acts for and never reaches another user's rows.
 type Store interface {
-	node.Inventory
-	node.KnownNodes
+	inventory.Inventory
+	inventory.KnownNodes
 	Notifier
 
 	Close() error
@@ -457,7 +457,7 @@ type Store interface {
 	//
 	// PendingObjects returns up to limit of them in arrival order, leaving
 	// out set-aside objects and those whose retry (ObjectFailed) is after now.
-	PendingObjects(ctx context.Context, now time.Time, limit int) ([]node.StoredObject, error)
+	PendingObjects(ctx context.Context, now time.Time, limit int) ([]inventory.StoredObject, error)
 	// ObjectFailed records a failed attempt to process a pending object:
 	// attempts+1, the error text (made storable and bounded), and the time
 	// before which PendingObjects skips it: now + backoff(attempts), with
@@ -472,7 +472,7 @@ type Store interface {
 	// ObjectsByTag returns the unexpired inventory objects of a type carrying
 	// that tag (getpubkey v4, pubkey v4, broadcast v5), so a sender finds a
 	// pubkey that reached the inventory before it asked for it.
-	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]node.StoredObject, error)
+	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]inventory.StoredObject, error)
 	MarkProcessed(ctx context.Context, h wire.InvHash) error
 	InventoryCount(ctx context.Context) (int, error)
 

@@ -7,7 +7,8 @@
 //
 // It decides nothing about mail or Bitmessage: the Authenticator checks
 // passwords and the Submitter (the gateway) checks senders and recipients
-// and accepts the message. Every refusal goes through gateway.SMTPError.
+// and accepts the message. Every refusal goes through smtpReply (reply.go),
+// which takes its meaning from gateway.Reply; go-smtp stays in this package.
 // It never logs passwords or message bodies.
 //
 // It imports gateway and mailmap (types only); it must not import imapd,

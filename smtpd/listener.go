@@ -141,8 +141,8 @@ type trackedConn struct {
 	ip   string
 	once sync.Once
 
-	loginBy time.Time // zero: no login deadline (trusted listener, or none configured)
-	authed  atomic.Bool
+	loginBy  time.Time // zero: no login deadline (trusted listener, or none configured)
+	authed   atomic.Bool
 	timedOut atomic.Bool
 
 	hangUp atomic.Bool // close once the next write (the last reply) is done

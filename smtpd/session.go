@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/gateway"
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -64,52 +65,82 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return saslReplies{sasl.NewPlainServer(func(identity, username, password string) error {
 			// RFC 4616 §2: acting as another user is not supported.
 			if identity != "" && identity != username {
-				return se.loginFailed(username)
+				password = "" // a failed login, counted as one
 			}
 			return se.login(username, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{authenticate: se.login}, nil
+		return saslReplies{&loginServer{authenticate: se.login}}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// login checks credentials. Its error is the reply go-smtp sends.
-func (se *session) login(username, password string) error {
-	if username == "" || password == "" {
-		return se.loginFailed(username)
+// Replies to logins that are not failures of the password.
+var (
+	// errLoginLocked: the login guard did not let the attempt through;
+	// nothing was checked (RFC 4954 §6: 454 4.7.0, temporary).
+	errLoginLocked = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try again later"}
+	// errBadSASL: the SASL exchange itself was malformed (a PLAIN message
+	// without its NUL separators, a LOGIN step out of order).
+	errBadSASL = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+)
+
+// saslReplies turns the errors of a SASL mechanism that are not already
+// replies (a malformed exchange) into an authentication failure: go-smtp
+// would send them as a temporary 454 with the library's error text.
+type saslReplies struct{ sasl.Server }
+
+func (s saslReplies) Next(response []byte) ([]byte, bool, error) {
+	ch, done, err := s.Server.Next(response)
+	var se *smtp.SMTPError
+	if err != nil && !errors.As(err, &se) {
+		return nil, true, errBadSASL
 	}
-	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
-	defer cancel()
-	u, err := se.s.auth.Authenticate(ctx, username, password)
-	switch {
-	case err == nil:
-		se.s.throttle.succeeded(se.ip)
-		se.user = &u
-		se.log = se.log.With("user", u.Name)
-		se.log.Info("login")
-		return nil
-	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrDisabled), errors.Is(err, mailmap.ErrNotFound):
-		return se.loginFailed(username)
-	}
-	se.log.Error("authentication unavailable", "err", err)
-	return gateway.SMTPError(gateway.AuthUnavailable(err))
+	return ch, done, err
 }
 
-// loginFailed waits out the throttle delay and gives the failure reply.
-func (se *session) loginFailed(username string) error {
-	d := se.s.throttle.failed(se.ip, time.Now())
-	se.log.Info("login failed", "user", username, "delay", d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-se.s.ctx.Done():
+// login checks credentials through the login guard. Its error is the reply
+// go-smtp sends; the guard logs the decision.
+func (se *session) login(username, password string) error {
+	ctx, cancel := context.WithTimeout(se.s.ctx, callTimeout)
+	defer cancel()
+	verify := func(ctx context.Context) (mailmap.User, error) {
+		if username == "" || password == "" {
+			return mailmap.User{}, mailmap.ErrAuthFailed
+		}
+		return se.s.auth.Authenticate(ctx, username, password)
 	}
-	return gateway.SMTPError(mailmap.ErrAuthFailed)
+	var u mailmap.User
+	var err error
+	if se.s.guard != nil {
+		u, err = se.s.guard.Login(ctx, "smtp", se.ip, username, verify)
+	} else {
+		u, err = verify(ctx)
+	}
+	switch {
+	case err == nil:
+		se.user = &u
+		se.log = se.log.With("user", u.Name)
+		se.log.Debug("login")
+		if tc := se.tracked(); tc != nil {
+			tc.authenticated()
+		}
+		return nil
+	case errors.Is(err, loginguard.ErrLocked):
+		return errLoginLocked
+	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrDisabled), errors.Is(err, mailmap.ErrNotFound):
+		if se.s.guard == nil {
+			se.log.Info("login failed", "user", username)
+		}
+		return smtpReply(mailmap.ErrAuthFailed)
+	case errors.Is(err, mailmap.ErrBusy):
+		return smtpReply(gateway.AuthUnavailable(err))
+	}
+	se.log.Error("authentication unavailable", "err", err)
+	return smtpReply(gateway.AuthUnavailable(err))
 }
 
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -165,12 +196,20 @@ func (se *session) Data(r io.Reader) error {
 		return smtp.ErrAuthRequired
 	}
 	raw, err := io.ReadAll(&deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.cfg.ReadTimeout})
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		// Permanent (a retry sends the same line): RFC 5321 §4.5.3.1.6
+		// bounds a text line, §4.5.3.1.10 names the reply. The rest of the
+		// stream cannot be parsed, so the connection ends with the reply.
+		se.log.Info("message refused: line too long", "max", se.s.main.MaxLineLength)
+		se.hangUp()
+		return errLineTooLong
+	}
 	if err != nil {
-		// smtp.ErrDataTooLarge passes through SMTPError as the 552 it is.
+		// smtp.ErrDataTooLarge passes through smtpReply as the 552 it is.
 		if !errors.Is(err, smtp.ErrDataTooLarge) {
 			se.log.Info("reading message failed", "err", err)
 		}
-		return gateway.SMTPError(err)
+		return smtpReply(err)
 	}
 	if err := se.active(); err != nil {
 		return err
@@ -191,6 +230,10 @@ func (se *session) Data(r io.Reader) error {
 	se.log.Info("message accepted", "from", se.from, "recipients", len(sub.Recipients), "bytes", len(raw))
 	return nil
 }
+
+// errLineTooLong answers a message with a line over go-smtp's limit (2000
+// octets with CRLF; RFC 5321 allows 1000).
+var errLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long, closing connection"}
 
 // Replies that end a session whose account was disabled or deleted after
 // login (RFC 5321 §3.8: 421, then the server closes the connection).
@@ -224,19 +267,25 @@ func (se *session) active() error {
 
 // hangUp closes the connection once the reply now due is written.
 func (se *session) hangUp() {
+	if tc := se.tracked(); tc != nil {
+		tc.hangUpAfterReply()
+	}
+}
+
+// tracked finds the session's connection under TLS.
+func (se *session) tracked() *trackedConn {
 	c := se.conn.Conn()
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if tc, ok := c.(*trackedConn); ok {
-		tc.hangUpAfterReply()
-	}
+	tc, _ := c.(*trackedConn)
+	return tc
 }
 
 // refuse logs a refusal (the internal cause included, never the message)
 // and returns the client's reply.
 func (se *session) refuse(what string, err error, attrs ...any) error {
-	reply := gateway.SMTPError(err)
+	reply := smtpReply(err)
 	attrs = append(attrs, "code", reply.Code, "err", err)
 	if reply.Code/100 == 4 {
 		se.log.Warn(what, attrs...)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
@@ -100,7 +101,7 @@ func TestAddrSend(t *testing.T) {
 	cfg.AllowPrivateAddrs = false
 	ctx := context.Background()
 	now := time.Now()
-	for _, kn := range []KnownNode{
+	for _, kn := range []inventory.KnownNode{
 		{Addr: "8.8.8.8:8444", Stream: 1, LastSeen: now.Add(-time.Minute), Rating: 0.5},
 		{Addr: "8.8.4.4:8444", Stream: 1, LastSeen: now.Add(-2 * time.Hour)},
 		{Addr: "1.1.1.1:8444", Stream: 1, LastSeen: now.Add(-4 * time.Hour)},              // stale
@@ -143,9 +144,9 @@ func TestKnownNodesPersistAndHygiene(t *testing.T) {
 	cfg := testConfig(t)
 	ctx := context.Background()
 	now := time.Now()
-	_ = cfg.KnownNodes.UpsertNode(ctx, KnownNode{Addr: "8.8.8.8:8444", Stream: 1, LastSeen: now.Add(-29 * 24 * time.Hour)})
-	_ = cfg.KnownNodes.UpsertNode(ctx, KnownNode{Addr: "8.8.4.4:8444", Stream: 1, LastSeen: now.Add(-4 * time.Hour), Rating: -0.6})
-	_ = cfg.KnownNodes.UpsertNode(ctx, KnownNode{Addr: "1.1.1.1:8444", Stream: 1, LastSeen: now.Add(-4 * time.Hour), Rating: -0.4})
+	_ = cfg.KnownNodes.UpsertNode(ctx, inventory.KnownNode{Addr: "8.8.8.8:8444", Stream: 1, LastSeen: now.Add(-29 * 24 * time.Hour)})
+	_ = cfg.KnownNodes.UpsertNode(ctx, inventory.KnownNode{Addr: "8.8.4.4:8444", Stream: 1, LastSeen: now.Add(-4 * time.Hour), Rating: -0.6})
+	_ = cfg.KnownNodes.UpsertNode(ctx, inventory.KnownNode{Addr: "1.1.1.1:8444", Stream: 1, LastSeen: now.Add(-4 * time.Hour), Rating: -0.4})
 	n := startNode(t, cfg)
 	n.book.cleanup(now)
 	if got := bookAddrs(n, 1); !slices.Equal(got, []string{"1.1.1.1:8444"}) {
@@ -207,7 +208,7 @@ func TestBootstrapName(t *testing.T) {
 	target := startNode(t, testConfig(t))
 	bcfg := testConfig(t)
 	// The bootstrap server knows the target.
-	_ = bcfg.KnownNodes.UpsertNode(context.Background(), KnownNode{Addr: addrOf(target), Stream: 1, LastSeen: time.Now()})
+	_ = bcfg.KnownNodes.UpsertNode(context.Background(), inventory.KnownNode{Addr: addrOf(target), Stream: 1, LastSeen: time.Now()})
 	boot := startNode(t, bcfg)
 	netw := *params.Testnet
 	netw.Bootstrap = []string{"localhost:" + strconv.Itoa(boot.Addr().(*net.TCPAddr).Port)}

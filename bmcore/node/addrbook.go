@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
@@ -49,7 +50,7 @@ type dialState struct {
 // maintenance goroutine, so a peer's reader never waits for storage.
 type addrBook struct {
 	mu      sync.Mutex
-	nodes   map[uint64]map[string]*KnownNode
+	nodes   map[uint64]map[string]*inventory.KnownNode
 	dirty   map[nodeKey]struct{}
 	removed map[nodeKey]struct{}
 	dials   map[string]*dialState
@@ -58,7 +59,7 @@ type addrBook struct {
 
 func newAddrBook() *addrBook {
 	return &addrBook{
-		nodes:   map[uint64]map[string]*KnownNode{},
+		nodes:   map[uint64]map[string]*inventory.KnownNode{},
 		dirty:   map[nodeKey]struct{}{},
 		removed: map[nodeKey]struct{}{},
 		dials:   map[string]*dialState{},
@@ -120,7 +121,7 @@ func routable(ip netip.Addr) bool {
 
 // load reads the known nodes of the streams and of their child streams
 // (which only go into the addr we send, docs/protocol.md §13).
-func (b *addrBook) load(ctx context.Context, store KnownNodes, streams []uint64) error {
+func (b *addrBook) load(ctx context.Context, store inventory.KnownNodes, streams []uint64) error {
 	var all []uint64
 	for _, s := range streams {
 		all = append(all, s, 2*s, 2*s+1)
@@ -141,10 +142,10 @@ func (b *addrBook) load(ctx context.Context, store KnownNodes, streams []uint64)
 	return nil
 }
 
-func (b *addrBook) stream(s uint64) map[string]*KnownNode {
+func (b *addrBook) stream(s uint64) map[string]*inventory.KnownNode {
 	m := b.nodes[s]
 	if m == nil {
-		m = map[string]*KnownNode{}
+		m = map[string]*inventory.KnownNode{}
 		b.nodes[s] = m
 	}
 	return m
@@ -165,7 +166,7 @@ func (b *addrBook) seen(stream uint64, addr string, services uint64, t time.Time
 		if len(m) >= maxKnownPerStream {
 			return
 		}
-		kn = &KnownNode{Addr: addr, Stream: stream}
+		kn = &inventory.KnownNode{Addr: addr, Stream: stream}
 		m[addr] = kn
 	} else if !t.After(kn.LastSeen) {
 		return
@@ -189,7 +190,7 @@ func (b *addrBook) connected(addr string, streams []uint64, services uint64, now
 			if len(m) >= maxKnownPerStream {
 				continue
 			}
-			kn = &KnownNode{Addr: addr, Stream: s}
+			kn = &inventory.KnownNode{Addr: addr, Stream: s}
 			m[addr] = kn
 		}
 		kn.LastSeen = now
@@ -410,9 +411,9 @@ func (b *addrBook) markRemoved(addr string, s uint64) {
 
 // flush writes changed and removed entries to the store. Entries that fail
 // to write stay pending for the next flush.
-func (b *addrBook) flush(ctx context.Context, store KnownNodes) error {
+func (b *addrBook) flush(ctx context.Context, store inventory.KnownNodes) error {
 	b.mu.Lock()
-	var ups []KnownNode
+	var ups []inventory.KnownNode
 	for k := range b.dirty {
 		if kn := b.nodes[k.stream][k.addr]; kn != nil {
 			ups = append(ups, *kn)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 )
 
@@ -33,9 +34,9 @@ type Config struct {
 	// MaxInbound caps inbound connections (default 200).
 	MaxInbound int
 	// Inventory stores objects. Required.
-	Inventory Inventory
+	Inventory inventory.Inventory
 	// KnownNodes persists the peer list. Required.
-	KnownNodes KnownNodes
+	KnownNodes inventory.KnownNodes
 	// SOCKS5 is "host:port" of a SOCKS5 proxy for every outbound connection
 	// ("" = direct). Host names (bootstrap names, onions) are resolved by the
 	// proxy, never locally.
@@ -56,7 +57,7 @@ type Config struct {
 	// delays later calls, and when more than notifyQueue objects are waiting
 	// the extra notifications are dropped (counted in Stats). Treat it as a
 	// wake-up: the inventory is the truth.
-	OnObject func(StoredObject)
+	OnObject func(inventory.StoredObject)
 	// UserAgent is sent in version (default "/bmgate:<Version>/").
 	UserAgent string
 	// AllowPrivateAddrs accepts, advertises and dials loopback and private

@@ -3,9 +3,10 @@
 // handshake, floods objects with inv/getdata, validates every object before
 // it stores or relays it, exchanges addr, keeps connections alive with pings
 // and disconnects and bans peers that send garbage. It persists objects
-// through Inventory and peers through KnownNodes; it knows nothing of email,
-// SQL or keys.
+// through inventory.Inventory and peers through inventory.KnownNodes; it
+// knows nothing of email, SQL or keys.
 //
-// It imports only the standard library and bmcore (wire, pow, params).
+// It imports only the standard library and bmcore (wire, inventory, pow,
+// params).
 // See docs/protocol.md §2–§5, §11, §13–§16.
 package node

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
@@ -123,7 +124,7 @@ func TestBigInvChunks(t *testing.T) {
 	for i := range k {
 		var h wire.InvHash
 		h[0], h[1], h[2] = byte(i>>16), byte(i>>8), byte(i)
-		if _, err := cfg.Inventory.Put(ctx, StoredObject{Hash: h, Stream: 1, Expires: exp, Raw: []byte{}}); err != nil {
+		if _, err := cfg.Inventory.Put(ctx, inventory.StoredObject{Hash: h, Stream: 1, Expires: exp, Raw: []byte{}}); err != nil {
 			t.Fatal(err)
 		}
 	}

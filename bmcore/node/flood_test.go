@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
@@ -42,7 +43,7 @@ func TestFloodLine(t *testing.T) {
 	var notified atomic.Int32
 	nodes := startLine(t, 5, func(i int, c *Config) {
 		if i == 4 {
-			c.OnObject = func(StoredObject) { notified.Add(1) }
+			c.OnObject = func(inventory.StoredObject) { notified.Add(1) }
 		}
 	})
 	waitFor(t, 10*time.Second, "line established", func() bool {

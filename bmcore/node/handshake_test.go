@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
@@ -77,7 +78,7 @@ func TestOutboundHandshake(t *testing.T) {
 	waitFor(t, 5*time.Second, "outbound established", func() bool { return n.Stats().PeersOutbound == 1 })
 	// The known-node entry got the successful handshake (+0.1).
 	n.book.mu.Lock()
-	var entry KnownNode
+	var entry inventory.KnownNode
 	if e := n.book.nodes[1][ln.Addr().String()]; e != nil {
 		entry = *e
 	}
@@ -107,7 +108,7 @@ func TestEstablishedAfterAddressBook(t *testing.T) {
 	inAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inPort))
 	type seen struct {
 		inbound bool
-		entry   *KnownNode
+		entry   *inventory.KnownNode
 	}
 	got := make(chan seen, 4)
 	n.testHookEstablished = func(p *peer) {
@@ -116,7 +117,7 @@ func TestEstablishedAfterAddressBook(t *testing.T) {
 			addr = inAddr
 		}
 		n.book.mu.Lock()
-		var e *KnownNode
+		var e *inventory.KnownNode
 		if kn := n.book.nodes[1][addr]; kn != nil {
 			c := *kn
 			e = &c

@@ -6,15 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
 // NewMemInventory returns an in-memory Inventory for tests.
-func NewMemInventory() Inventory { return &memInventory{objs: map[wire.InvHash]StoredObject{}} }
+func NewMemInventory() inventory.Inventory {
+	return &memInventory{objs: map[wire.InvHash]inventory.StoredObject{}}
+}
 
 type memInventory struct {
 	mu   sync.Mutex
-	objs map[wire.InvHash]StoredObject
+	objs map[wire.InvHash]inventory.StoredObject
 }
 
 func (m *memInventory) Has(_ context.Context, h wire.InvHash) (bool, error) {
@@ -29,12 +32,12 @@ func (m *memInventory) Get(_ context.Context, h wire.InvHash) ([]byte, error) {
 	defer m.mu.Unlock()
 	o, ok := m.objs[h]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, inventory.ErrNotFound
 	}
 	return o.Raw, nil
 }
 
-func (m *memInventory) Put(_ context.Context, o StoredObject) (bool, error) {
+func (m *memInventory) Put(_ context.Context, o inventory.StoredObject) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.objs[o.Hash]; ok {
@@ -71,7 +74,9 @@ func (m *memInventory) Expire(_ context.Context, before time.Time) (int, error) 
 }
 
 // NewMemKnownNodes returns an in-memory KnownNodes for tests.
-func NewMemKnownNodes() KnownNodes { return &memKnownNodes{nodes: map[memNodeKey]KnownNode{}} }
+func NewMemKnownNodes() inventory.KnownNodes {
+	return &memKnownNodes{nodes: map[memNodeKey]inventory.KnownNode{}}
+}
 
 type memNodeKey struct {
 	addr   string
@@ -80,13 +85,13 @@ type memNodeKey struct {
 
 type memKnownNodes struct {
 	mu    sync.Mutex
-	nodes map[memNodeKey]KnownNode
+	nodes map[memNodeKey]inventory.KnownNode
 }
 
-func (m *memKnownNodes) ListNodes(_ context.Context, stream uint64, limit int) ([]KnownNode, error) {
+func (m *memKnownNodes) ListNodes(_ context.Context, stream uint64, limit int) ([]inventory.KnownNode, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []KnownNode
+	var out []inventory.KnownNode
 	for k, n := range m.nodes {
 		if k.stream == stream {
 			out = append(out, n)
@@ -99,7 +104,7 @@ func (m *memKnownNodes) ListNodes(_ context.Context, stream uint64, limit int) (
 	return out, nil
 }
 
-func (m *memKnownNodes) UpsertNode(_ context.Context, n KnownNode) error {
+func (m *memKnownNodes) UpsertNode(_ context.Context, n inventory.KnownNode) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.nodes[memNodeKey{n.Addr, n.Stream}] = n

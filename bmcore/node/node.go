@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
@@ -33,13 +34,13 @@ type Node struct {
 	net      *params.Network
 	streams  []uint64 // sorted; stream 1 is the only one in use (docs/protocol.md §13)
 	class    addrClass
-	inv      Inventory
+	inv      inventory.Inventory
 	book     *addrBook
 	bans     *banList
 	fetch    *fetcher
 	have     *haveSet
 	rejected *hashSet
-	notifyCh chan StoredObject
+	notifyCh chan inventory.StoredObject
 	fixed    map[string]bool
 	connReq  chan string
 	kick     chan struct{} // wakes the connection manager
@@ -134,7 +135,7 @@ func New(cfg Config) (*Node, error) {
 		fetch:    newFetcher(cfg.MaxFetching, cfg.MaxFetchingPerPeer, cfg.GetDataRetry),
 		have:     newHaveSet(),
 		rejected: newHashSet(rejectedCacheSize),
-		notifyCh: make(chan StoredObject, notifyQueue),
+		notifyCh: make(chan inventory.StoredObject, notifyQueue),
 		fixed:    map[string]bool{},
 		connReq:  make(chan string, 16),
 		kick:     make(chan struct{}, 1),
@@ -469,7 +470,7 @@ func objectPenalty(err error) float64 {
 	}
 }
 
-func (n *Node) notify(so StoredObject) {
+func (n *Node) notify(so inventory.StoredObject) {
 	if n.cfg.OnObject == nil {
 		return
 	}

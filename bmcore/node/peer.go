@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
@@ -761,7 +762,7 @@ func (p *peer) serve(h wire.InvHash) error {
 	n := p.n
 	raw, err := n.inv.Get(n.ctx, h)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) && n.ctx.Err() == nil {
+		if !errors.Is(err, inventory.ErrNotFound) && n.ctx.Err() == nil {
 			n.log.Error("inventory read failed", "err", err)
 		}
 		return nil

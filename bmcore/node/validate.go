@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/pow"
 	"github.com/bmgate/bmgate/bmcore/wire"
@@ -63,8 +64,8 @@ func CheckObject(raw []byte, now time.Time, net *params.Network, streams []uint6
 // storedObject builds the inventory record of a checked object. The tag is
 // the first 32 payload bytes of getpubkey v4, pubkey v4 and broadcast v5
 // objects (docs/protocol.md §7.4, §10), which PyB stores for look-ups by tag.
-func storedObject(obj *wire.Object) StoredObject {
-	so := StoredObject{
+func storedObject(obj *wire.Object) inventory.StoredObject {
+	so := inventory.StoredObject{
 		Hash:    obj.InvHash(),
 		Type:    obj.Type,
 		Version: obj.Version,

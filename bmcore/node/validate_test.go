@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/bmcore/wire"
 )
@@ -118,20 +119,20 @@ func TestCheckObjectExpiryBounds(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
-	got := make(chan StoredObject, 10)
+	got := make(chan inventory.StoredObject, 10)
 	cfg := testConfig(t)
-	cfg.OnObject = func(so StoredObject) { got <- so }
+	cfg.OnObject = func(so inventory.StoredObject) { got <- so }
 	n := startNode(t, cfg)
 	ctx := context.Background()
 	now := time.Now()
-	next := func() StoredObject {
+	next := func() inventory.StoredObject {
 		t.Helper()
 		select {
 		case so := <-got:
 			return so
 		case <-time.After(5 * time.Second):
 			t.Fatal("OnObject not called")
-			return StoredObject{}
+			return inventory.StoredObject{}
 		}
 	}
 	obj := makeObject(t, now, time.Hour, wire.ObjectBroadcast, 100)

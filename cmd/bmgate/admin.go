@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -35,6 +36,41 @@ type Status struct {
 	PoWJobs   []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
 	SetAside  []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
 	Sessions  SessionCounts    `json:"sessions"`
+
+	// Connection and login limits (serve's limitsStatus).
+	Listeners           []ListenerStatus   `json:"listeners,omitempty"`
+	Logins              LoginStatus        `json:"logins"`
+	PasswordHash        PasswordHashStatus `json:"password_hash"`
+	IMAPLiteralRefusals uint64             `json:"imap_literal_refusals"`
+}
+
+// ListenerStatus is one SMTP or IMAP listener's connections.
+type ListenerStatus struct {
+	Name          string `json:"name"` // smtp, smtps, local_submit, imap, imaps
+	Open          int    `json:"open"`
+	Max           int    `json:"max"`
+	RefusedCap    uint64 `json:"refused_cap"`    // turned away: the listener was at its cap
+	RefusedPerIP  uint64 `json:"refused_per_ip"` // turned away: the address had max_connections_per_ip
+	LoginTimeouts uint64 `json:"login_timeouts"` // closed: no login within login_timeout
+}
+
+// LoginStatus counts the login guard's decisions since the start.
+type LoginStatus struct {
+	// Attempts by protocol (smtp, imap) and outcome (loginguard.Outcome*:
+	// ok, failed, locked, busy, disabled, error).
+	Attempts map[string]map[string]uint64 `json:"attempts"`
+	Waited   uint64                       `json:"waited"` // attempts that waited for their turn
+	Pruned   uint64                       `json:"pruned"` // guard rows pruned
+}
+
+// PasswordHashStatus is the password-hashing semaphore (mailmap).
+type PasswordHashStatus struct {
+	Slots    int    `json:"slots"`
+	InFlight int64  `json:"in_flight"`
+	Peak     int64  `json:"peak"`
+	Total    uint64 `json:"total"`
+	Waited   uint64 `json:"waited"`
+	Refused  uint64 `json:"refused"`
 }
 
 // PeerStatus is one connected peer.
@@ -267,7 +303,53 @@ func formatMetrics(st Status) string {
 	metric("bmgate_sessions", "gauge", "Open client sessions by protocol.",
 		`{protocol="imap"}`+num(float64(st.Sessions.IMAP)),
 		`{protocol="smtp"}`+num(float64(st.Sessions.SMTP)))
+	limitMetrics(st, metric, num)
 	return b.String()
+}
+
+// loginOutcomes is the order /metrics lists the login guard's outcomes in.
+var loginOutcomes = []string{
+	loginguard.OutcomeOK, loginguard.OutcomeFailed, loginguard.OutcomeLocked,
+	loginguard.OutcomeBusy, loginguard.OutcomeDisabled, loginguard.OutcomeError,
+}
+
+// limitMetrics writes the connection, login and password-hashing metrics.
+func limitMetrics(st Status, metric func(name, typ, help string, samples ...string), num func(float64) string) {
+	var open, max, refused, timeouts []string
+	for _, l := range st.Listeners {
+		lv := "{listener=" + labelValue(l.Name)
+		open = append(open, lv+"}"+num(float64(l.Open)))
+		max = append(max, lv+"}"+num(float64(l.Max)))
+		refused = append(refused, lv+`,reason="cap"}`+num(float64(l.RefusedCap)), lv+`,reason="per_ip"}`+num(float64(l.RefusedPerIP)))
+		timeouts = append(timeouts, lv+"}"+num(float64(l.LoginTimeouts)))
+	}
+	if len(st.Listeners) > 0 {
+		metric("bmgate_listener_connections", "gauge", "Open connections by mail listener.", open...)
+		metric("bmgate_listener_max_connections", "gauge", "Connection cap by mail listener.", max...)
+		metric("bmgate_listener_refused_total", "counter", "Connections turned away at once: the listener at its cap, or the client address at max_connections_per_ip.", refused...)
+		metric("bmgate_listener_login_timeouts_total", "counter", "Connections closed for not logging in within login_timeout.", timeouts...)
+	}
+	var attempts []string
+	protos := make([]string, 0, len(st.Logins.Attempts))
+	for p := range st.Logins.Attempts {
+		protos = append(protos, p)
+	}
+	slices.Sort(protos)
+	for _, p := range protos {
+		for _, o := range loginOutcomes {
+			attempts = append(attempts, fmt.Sprintf("{protocol=%s,outcome=%s}", labelValue(p), labelValue(o))+num(float64(st.Logins.Attempts[p][o])))
+		}
+	}
+	metric("bmgate_login_attempts_total", "counter", "Login attempts by protocol and the login guard's decision: ok, failed (wrong password or unknown user), locked (refused unchecked after failures), busy (no password-hashing slot), disabled, error.", attempts...)
+	metric("bmgate_login_waits_total", "counter", "Login attempts that waited for their turn (a lock after failures, or another check of the same account).", num(float64(st.Logins.Waited)))
+	metric("bmgate_login_guard_pruned_total", "counter", "Rows of the login guard's table pruned.", num(float64(st.Logins.Pruned)))
+	metric("bmgate_password_hash_slots", "gauge", "Password checks (argon2id) allowed at once.", num(float64(st.PasswordHash.Slots)))
+	metric("bmgate_password_hashes_in_flight", "gauge", "Password checks running now.", num(float64(st.PasswordHash.InFlight)))
+	metric("bmgate_password_hashes_peak", "gauge", "Most password checks that ran at once.", num(float64(st.PasswordHash.Peak)))
+	metric("bmgate_password_hashes_total", "counter", "Password hashes computed.", num(float64(st.PasswordHash.Total)))
+	metric("bmgate_password_hash_waits_total", "counter", "Password checks that waited for a slot.", num(float64(st.PasswordHash.Waited)))
+	metric("bmgate_password_hash_refused_total", "counter", "Password checks refused with a temporary failure: no slot freed up in time.", num(float64(st.PasswordHash.Refused)))
+	metric("bmgate_imap_literal_refusals_total", "counter", "IMAP commands refused for a literal over the limit.", num(float64(st.IMAPLiteralRefusals)))
 }
 
 // labelValue quotes a label value as the exposition format wants:

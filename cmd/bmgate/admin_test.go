@@ -31,6 +31,16 @@ func sampleStatus() Status {
 		Sessions:  SessionCounts{SMTP: 1, IMAP: 4},
 		SetAside: []SetAsideStatus{{Hash: strings.Repeat("ab", 32), Type: 2, Attempts: 5, Error: "deliver: disk full",
 			Expires: time.Unix(1_700_100_000, 0).UTC()}},
+		Listeners: []ListenerStatus{
+			{Name: "smtp", Open: 3, Max: 5000, RefusedCap: 7, RefusedPerIP: 2, LoginTimeouts: 1},
+			{Name: "imap", Open: 9, Max: 10000},
+		},
+		Logins: LoginStatus{Attempts: map[string]map[string]uint64{
+			"smtp": {"ok": 5, "failed": 12, "locked": 40},
+			"imap": {"ok": 8, "busy": 1},
+		}, Waited: 30, Pruned: 4},
+		PasswordHash:        PasswordHashStatus{Slots: 4, InFlight: 2, Peak: 4, Total: 26, Waited: 9, Refused: 1},
+		IMAPLiteralRefusals: 3,
 	}
 }
 
@@ -144,6 +154,24 @@ func TestAdminMetrics(t *testing.T) {
 		`bmgate_pow_trials_per_second 1500000`,
 		`bmgate_sessions{protocol="imap"} 4`,
 		`bmgate_sessions{protocol="smtp"} 1`,
+		`bmgate_listener_connections{listener="smtp"} 3`,
+		`bmgate_listener_max_connections{listener="imap"} 10000`,
+		`bmgate_listener_refused_total{listener="smtp",reason="cap"} 7`,
+		`bmgate_listener_refused_total{listener="smtp",reason="per_ip"} 2`,
+		`bmgate_listener_login_timeouts_total{listener="smtp"} 1`,
+		`bmgate_login_attempts_total{protocol="smtp",outcome="failed"} 12`,
+		`bmgate_login_attempts_total{protocol="smtp",outcome="locked"} 40`,
+		`bmgate_login_attempts_total{protocol="imap",outcome="busy"} 1`,
+		`bmgate_login_attempts_total{protocol="imap",outcome="error"} 0`,
+		`bmgate_login_waits_total 30`,
+		`bmgate_login_guard_pruned_total 4`,
+		`bmgate_password_hash_slots 4`,
+		`bmgate_password_hashes_in_flight 2`,
+		`bmgate_password_hashes_peak 4`,
+		`bmgate_password_hashes_total 26`,
+		`bmgate_password_hash_waits_total 9`,
+		`bmgate_password_hash_refused_total 1`,
+		`bmgate_imap_literal_refusals_total 3`,
 	} {
 		if !samples[want] {
 			t.Errorf("missing sample %s", want)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/address"
 	"github.com/bmgate/bmgate/bmcore/identity"
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -293,10 +293,10 @@ func TestStatusSetAside(t *testing.T) {
 	ctx := context.Background()
 	st := openTestStore(t, env)
 	now := time.Now()
-	var objs []node.StoredObject
+	var objs []inventory.StoredObject
 	for i := range byte(2) {
 		raw := append([]byte{0, 0, 0, 0, 0, 0, 0, i}, bytes.Repeat([]byte{i + 1}, 60)...)
-		o := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: wire.ObjectMsg + uint32(i), Version: 1, Stream: 1,
+		o := inventory.StoredObject{Hash: wire.ComputeInvHash(raw), Type: wire.ObjectMsg + uint32(i), Version: 1, Stream: 1,
 			Expires: now.Add(time.Hour), Raw: raw}
 		if _, err := st.Put(ctx, o); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/params"
+	"github.com/bmgate/bmgate/loginguard"
 )
 
 // Config is the whole configuration of bmgate. Every field is one key of the
@@ -50,6 +51,17 @@ type Config struct {
 	TLSKey            string `key:"tls_key" arg:"FILE" flag:"tls-key" help:"PEM private key belonging to tls_cert."`
 	AllowInsecureAuth string `key:"allow_insecure_auth" arg:"auto|yes|no" flag:"allow-insecure-auth" help:"Password logins without TLS: auto (allowed only on listeners bound to a loopback address, where nothing crosses a network), yes, or no."`
 
+	SMTPMaxConnections        int           `key:"smtp_max_connections" flag:"smtp-max-connections" help:"Open connections each SMTP listener (smtp, smtps) accepts at most; more are answered 421 and closed at once. 0 sizes it from the process's open-file limit (RLIMIT_NOFILE), leaving room for the database, the peer-to-peer node and the other listeners; serve logs the sizes it chose."`
+	IMAPMaxConnections        int           `key:"imap_max_connections" flag:"imap-max-connections" help:"Open connections each IMAP listener (imap, imaps) accepts at most; more get BYE (or, on imaps, are closed) at once. 0 sizes it from the open-file limit, like smtp_max_connections."`
+	LocalSubmitMaxConnections int           `key:"local_submit_max_connections" flag:"local-submit-max-connections" help:"Open connections the local_submit listener accepts at most."`
+	MaxConnectionsPerIP       int           `key:"max_connections_per_ip" flag:"max-connections-per-ip" help:"Open SMTP connections, and open IMAP connections, one client address may hold at most."`
+	LoginTimeout              time.Duration `key:"login_timeout" flag:"login-timeout" help:"How long an SMTP or IMAP connection may stay without logging in, from its connect, however busy; then it is closed. Logged-in sessions have the protocols' usual idle limits."`
+	LoginDelay                time.Duration `key:"login_delay" flag:"login-delay" help:"After a failed login, how long no login is admitted from that client address, nor for that account (from any address), nor for the account from an address it logged in from before; every further failure within login_window doubles it, up to login_max_delay. So an account gets at most one guess per login_delay, whatever the number of addresses. Counts are kept in the database: see bmgate login-guard."`
+	LoginMaxDelay             time.Duration `key:"login_max_delay" flag:"login-max-delay" help:"The longest lock after failed logins."`
+	LoginWindow               time.Duration `key:"login_window" flag:"login-window" help:"Failed logins are forgotten once the last one is this old (at least login_max_delay)."`
+	LoginKnownFor             time.Duration `key:"login_known_for" flag:"login-known-for" help:"An address an account logged in from stays known to it this long: its logins skip the account's and the address's locks (someone guessing a password does not lock the owner out) and count their failures separately. 0 turns this off."`
+	PasswordHashConcurrency   int           `key:"password_hash_concurrency" flag:"password-hash-concurrency" help:"Password checks (argon2id, 19 MiB each) running at once; more wait up to 3 s, then get a temporary failure. 0 means the number of CPUs, at most 4. This bounds the memory logins can take."`
+
 	LocalSubmit     string `key:"local_submit" arg:"ADDR" flag:"local-submit" help:"Trusted local SMTP submission without AUTH, for scripts and cron on this host: unix:/path/to/socket, a loopback host:port, or off. Mail is sent as local_submit_user."`
 	LocalSubmitUser string `key:"local_submit_user" arg:"USER" flag:"local-submit-user" help:"User that mail arriving on local_submit is sent as (its From must still be one of the user's addresses)."`
 
@@ -81,26 +93,33 @@ const Off = "off"
 // configured: a single-user node on a laptop, every mail listener on loopback.
 func DefaultConfig() Config {
 	return Config{
-		Data:              "./bmgate-data",
-		Network:           params.Mainnet.Name,
-		Domain:            "bmaddr.lan",
-		SMTP:              "127.0.0.1:1587",
-		SMTPS:             Off,
-		IMAP:              "127.0.0.1:1143",
-		IMAPS:             Off,
-		AllowInsecureAuth: "auto",
-		LocalSubmit:       Off,
-		Bootstrap:         true,
-		MaxOutbound:       8,
-		MaxInbound:        200,
-		MessageTTL:        96 * time.Hour, // docs/protocol.md §5.4: PyB's API default of 4 days
-		PoWConcurrency:    1,
-		BroadcastTTL:      96 * time.Hour,
-		PubkeyTimeout:     7 * 24 * time.Hour,
-		AckTimeout:        28 * 24 * time.Hour, // the longest TTL a resend reaches (docs/protocol.md §5.4)
-		Admin:             "127.0.0.1:8446",
-		LogFormat:         "text",
-		LogLevel:          "info",
+		Data:                      "./bmgate-data",
+		Network:                   params.Mainnet.Name,
+		Domain:                    "bmaddr.lan",
+		SMTP:                      "127.0.0.1:1587",
+		SMTPS:                     Off,
+		IMAP:                      "127.0.0.1:1143",
+		IMAPS:                     Off,
+		AllowInsecureAuth:         "auto",
+		LocalSubmit:               Off,
+		LocalSubmitMaxConnections: 100,
+		MaxConnectionsPerIP:       20,
+		LoginTimeout:              60 * time.Second,
+		LoginDelay:                loginguard.DefaultBaseDelay,
+		LoginMaxDelay:             loginguard.DefaultMaxDelay,
+		LoginWindow:               loginguard.DefaultWindow,
+		LoginKnownFor:             loginguard.DefaultKnownFor,
+		Bootstrap:                 true,
+		MaxOutbound:               8,
+		MaxInbound:                200,
+		MessageTTL:                96 * time.Hour, // docs/protocol.md §5.4: PyB's API default of 4 days
+		PoWConcurrency:            1,
+		BroadcastTTL:              96 * time.Hour,
+		PubkeyTimeout:             7 * 24 * time.Hour,
+		AckTimeout:                28 * 24 * time.Hour, // the longest TTL a resend reaches (docs/protocol.md §5.4)
+		Admin:                     "127.0.0.1:8446",
+		LogFormat:                 "text",
+		LogLevel:                  "info",
 	}
 }
 
@@ -228,6 +247,35 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOutbound < 0 {
 		bad("max_outbound", "must not be negative")
+	}
+	for key, n := range map[string]int{
+		"smtp_max_connections": c.SMTPMaxConnections, "imap_max_connections": c.IMAPMaxConnections,
+		"password_hash_concurrency": c.PasswordHashConcurrency,
+	} {
+		if n < 0 {
+			bad(key, "must not be negative (0 chooses)")
+		}
+	}
+	if c.LocalSubmitMaxConnections < 1 {
+		bad("local_submit_max_connections", "must be at least 1")
+	}
+	if c.MaxConnectionsPerIP < 1 {
+		bad("max_connections_per_ip", "must be at least 1")
+	}
+	if c.LoginTimeout < time.Second {
+		bad("login_timeout", "must be at least 1s, not %v", c.LoginTimeout)
+	}
+	if c.LoginDelay < 100*time.Millisecond {
+		bad("login_delay", "must be at least 100ms, not %v", c.LoginDelay)
+	}
+	if c.LoginMaxDelay < c.LoginDelay {
+		bad("login_max_delay", "must be at least login_delay (%v)", c.LoginDelay)
+	}
+	if c.LoginWindow < c.LoginMaxDelay {
+		bad("login_window", "must be at least login_max_delay (%v)", c.LoginMaxDelay)
+	}
+	if c.LoginKnownFor < 0 {
+		bad("login_known_for", "must not be negative")
 	}
 	if c.MaxInbound < 1 {
 		bad("max_inbound", "must be at least 1")

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/node"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/imapd"
+	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/smtpd"
 )
@@ -37,6 +39,9 @@ type server struct {
 	gw      *gateway.Gateway
 	smtp    *smtpd.Server
 	imap    *imapd.Server
+	guard   *loginguard.Guard
+	caps    connCaps
+	clock   loginguard.Clock // the login guard's; nil: the real one (tests set a manual clock)
 	started time.Time
 
 	powMu     sync.Mutex
@@ -115,7 +120,7 @@ func (s *server) build() error {
 		SOCKS5User:     cfg.SOCKS5User,
 		SOCKS5Password: cfg.SOCKS5Password,
 		Logger:         s.log.With("component", "node"),
-		OnObject: func(node.StoredObject) {
+		OnObject: func(inventory.StoredObject) {
 			if gw != nil {
 				gw.WakeInbound()
 			}
@@ -136,10 +141,33 @@ func (s *server) build() error {
 	if err != nil {
 		return err
 	}
+	// Logins: one guard for SMTP and IMAP, its counts in the database (so
+	// shared by every instance and shown by `bmgate login-guard list`);
+	// password hashing bounded process-wide.
+	mailmap.SetPasswordHashLimit(cfg.PasswordHashConcurrency, 0)
+	knownFor := cfg.LoginKnownFor
+	if knownFor == 0 {
+		knownFor = -1 // off
+	}
+	s.guard = loginguard.New(loginguard.Config{
+		Store:     s.store,
+		BaseDelay: cfg.LoginDelay,
+		MaxDelay:  cfg.LoginMaxDelay,
+		Window:    cfg.LoginWindow,
+		KnownFor:  knownFor,
+		Clock:     s.clock,
+		Logger:    s.log.With("component", "loginguard"),
+	})
+	s.caps = connectionCaps(cfg, openFileLimit())
 	smtpCfg := smtpd.Config{
 		Domain:            cfg.Hostname,
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.InsecureAuth(cfg.SMTP),
+		MaxConnsPerIP:     cfg.MaxConnectionsPerIP,
+		MaxConns:          s.caps.SMTP,
+		TrustedMaxConns:   cfg.LocalSubmitMaxConnections,
+		LoginTimeout:      cfg.LoginTimeout,
+		Guard:             s.guard,
 		Logger:            s.log.With("component", "smtp"),
 	}
 	if !ListenerOff(cfg.LocalSubmit) {
@@ -153,6 +181,10 @@ func (s *server) build() error {
 	s.imap = imapd.New(s.store, imapd.Config{
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.InsecureAuth(cfg.IMAP),
+		MaxConnsPerIP:     cfg.MaxConnectionsPerIP,
+		MaxConns:          s.caps.IMAP,
+		LoginTimeout:      cfg.LoginTimeout,
+		Guard:             s.guard,
 		Logger:            s.log.With("component", "imap"),
 	})
 	return nil
@@ -225,6 +257,17 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 	if err := s.node.Start(ctx); err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
+	guardDone := make(chan struct{})
+	go func() {
+		defer close(guardDone)
+		s.guard.Run(ctx) // prunes the login guard's table
+	}()
+	defer func() { <-guardDone }()
+	hs := mailmap.PasswordHashStatus()
+	s.log.Info("connection and login limits", "smtp_max_connections", s.caps.SMTP, "imap_max_connections", s.caps.IMAP,
+		"local_submit_max_connections", s.caps.Local, "max_connections_per_ip", cfg.MaxConnectionsPerIP,
+		"open_file_limit", s.caps.Limit, "fd_reserve", s.caps.Reserve, "login_timeout", cfg.LoginTimeout,
+		"login_delay", cfg.LoginDelay, "login_max_delay", cfg.LoginMaxDelay, "password_hash_concurrency", hs.Slots)
 	if a := s.node.Addr(); a != nil {
 		bound = append(bound, fmt.Sprintf("p2p=%s", a))
 	}
@@ -324,7 +367,26 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	}
 	estimatePoW(st.PoWJobs, gs.PoWRate, s.cfg.PoWConcurrency)
 	st.Sessions = SessionCounts{SMTP: s.smtp.Sessions(), IMAP: s.imap.Sessions()}
+	s.limitsStatus(&st)
 	return st, nil
+}
+
+// limitsStatus fills the connection, login and password-hashing figures.
+func (s *server) limitsStatus(st *Status) {
+	for _, l := range s.smtp.Stats().Listeners {
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Name, Open: l.Open, Max: l.Max,
+			RefusedCap: l.RefusedCap, RefusedPerIP: l.RefusedPerIP, LoginTimeouts: l.LoginTimeouts})
+	}
+	is := s.imap.Stats()
+	for _, l := range is.Listeners {
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Name, Open: l.Open, Max: l.Max,
+			RefusedCap: l.RefusedCap, RefusedPerIP: l.RefusedPerIP, LoginTimeouts: l.LoginTimeouts})
+	}
+	st.IMAPLiteralRefusals = is.LiteralRefusals
+	gs := s.guard.Stats()
+	st.Logins = LoginStatus{Attempts: gs.Attempts, Waited: gs.Waited, Pruned: gs.Pruned}
+	hs := mailmap.PasswordHashStatus()
+	st.PasswordHash = PasswordHashStatus{Slots: hs.Slots, InFlight: hs.InFlight, Peak: hs.Peak, Total: hs.Total, Waited: hs.Waited, Refused: hs.Refused}
 }
 
 // powStatus turns the gateway's trial counter into a rate over the time

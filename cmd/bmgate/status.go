@@ -245,7 +245,40 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
 		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)
 		fmt.Fprintf(w, "sessions:   %d SMTP, %d IMAP\n", s.Sessions.SMTP, s.Sessions.IMAP)
+		printLimits(w, s)
 	}
+}
+
+// printLimits shows the listeners' connections against their caps and the
+// login guard's decisions (`bmgate login-guard list` shows what is locked).
+func printLimits(w io.Writer, s Status) {
+	var conns []string
+	for _, l := range s.Listeners {
+		c := fmt.Sprintf("%s %d/%d", l.Name, l.Open, l.Max)
+		if l.RefusedCap+l.RefusedPerIP > 0 {
+			c += fmt.Sprintf(" (%d refused)", l.RefusedCap+l.RefusedPerIP)
+		}
+		conns = append(conns, c)
+	}
+	if len(conns) > 0 {
+		fmt.Fprintf(w, "conns:      %s\n", strings.Join(conns, ", "))
+	}
+	total := map[string]uint64{}
+	for _, byOutcome := range s.Logins.Attempts {
+		for o, n := range byOutcome {
+			total[o] += n
+		}
+	}
+	var parts []string
+	for _, o := range loginOutcomes {
+		if total[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", total[o], o))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
+	fmt.Fprintf(w, "logins:     %s (password checks: %d now, at most %d at once)\n", strings.Join(parts, ", "), s.PasswordHash.InFlight, s.PasswordHash.Slots)
 }
 
 // printSetAside lists the inbound objects the gateway gave up on, with the

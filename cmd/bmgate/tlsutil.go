@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bmgate/bmgate/smtpd"
+	"github.com/bmgate/bmgate/cmd/bmgate/internal/tlscert"
 )
 
 // TLSConfig returns the server TLS configuration SMTP and IMAP share:
@@ -16,7 +16,7 @@ import (
 // directory. A bad certificate fails here, at start.
 func (c *Config) TLSConfig() (*tls.Config, error) {
 	if c.TLSCert == "" {
-		cert, err := smtpd.LoadOrCreateCert(c.Data, c.Hostname)
+		cert, err := tlscert.LoadOrCreate(c.Data, c.Hostname)
 		if err != nil {
 			return nil, fmt.Errorf("self-signed TLS certificate: %w", err)
 		}

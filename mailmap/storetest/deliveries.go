@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -126,7 +126,7 @@ func testDeliverOnce(t *testing.T, s mailmap.Store) {
 func testObjectFailures(t *testing.T, s mailmap.Store) {
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Second)
-	var objs []node.StoredObject
+	var objs []inventory.StoredObject
 	for i := range byte(4) {
 		o := object(40+i, 1, now.Add(time.Hour))
 		o.Type = uint32(i)
@@ -144,14 +144,14 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 		}
 		return hs
 	}
-	hashes := func(os ...node.StoredObject) []wire.InvHash {
+	hashes := func(os ...inventory.StoredObject) []wire.InvHash {
 		var hs []wire.InvHash
 		for _, o := range os {
 			hs = append(hs, o.Hash)
 		}
 		return hs
 	}
-	fail := func(o node.StoredObject, text string, retryAt time.Time, max int) (int, bool) {
+	fail := func(o inventory.StoredObject, text string, retryAt time.Time, max int) (int, bool) {
 		t.Helper()
 		n, aside, err := s.ObjectFailed(ctx, o.Hash, text, retryAt, nil, max)
 		noErr(t, err, "ObjectFailed")
@@ -241,8 +241,8 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 	// Unknown objects.
 	_, _, err = s.ObjectFailed(ctx, object(250, 1, now).Hash, "x", now, nil, 3)
 	wantErr(t, err, mailmap.ErrNotFound, "ObjectFailed of an unknown object")
-	if !errors.Is(err, node.ErrNotFound) {
-		t.Fatalf("ObjectFailed of an unknown object = %v, want node.ErrNotFound too", err)
+	if !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("ObjectFailed of an unknown object = %v, want inventory.ErrNotFound too", err)
 	}
 }
 
@@ -255,7 +255,7 @@ func testExpireDeliveries(t *testing.T, s mailmap.Store) {
 	in := mailbox(t, s, u.ID, "INBOX")
 	short := object(60, 1, now.Add(time.Hour))
 	long := object(61, 1, now.Add(3*time.Hour))
-	for _, o := range []node.StoredObject{short, long} {
+	for _, o := range []inventory.StoredObject{short, long} {
 		_, err := s.Put(ctx, o)
 		noErr(t, err, "Put")
 	}
@@ -296,7 +296,7 @@ func testObjectBackoffFromStore(t *testing.T, s mailmap.Store) {
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Second)
 	raw := append(bytes.Repeat([]byte{7}, 16), []byte("backoff object")...)
-	o := node.StoredObject{Hash: wire.ComputeInvHash(raw), Type: 2, Version: 1, Stream: 1, Expires: now.Add(time.Hour), Raw: raw}
+	o := inventory.StoredObject{Hash: wire.ComputeInvHash(raw), Type: 2, Version: 1, Stream: 1, Expires: now.Add(time.Hour), Raw: raw}
 	if _, err := s.Put(ctx, o); err != nil {
 		t.Fatal(err)
 	}

@@ -8,19 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bmgate/bmgate/bmcore/node"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
-func object(i byte, stream uint64, expires time.Time) node.StoredObject {
+func object(i byte, stream uint64, expires time.Time) inventory.StoredObject {
 	var h wire.InvHash
 	h[0], h[31] = i, 0x77
-	return node.StoredObject{Hash: h, Type: 2, Version: 1, Stream: stream, Expires: expires,
+	return inventory.StoredObject{Hash: h, Type: 2, Version: 1, Stream: stream, Expires: expires,
 		Raw: append([]byte{0, 0, 0, 0, 0, 0, 0, i}, bytes.Repeat([]byte{i}, 100)...)}
 }
 
-func sameObject(t testing.TB, got, want node.StoredObject) {
+func sameObject(t testing.TB, got, want inventory.StoredObject) {
 	t.Helper()
 	if got.Hash != want.Hash || got.Type != want.Type || got.Version != want.Version || got.Stream != want.Stream ||
 		!got.Expires.Equal(want.Expires) || !bytes.Equal(got.Tag, want.Tag) || !bytes.Equal(got.Raw, want.Raw) {
@@ -35,7 +35,7 @@ func testInventory(t *testing.T, s mailmap.Store) {
 	o2 := object(2, 1, now.Add(-time.Minute)) // already expired
 	o3 := object(3, 2, now.Add(2*time.Hour))
 	o3.Type, o3.Version, o3.Tag = 1, 1<<63+5, bytes.Repeat([]byte{9}, 32)
-	for _, o := range []node.StoredObject{o1, o2, o3} {
+	for _, o := range []inventory.StoredObject{o1, o2, o3} {
 		added, err := s.Put(ctx, o)
 		noErr(t, err, "Put")
 		if !added {
@@ -64,8 +64,8 @@ func testInventory(t *testing.T, s mailmap.Store) {
 		t.Fatal("Get returned other bytes")
 	}
 	_, err = s.Get(ctx, missing)
-	if !errors.Is(err, node.ErrNotFound) {
-		t.Fatalf("Get(missing) = %v, want node.ErrNotFound", err)
+	if !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("Get(missing) = %v, want inventory.ErrNotFound", err)
 	}
 	hs, err := s.Hashes(ctx, 1, now)
 	noErr(t, err, "Hashes")
@@ -113,7 +113,7 @@ func testInventory(t *testing.T, s mailmap.Store) {
 func testPendingObjects(t *testing.T, s mailmap.Store) {
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Second) // object expiry times are whole seconds
-	var objs []node.StoredObject
+	var objs []inventory.StoredObject
 	for i := range byte(5) {
 		o := object(10+i, 1, now.Add(time.Hour))
 		objs = append(objs, o)
@@ -157,7 +157,7 @@ func testPendingObjects(t *testing.T, s mailmap.Store) {
 func testKnownNodes(t *testing.T, s mailmap.Store) {
 	ctx := context.Background()
 	base := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
-	nodes := []node.KnownNode{
+	nodes := []inventory.KnownNode{
 		{Addr: "127.0.0.1:8444", Stream: 1, Services: 1, LastSeen: base, Rating: 0.5},
 		{Addr: "[::1]:8444", Stream: 1, Services: 1<<64 - 1, LastSeen: base.Add(time.Hour), Rating: -1},
 		{Addr: "example.onion:8444", Stream: 1, Services: 3, LastSeen: base.Add(-time.Hour), Rating: 0},
@@ -168,7 +168,7 @@ func testKnownNodes(t *testing.T, s mailmap.Store) {
 	}
 	list, err := s.ListNodes(ctx, 1, 10)
 	noErr(t, err, "ListNodes")
-	if want := []node.KnownNode{nodes[1], nodes[0], nodes[2]}; !sameNodes(list, want) {
+	if want := []inventory.KnownNode{nodes[1], nodes[0], nodes[2]}; !sameNodes(list, want) {
 		t.Fatalf("ListNodes = %+v\nwant %+v", list, want)
 	}
 	list, err = s.ListNodes(ctx, 1, 2)
@@ -181,7 +181,7 @@ func testKnownNodes(t *testing.T, s mailmap.Store) {
 	noErr(t, s.UpsertNode(ctx, up), "UpsertNode update")
 	list, err = s.ListNodes(ctx, 1, 1)
 	noErr(t, err, "ListNodes")
-	if !sameNodes(list, []node.KnownNode{up}) {
+	if !sameNodes(list, []inventory.KnownNode{up}) {
 		t.Fatalf("after update ListNodes(1) = %+v", list)
 	}
 	noErr(t, s.RemoveNode(ctx, "127.0.0.1:8444", 1), "RemoveNode")
@@ -197,8 +197,8 @@ func testKnownNodes(t *testing.T, s mailmap.Store) {
 	}
 }
 
-func sameNodes(a, b []node.KnownNode) bool {
-	return slices.EqualFunc(a, b, func(x, y node.KnownNode) bool {
+func sameNodes(a, b []inventory.KnownNode) bool {
+	return slices.EqualFunc(a, b, func(x, y inventory.KnownNode) bool {
 		return x.Addr == y.Addr && x.Stream == y.Stream && x.Services == y.Services && x.LastSeen.Equal(y.LastSeen) &&
 			x.Rating == y.Rating
 	})

@@ -1,4 +1,4 @@
-package smtpd
+package tlscert
 
 import (
 	"bytes"
@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-func TestLoadOrCreateCert(t *testing.T) {
+func TestLoadOrCreate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	c1, err := LoadOrCreateCert(dir, "mail.example.org")
+	c1, err := LoadOrCreate(dir, "mail.example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestLoadOrCreateCert(t *testing.T) {
 		t.Errorf("key file mode %v", st.Mode().Perm())
 	}
 
-	c2, err := LoadOrCreateCert(dir, "other.example.org")
+	c2, err := LoadOrCreate(dir, "other.example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestLoadOrCreateCert(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, CertFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreateCert(dir, "mail.example.org"); err == nil {
+	if _, err := LoadOrCreate(dir, "mail.example.org"); err == nil {
 		t.Error("a lone key was overwritten or ignored")
 	}
 	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err != nil {
@@ -63,13 +63,13 @@ func TestLoadOrCreateCert(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, CertFile), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreateCert(dir, "mail.example.org"); err == nil {
+	if _, err := LoadOrCreate(dir, "mail.example.org"); err == nil {
 		t.Error("a broken certificate loaded")
 	}
 }
 
-func TestLoadOrCreateCertIP(t *testing.T) {
-	c, err := LoadOrCreateCert(t.TempDir(), "192.0.2.7")
+func TestLoadOrCreateIP(t *testing.T) {
+	c, err := LoadOrCreate(t.TempDir(), "192.0.2.7")
 	if err != nil {
 		t.Fatal(err)
 	}

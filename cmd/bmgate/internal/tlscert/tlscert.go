@@ -1,4 +1,12 @@
-package smtpd
+// Package tlscert keeps the self-signed TLS certificate bmgate serves SMTP
+// and IMAP with when no certificate is configured: it is created once in
+// the data directory and reused on every later start, so that clients
+// which pinned it (a security exception) keep trusting it.
+//
+// It is internal to cmd/bmgate, which builds the one tls.Config both
+// servers share; smtpd and imapd only take a tls.Config and know nothing
+// of where its certificate comes from.
+package tlscert
 
 import (
 	"crypto/ecdsa"
@@ -18,7 +26,7 @@ import (
 	"time"
 )
 
-// Names of the files LoadOrCreateCert keeps in its directory.
+// Names of the files LoadOrCreate keeps in its directory.
 const (
 	CertFile = "tls-cert.pem"
 	KeyFile  = "tls-key.pem"
@@ -29,12 +37,12 @@ const (
 // ask again.
 const certLifetime = 10 * 365 * 24 * time.Hour
 
-// LoadOrCreateCert returns the TLS certificate kept in dir. On first start
+// LoadOrCreate returns the TLS certificate kept in dir. On first start
 // it creates a self-signed ECDSA P-256 certificate for hostname (plus
 // localhost and the loopback addresses) and saves it as dir/tls-cert.pem and
 // dir/tls-key.pem (mode 0600); later starts reuse it. If only one of the
 // two files exists it refuses rather than overwrite a key it did not make.
-func LoadOrCreateCert(dir, hostname string) (tls.Certificate, error) {
+func LoadOrCreate(dir, hostname string) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
 	_, certErr := os.Stat(certPath)
 	_, keyErr := os.Stat(keyPath)

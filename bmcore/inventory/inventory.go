@@ -1,4 +1,12 @@
-package node
+// Package inventory holds what a Bitmessage node keeps between runs: the
+// objects it has validated (StoredObject, through Inventory) and the peers
+// it has learned about (KnownNode, through KnownNodes).
+//
+// bmcore/node uses these interfaces and mailmap implements them over SQL;
+// neither needs the other, and both need only this package. It is a leaf:
+// it imports only the standard library and bmcore/wire, so that a store can
+// implement it without importing the node runtime.
+package inventory
 
 import (
 	"context"
@@ -9,7 +17,7 @@ import (
 )
 
 // ErrNotFound is returned by Inventory.Get for an unknown hash.
-var ErrNotFound = errors.New("node: object not in inventory")
+var ErrNotFound = errors.New("inventory: object not found")
 
 // StoredObject is one validated object as the inventory keeps it.
 type StoredObject struct {
@@ -23,9 +31,9 @@ type StoredObject struct {
 }
 
 // Inventory is the object store the node needs. mailmap implements it over
-// SQL; memInventory (tests only) keeps it in memory. Implementations must be
-// safe for concurrent use and must have made an object durable before Put
-// returns (the node relays only after Put).
+// SQL; node.NewMemInventory (tests only) keeps it in memory. Implementations
+// must be safe for concurrent use and must have made an object durable
+// before Put returns (the node relays only after Put).
 type Inventory interface {
 	// Has reports whether the object is stored.
 	Has(ctx context.Context, h wire.InvHash) (bool, error)

@@ -1,4 +1,4 @@
-package gateway_test
+package e2e_test
 
 // End-to-end tests of the bridge: whole sites (store, node, gateway, SMTP
 // and IMAP servers) in one process, on the test network, talking over
@@ -24,6 +24,7 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/address"
 	"github.com/bmgate/bmgate/bmcore/identity"
+	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/node"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/gateway"
@@ -97,7 +98,7 @@ func (s *site) start() {
 		Inventory:         st,
 		KnownNodes:        st,
 		AllowPrivateAddrs: true,
-		OnObject: func(node.StoredObject) {
+		OnObject: func(inventory.StoredObject) {
 			if gw != nil {
 				gw.WakeInbound()
 			}

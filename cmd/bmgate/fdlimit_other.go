@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// openFileLimit is unknown here: connection caps take their fixed defaults.
+func openFileLimit() uint64 { return 0 }
