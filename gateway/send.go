@@ -158,25 +158,14 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 		// The row lost its job (it cannot in one transaction, but a row
 		// from an older version may): start over.
 	}
-	id, err := g.sender(ctx, it)
-	if err != nil {
-		return err
-	}
-	to, err := address.Decode(it.ToAddress)
-	if err != nil {
-		return permanent(StatusBadAddress, fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
-	}
-	pk, found, err := g.recipientKey(ctx, to)
+	k, found, err := g.msgKeys(ctx, it)
 	if err != nil {
 		return err
 	}
 	if !found {
-		return g.awaitPubkey(ctx, it, to)
+		return g.awaitPubkey(ctx, it, k.to)
 	}
-	ntpb, extra, err := g.difficulty(it, pk)
-	if err != nil {
-		return err
-	}
+	id, to, pk, ntpb, extra := k.sender, k.to, k.pk, k.ntpb, k.extra
 	if it.State == mailmap.OutboxAwaitingPubkey {
 		zero := 0 // it counted getpubkey requests; from here it counts sends
 		step.Attempts = &zero
@@ -201,6 +190,33 @@ func (g *Gateway) sendMsg(ctx context.Context, it mailmap.OutboxItem) error {
 		return err
 	}
 	return g.startPoW(ctx, it, step, g.newJob("msg", priorityMail, true, headless, ntpb, extra))
+}
+
+// msgKeys are what building a msg needs: the sender's keys, the
+// recipient's address and public keys, and the difficulty to meet.
+type msgKeys struct {
+	sender      *identity.Identity
+	to          address.Address
+	pk          object.PubkeyData
+	ntpb, extra uint64
+}
+
+// msgKeys finds the keys of a msg row; found is false (with k.to set) when
+// the recipient's pubkey is not known yet.
+func (g *Gateway) msgKeys(ctx context.Context, it mailmap.OutboxItem) (k msgKeys, found bool, err error) {
+	if k.sender, err = g.sender(ctx, it); err != nil {
+		return k, false, err
+	}
+	if k.to, err = address.Decode(it.ToAddress); err != nil {
+		return k, false, permanent(StatusBadAddress, fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
+	}
+	if k.pk, found, err = g.recipientKey(ctx, k.to); err != nil || !found {
+		return k, false, err
+	}
+	if k.ntpb, k.extra, err = g.difficulty(it, k.pk); err != nil {
+		return k, false, err
+	}
+	return k, true, nil
 }
 
 // difficulty is the proof of work a msg to that recipient needs.
@@ -250,30 +266,18 @@ func (g *Gateway) ackSolved(ctx context.Context, it mailmap.OutboxItem) error {
 		// The ack waited in the queue for longer than its life: redo it.
 		return g.restart(ctx, it)
 	}
-	id, err := g.sender(ctx, it)
-	if err != nil {
-		return err
-	}
-	to, err := address.Decode(it.ToAddress)
-	if err != nil {
-		return permanent(StatusBadAddress, fmt.Sprintf("the recipient address %s is invalid: %v", it.ToAddress, err))
-	}
-	pk, found, err := g.recipientKey(ctx, to)
+	k, found, err := g.msgKeys(ctx, it)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return g.restart(ctx, it)
 	}
-	ntpb, extra, err := g.difficulty(it, pk)
+	headless, err := g.buildMsg(it, k.sender, k.pk, k.to, ack)
 	if err != nil {
 		return err
 	}
-	headless, err := g.buildMsg(it, id, pk, to, ack)
-	if err != nil {
-		return err
-	}
-	return g.startPoW(ctx, it, mailmap.OutboxStep{WaitingJob: job.ID}, g.newJob("msg", priorityMail, true, headless, ntpb, extra))
+	return g.startPoW(ctx, it, mailmap.OutboxStep{WaitingJob: job.ID}, g.newJob("msg", priorityMail, true, headless, k.ntpb, k.extra))
 }
 
 // restart sends a doing_pow row back to the queue, dropping its job.
