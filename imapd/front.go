@@ -282,6 +282,7 @@ type gate struct {
 	name   string // "imap" or "imaps"
 	secure bool   // implicit TLS: nothing can be said before the handshake
 
+	mark          *serveMark
 	max           int
 	open          atomic.Int64
 	refusedCap    atomic.Uint64
@@ -293,6 +294,7 @@ type gate struct {
 const maxRefusing = 64
 
 func (g *gate) Accept() (net.Conn, error) {
+	g.mark.accepting()
 	for {
 		c, err := g.Listener.Accept()
 		if err != nil {
@@ -359,13 +361,15 @@ type handoffListener struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+	mark *serveMark
 }
 
 func newHandoffListener() *handoffListener {
-	return &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})}
+	return &handoffListener{ch: make(chan net.Conn), done: make(chan struct{}), mark: newServeMark()}
 }
 
 func (l *handoffListener) Accept() (net.Conn, error) {
+	l.mark.accepting()
 	select {
 	case c := <-l.ch:
 		return c, nil
@@ -385,3 +389,30 @@ type handoffAddr struct{}
 
 func (handoffAddr) Network() string { return "starttls" }
 func (handoffAddr) String() string  { return "starttls" }
+
+// serveMark orders an imapserver's Serve before its Close for the race
+// detector. Serve adds to a WaitGroup that Close waits on, and when no
+// connection came, nothing between the two synchronises (go-imap v2
+// beta.8), so Close first waits for the listener's first Accept (which
+// Serve calls after the Add) or for Serve's end.
+type serveMark struct {
+	startOnce, endOnce sync.Once
+	started, ended     chan struct{}
+}
+
+func newServeMark() *serveMark {
+	return &serveMark{started: make(chan struct{}), ended: make(chan struct{})}
+}
+
+func (m *serveMark) accepting() { m.startOnce.Do(func() { close(m.started) }) }
+func (m *serveMark) end()       { m.endOnce.Do(func() { close(m.ended) }) }
+
+func (m *serveMark) wait(limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-m.started:
+	case <-m.ended:
+	case <-t.C:
+	}
+}

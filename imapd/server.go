@@ -146,9 +146,8 @@ type Server struct {
 	ipConns *counter
 	guard   *loginguard.Guard
 
-	handoffLn   *handoffListener
-	handoffOnce sync.Once
-	handoffDone chan struct{}
+	handoffLn *handoffListener
+	handoffWG sync.WaitGroup // the TLS side's Serve on handoffLn
 
 	refusing        atomic.Int64  // goroutines writing a BYE to a refused connection
 	literalRefusals atomic.Uint64 // commands refused for a too large literal
@@ -156,10 +155,12 @@ type Server struct {
 	ctx    context.Context // cancelled by Close; parent of every store call
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	users  map[int64]*userHub
-	closed bool
-	gates  []*gate
+	mu             sync.Mutex
+	users          map[int64]*userHub
+	closed         bool
+	gates          []*gate
+	marks          []*serveMark // of the listeners given to imapserver (see serveMark)
+	handoffStarted bool
 
 	sessions   atomic.Int64
 	sessionsWG sync.WaitGroup
@@ -176,16 +177,15 @@ func New(store Store, cfg Config) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		store:       store,
-		cfg:         cfg,
-		log:         cfg.Logger,
-		ipConns:     newCounter(cfg.MaxConnsPerIP),
-		guard:       cfg.Guard,
-		handoffLn:   newHandoffListener(),
-		handoffDone: make(chan struct{}),
-		ctx:         ctx,
-		cancel:      cancel,
-		users:       make(map[int64]*userHub),
+		store:     store,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		ipConns:   newCounter(cfg.MaxConnsPerIP),
+		guard:     cfg.Guard,
+		handoffLn: newHandoffListener(),
+		ctx:       ctx,
+		cancel:    cancel,
+		users:     make(map[int64]*userHub),
 	}
 	s.plain = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
@@ -210,12 +210,18 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	if s.cfg.TLSConfig != nil {
-		s.handoffOnce.Do(func() {
+		s.mu.Lock()
+		if !s.closed && !s.handoffStarted {
+			s.handoffStarted = true
+			s.handoffWG.Add(1)
+			s.marks = append(s.marks, s.handoffLn.mark)
 			go func() {
-				defer close(s.handoffDone)
+				defer s.handoffWG.Done()
+				defer s.handoffLn.mark.end()
 				s.secure.Serve(s.handoffLn)
 			}()
-		})
+		}
+		s.mu.Unlock()
 	}
 	return s.serve(s.plain, s.newGate(ln, "imap", false))
 }
@@ -232,9 +238,10 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 }
 
 func (s *Server) newGate(ln net.Listener, name string, secure bool) *gate {
-	g := &gate{Listener: ln, srv: s, name: name, secure: secure, max: s.cfg.MaxConns}
+	g := &gate{Listener: ln, srv: s, name: name, secure: secure, max: s.cfg.MaxConns, mark: newServeMark()}
 	s.mu.Lock()
 	s.gates = append(s.gates, g)
+	s.marks = append(s.marks, g.mark)
 	s.mu.Unlock()
 	return g
 }
@@ -286,8 +293,9 @@ func (s *Server) Stats() Stats {
 // Guard returns the server's login guard (nil: none).
 func (s *Server) Guard() *loginguard.Guard { return s.guard }
 
-func (s *Server) serve(srv *imapserver.Server, ln net.Listener) error {
-	err := srv.Serve(ln)
+func (s *Server) serve(srv *imapserver.Server, g *gate) error {
+	defer g.mark.end()
+	err := srv.Serve(g)
 	if err != nil && s.isClosed() {
 		return nil
 	}
@@ -306,17 +314,17 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	marks := s.marks
 	s.mu.Unlock()
 	s.cancel()
+	for _, m := range marks {
+		m.wait(closeWait)
+	}
 	err := errors.Join(s.plain.Close(), s.secure.Close())
 	s.handoffLn.Close()
-	s.handoffOnce.Do(func() { close(s.handoffDone) }) // never started: nothing to wait for
-	select {
-	case <-s.handoffDone:
-	case <-time.After(closeWait):
-	}
 	done := make(chan struct{})
 	go func() {
+		s.handoffWG.Wait() // no Add after closed is set
 		s.sessionsWG.Wait()
 		close(done)
 	}()

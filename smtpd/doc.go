@@ -1,6 +1,7 @@
 // Package smtpd is bmgate's mail submission server (RFC 6409) on go-smtp:
 // STARTTLS and implicit TLS, AUTH PLAIN and LOGIN over TLS only, AUTH before
-// MAIL, throttled failed logins, per-IP connection limits, size and
+// MAIL, failed logins slowed by the shared login guard (package
+// loginguard), connection caps per listener and per IP, a login timeout, size and
 // recipient limits, read/write timeouts, the DSN extension (RFC 3461:
 // NOTIFY, RET, ENVID, ORCPT), and a trusted loopback/unix-socket listener
 // for local scripts that cannot authenticate.
