@@ -12,7 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
-	"github.com/bmgate/bmgate/loginguard"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // TestPlainTCPAuthRefused: without TLS and without AllowInsecureAuth, the

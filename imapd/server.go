@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/bmgate/bmgate/loginguard"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 
 	// Legacy charsets (ISO-8859-x, Windows-125x...) for SEARCH BODY/TEXT.
 	_ "github.com/emersion/go-message/charset"

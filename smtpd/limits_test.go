@@ -14,8 +14,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // guardStore opens a SQLite store for a login guard, closed when t ends.

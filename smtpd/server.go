@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/gateway"
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 	"github.com/emersion/go-smtp"
 )
 

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // Status is a snapshot of a running server: what /status returns as JSON,

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/params"
-	"github.com/bmgate/bmgate/loginguard"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // Config is the whole configuration of bmgate. Every field is one key of the

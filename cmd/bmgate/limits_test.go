@@ -27,8 +27,8 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/node"
 	"github.com/bmgate/bmgate/bmcore/params"
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 const (

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // The login guard's state lives in the database (package loginguard), so

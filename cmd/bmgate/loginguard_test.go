@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 )
 
 // TestLoginGuardCommands: what a running server's guard counted is listed

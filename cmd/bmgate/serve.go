@@ -15,8 +15,8 @@ import (
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/imapd"
-	"github.com/bmgate/bmgate/loginguard"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 	"github.com/bmgate/bmgate/smtpd"
 )
 
