@@ -67,6 +67,10 @@ type Config struct {
 	// Logger receives server events; nil discards them. Credentials and
 	// message contents are never logged.
 	Logger *slog.Logger
+	// Commands, when set, is told of each LOGIN, SELECT, FETCH, SEARCH,
+	// STORE, COPY, MOVE, EXPUNGE, APPEND, LIST, STATUS, CREATE, DELETE
+	// and RENAME.
+	Commands CommandObserver
 	// PollInterval is how often a selected mailbox is checked against the
 	// store when no change notice arrived (a backstop for lost notices and
 	// writers without a notifier; default 15 s).
@@ -371,7 +375,11 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		return nil, nil, errShuttingDown
 	}
 	s.sessions.Add(1)
-	return &session{srv: s, conn: c, ip: ip}, nil, nil
+	se := &session{srv: s, conn: c, ip: ip}
+	if obs := s.cfg.Commands; obs != nil {
+		return observedSession{session: se, obs: obs}, nil, nil
+	}
+	return se, nil, nil
 }
 
 // sleep waits for d or until the server closes.

@@ -70,6 +70,8 @@ type Config struct {
 	Guard   *loginguard.Guard
 	Logger  *slog.Logger
 	Trusted *TrustedLocal // optional: see ServeTrusted
+	// Commands, when set, is told of each AUTH, MAIL, RCPT and DATA.
+	Commands CommandObserver
 }
 
 // TrustedLocal lets local programs submit without AUTH, as User, through a

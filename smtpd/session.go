@@ -29,6 +29,9 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		se.user = &u
 	}
 	se.log = b.s.log.With("remote", se.ip)
+	if obs := b.s.cfg.Commands; obs != nil {
+		return observedSession{session: se, obs: obs}, nil
+	}
 	return se, nil
 }
 

@@ -7,21 +7,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/loginguard"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Status is a snapshot of a running server: what /status returns as JSON,
-// what /metrics exports and what `bmgate status` prints. serve fills it
+// what /metrics exports (statusCollector) and what `bmgate status` prints. serve fills it
 // (storeStatus gives the database figures); the admin listener only
 // formats it, so it knows nothing of the node's or the gateway's insides.
 type Status struct {
@@ -31,6 +29,7 @@ type Status struct {
 	Peers     []PeerStatus     `json:"peers"`
 	Inventory int              `json:"inventory"` // objects in the inventory
 	Objects   ObjectCounters   `json:"objects"`
+	Messages  MessageCounters  `json:"messages"`
 	Outbox    map[string]int   `json:"outbox"` // rows by mailmap.OutboxState
 	PoW       PoWStatus        `json:"pow"`
 	PoWJobs   []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
@@ -86,6 +85,17 @@ type ObjectCounters struct {
 	Received uint64 `json:"received"` // valid objects new to the inventory
 	Relayed  uint64 `json:"relayed"`  // objects sent to peers on getdata
 	Invalid  uint64 `json:"invalid"`  // objects refused by validation
+	// ConnRenewals counts connections to PyBitmessage 0.6 peers closed to
+	// be re-established, so that they announce acks.
+	ConnRenewals uint64 `json:"conn_renewals"`
+}
+
+// MessageCounters are the gateway's counters since the server started.
+type MessageCounters struct {
+	Received uint64 `json:"received"` // messages delivered into mailboxes
+	Sent     uint64 `json:"sent"`     // msg/broadcast objects published
+	Acks     uint64 `json:"acks"`     // acks matched to sent messages
+	Reports  uint64 `json:"reports"`  // delivery status reports written
 }
 
 // PoWStatus is the proof-of-work engine's state.
@@ -128,14 +138,17 @@ type SessionCounts struct {
 // Admin serves the admin HTTP endpoints:
 //
 //	/healthz  200 "ok" when Health returns nil, else 503
-//	/metrics  Prometheus text exposition format 0.0.4, written by hand
+//	/metrics  Prometheus exposition (client_golang) of Metrics.Registry
 //	/status   the Status as JSON
 //
 // It has no authentication: keep it on a loopback address.
 type Admin struct {
 	Health func(ctx context.Context) error // nil: always healthy
 	Status func(ctx context.Context) (Status, error)
-	Logger *slog.Logger // nil: discard
+	// Metrics is what /metrics exports; nil: a registry of its own over
+	// Status (newMetrics).
+	Metrics *Metrics
+	Logger  *slog.Logger // nil: discard
 }
 
 // adminTimeout bounds the work of one admin request.
@@ -145,7 +158,18 @@ const adminTimeout = 5 * time.Second
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
-	mux.HandleFunc("GET /metrics", a.metrics)
+	m := a.Metrics
+	if m == nil {
+		m = newMetrics(a.Status)
+	}
+	prom := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(a.logger().Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		prom.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /status", a.status)
 	return mux
 }
@@ -222,16 +246,6 @@ func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(st)
 }
 
-func (a *Admin) metrics(w http.ResponseWriter, r *http.Request) {
-	st, ok := a.snapshot(w, r)
-	if !ok {
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	io.WriteString(w, formatMetrics(st))
-}
-
 // outboxStates is the order /metrics and `bmgate status` list states in.
 var outboxStates = []mailmap.OutboxState{
 	mailmap.OutboxQueued, mailmap.OutboxAwaitingPubkey, mailmap.OutboxDoingPoW,
@@ -255,108 +269,10 @@ func outboxStateNames(counts map[string]int) []string {
 	return append(names, extra...)
 }
 
-// formatMetrics writes the Prometheus text format (HELP, TYPE, samples).
-func formatMetrics(st Status) string {
-	var b strings.Builder
-	metric := func(name, typ, help string, samples ...string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-		for _, s := range samples {
-			b.WriteString(name + s + "\n")
-		}
-	}
-	num := func(v float64) string {
-		if math.Abs(v) < 1e15 {
-			return " " + strconv.FormatFloat(v, 'f', -1, 64) // 123456789, not 1.23456789e+08
-		}
-		return " " + strconv.FormatFloat(v, 'g', -1, 64)
-	}
-	inbound := 0
-	for _, p := range st.Peers {
-		if p.Inbound {
-			inbound++
-		}
-	}
-	metric("bmgate_build_info", "gauge", "Version and network of the running server.",
-		fmt.Sprintf("{version=%s,network=%s} 1", labelValue(st.Version), labelValue(st.Network)))
-	if !st.StartedAt.IsZero() {
-		metric("bmgate_start_time_seconds", "gauge", "Start time of the server since the Unix epoch.",
-			num(float64(st.StartedAt.UnixMilli())/1000))
-	}
-	metric("bmgate_peers", "gauge", "Connected Bitmessage peers.",
-		`{direction="inbound"}`+num(float64(inbound)),
-		`{direction="outbound"}`+num(float64(len(st.Peers)-inbound)))
-	metric("bmgate_inventory_objects", "gauge", "Objects in the inventory.", num(float64(st.Inventory)))
-	metric("bmgate_inventory_set_aside_objects", "gauge",
-		fmt.Sprintf("Inbound objects set aside after repeated processing failures (counted up to %d).", setAsideListed),
-		num(float64(len(st.SetAside))))
-	metric("bmgate_objects_received_total", "counter", "Valid objects received that were new to the inventory.", num(float64(st.Objects.Received)))
-	metric("bmgate_objects_relayed_total", "counter", "Objects sent to peers that asked for them.", num(float64(st.Objects.Relayed)))
-	metric("bmgate_objects_invalid_total", "counter", "Objects refused by validation.", num(float64(st.Objects.Invalid)))
-	var outbox []string
-	for _, s := range outboxStateNames(st.Outbox) {
-		outbox = append(outbox, fmt.Sprintf("{state=%s}", labelValue(s))+num(float64(st.Outbox[s])))
-	}
-	metric("bmgate_outbox_messages", "gauge", "Outgoing messages by state.", outbox...)
-	metric("bmgate_pow_in_progress", "gauge", "Proof-of-work jobs being solved.", num(float64(st.PoW.InProgress)))
-	metric("bmgate_pow_trials_total", "counter", "Proof-of-work nonces tried.", num(float64(st.PoW.Trials)))
-	metric("bmgate_pow_trials_per_second", "gauge", "Recent proof-of-work speed.", num(st.PoW.TrialsPerSecond))
-	metric("bmgate_sessions", "gauge", "Open client sessions by protocol.",
-		`{protocol="imap"}`+num(float64(st.Sessions.IMAP)),
-		`{protocol="smtp"}`+num(float64(st.Sessions.SMTP)))
-	limitMetrics(st, metric, num)
-	return b.String()
-}
-
 // loginOutcomes is the order /metrics lists the login guard's outcomes in.
 var loginOutcomes = []string{
 	loginguard.OutcomeOK, loginguard.OutcomeFailed, loginguard.OutcomeLocked,
 	loginguard.OutcomeBusy, loginguard.OutcomeDisabled, loginguard.OutcomeError,
-}
-
-// limitMetrics writes the connection, login and password-hashing metrics.
-func limitMetrics(st Status, metric func(name, typ, help string, samples ...string), num func(float64) string) {
-	var open, max, refused, timeouts []string
-	for _, l := range st.Listeners {
-		lv := "{listener=" + labelValue(l.Name)
-		open = append(open, lv+"}"+num(float64(l.Open)))
-		max = append(max, lv+"}"+num(float64(l.Max)))
-		refused = append(refused, lv+`,reason="cap"}`+num(float64(l.RefusedCap)), lv+`,reason="per_ip"}`+num(float64(l.RefusedPerIP)))
-		timeouts = append(timeouts, lv+"}"+num(float64(l.LoginTimeouts)))
-	}
-	if len(st.Listeners) > 0 {
-		metric("bmgate_listener_connections", "gauge", "Open connections by mail listener.", open...)
-		metric("bmgate_listener_max_connections", "gauge", "Connection cap by mail listener.", max...)
-		metric("bmgate_listener_refused_total", "counter", "Connections turned away at once: the listener at its cap, or the client address at max_connections_per_ip.", refused...)
-		metric("bmgate_listener_login_timeouts_total", "counter", "Connections closed for not logging in within login_timeout.", timeouts...)
-	}
-	var attempts []string
-	protos := make([]string, 0, len(st.Logins.Attempts))
-	for p := range st.Logins.Attempts {
-		protos = append(protos, p)
-	}
-	slices.Sort(protos)
-	for _, p := range protos {
-		for _, o := range loginOutcomes {
-			attempts = append(attempts, fmt.Sprintf("{protocol=%s,outcome=%s}", labelValue(p), labelValue(o))+num(float64(st.Logins.Attempts[p][o])))
-		}
-	}
-	metric("bmgate_login_attempts_total", "counter", "Login attempts by protocol and the login guard's decision: ok, failed (wrong password or unknown user), locked (refused unchecked after failures), busy (no password-hashing slot), disabled, error.", attempts...)
-	metric("bmgate_login_waits_total", "counter", "Login attempts that waited for their turn (a lock after failures, or another check of the same account).", num(float64(st.Logins.Waited)))
-	metric("bmgate_login_guard_pruned_total", "counter", "Rows of the login guard's table pruned.", num(float64(st.Logins.Pruned)))
-	metric("bmgate_password_hash_slots", "gauge", "Password checks (argon2id) allowed at once.", num(float64(st.PasswordHash.Slots)))
-	metric("bmgate_password_hashes_in_flight", "gauge", "Password checks running now.", num(float64(st.PasswordHash.InFlight)))
-	metric("bmgate_password_hashes_peak", "gauge", "Most password checks that ran at once.", num(float64(st.PasswordHash.Peak)))
-	metric("bmgate_password_hashes_total", "counter", "Password hashes computed.", num(float64(st.PasswordHash.Total)))
-	metric("bmgate_password_hash_waits_total", "counter", "Password checks that waited for a slot.", num(float64(st.PasswordHash.Waited)))
-	metric("bmgate_password_hash_refused_total", "counter", "Password checks refused with a temporary failure: no slot freed up in time.", num(float64(st.PasswordHash.Refused)))
-	metric("bmgate_imap_literal_refusals_total", "counter", "IMAP commands refused for a literal over the limit.", num(float64(st.IMAPLiteralRefusals)))
-}
-
-// labelValue quotes a label value as the exposition format wants:
-// backslash, double quote and newline escaped.
-func labelValue(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
 }
 
 // buildVersion is the module version the binary was built from.

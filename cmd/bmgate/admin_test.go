@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func sampleStatus() Status {
@@ -25,10 +31,13 @@ func sampleStatus() Status {
 			{Addr: "127.0.0.1:18446", Since: time.Unix(1_700_000_300, 0).UTC()},
 		},
 		Inventory: 4242,
-		Objects:   ObjectCounters{Received: 10, Relayed: 20, Invalid: 3},
+		Objects:   ObjectCounters{Received: 10, Relayed: 20, Invalid: 3, ConnRenewals: 2},
+		Messages:  MessageCounters{Received: 5, Sent: 6, Acks: 4, Reports: 1},
 		Outbox:    map[string]int{"queued": 2, "doing_pow": 1, "acked": 7, "weird\"state": 1},
 		PoW:       PoWStatus{InProgress: 1, Trials: 123456789, TrialsPerSecond: 1.5e6},
-		Sessions:  SessionCounts{SMTP: 1, IMAP: 4},
+		PoWJobs: []PoWJobStatus{{ID: 1, Kind: "msg", State: "solving"}, {ID: 2, Kind: "ack", State: "pending"},
+			{ID: 3, Kind: "msg", State: "pending"}},
+		Sessions: SessionCounts{SMTP: 1, IMAP: 4},
 		SetAside: []SetAsideStatus{{Hash: strings.Repeat("ab", 32), Type: 2, Attempts: 5, Error: "deliver: disk full",
 			Expires: time.Unix(1_700_100_000, 0).UTC()}},
 		Listeners: []ListenerStatus{
@@ -94,88 +103,237 @@ func TestAdminStatusJSON(t *testing.T) {
 	}
 }
 
-// sampleLine is one sample of the text exposition format:
-// name{label="value",…} number.
-var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|[+-]Inf)$`)
-
-func TestAdminMetrics(t *testing.T) {
-	h := (&Admin{Status: func(context.Context) (Status, error) { return sampleStatus(), nil }}).Handler()
+// scrape fetches /metrics and parses it with the Prometheus text parser.
+func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
 	code, ctype, body := get(t, h, "/metrics")
 	if code != 200 || !strings.HasPrefix(ctype, "text/plain; version=0.0.4") {
 		t.Fatalf("%d %s", code, ctype)
 	}
-	typed := map[string]bool{}
-	helped := map[string]bool{}
-	samples := map[string]bool{}
-	for line := range strings.Lines(body) {
-		line = strings.TrimSuffix(line, "\n")
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// sampleValue is the value of the family's sample with exactly these
+// labels (name=value pairs), or false.
+func sampleValue(f *dto.MetricFamily, labels ...string) (float64, bool) {
+	for _, m := range f.GetMetric() {
+		if len(m.GetLabel())*2 != len(labels) {
+			continue
+		}
+		match := true
+		for i, l := range m.GetLabel() {
+			if l.GetName() != labels[2*i] || l.GetValue() != labels[2*i+1] {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
 		switch {
-		case strings.HasPrefix(line, "# HELP "):
-			helped[strings.Fields(line)[2]] = true
-		case strings.HasPrefix(line, "# TYPE "):
-			f := strings.Fields(line)
-			if len(f) != 4 || (f[3] != "gauge" && f[3] != "counter") {
-				t.Errorf("bad TYPE line %q", line)
-			}
-			if !strings.HasSuffix(f[2], "_total") && f[3] == "counter" {
-				t.Errorf("counter %s lacks _total", f[2])
-			}
-			typed[f[2]] = true
-		default:
-			m := sampleLine.FindStringSubmatch(line)
-			if m == nil {
-				t.Errorf("not a valid sample line: %q", line)
-				continue
-			}
-			if !typed[m[1]] || !helped[m[1]] {
-				t.Errorf("sample %q before its HELP/TYPE", line)
-			}
-			samples[line] = true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
 		}
 	}
-	for _, want := range []string{
-		`bmgate_build_info{version="v1.2.3",network="test"} 1`,
-		`bmgate_start_time_seconds 1700000000.5`,
-		`bmgate_peers{direction="inbound"} 1`,
-		`bmgate_peers{direction="outbound"} 2`,
-		`bmgate_inventory_objects 4242`,
-		`bmgate_inventory_set_aside_objects 1`,
-		`bmgate_objects_received_total 10`,
-		`bmgate_objects_relayed_total 20`,
-		`bmgate_objects_invalid_total 3`,
-		`bmgate_outbox_messages{state="queued"} 2`,
-		`bmgate_outbox_messages{state="awaiting_pubkey"} 0`,
-		`bmgate_outbox_messages{state="doing_pow"} 1`,
-		`bmgate_outbox_messages{state="acked"} 7`,
-		`bmgate_outbox_messages{state="failed"} 0`,
-		`bmgate_outbox_messages{state="weird\"state"} 1`,
-		`bmgate_pow_in_progress 1`,
-		`bmgate_pow_trials_total 123456789`,
-		`bmgate_pow_trials_per_second 1500000`,
-		`bmgate_sessions{protocol="imap"} 4`,
-		`bmgate_sessions{protocol="smtp"} 1`,
-		`bmgate_listener_connections{listener="smtp"} 3`,
-		`bmgate_listener_max_connections{listener="imap"} 10000`,
-		`bmgate_listener_refused_total{listener="smtp",reason="cap"} 7`,
-		`bmgate_listener_refused_total{listener="smtp",reason="per_ip"} 2`,
-		`bmgate_listener_login_timeouts_total{listener="smtp"} 1`,
-		`bmgate_login_attempts_total{protocol="smtp",outcome="failed"} 12`,
-		`bmgate_login_attempts_total{protocol="smtp",outcome="locked"} 40`,
-		`bmgate_login_attempts_total{protocol="imap",outcome="busy"} 1`,
-		`bmgate_login_attempts_total{protocol="imap",outcome="error"} 0`,
-		`bmgate_login_waits_total 30`,
-		`bmgate_login_guard_pruned_total 4`,
-		`bmgate_password_hash_slots 4`,
-		`bmgate_password_hashes_in_flight 2`,
-		`bmgate_password_hashes_peak 4`,
-		`bmgate_password_hashes_total 26`,
-		`bmgate_password_hash_waits_total 9`,
-		`bmgate_password_hash_refused_total 1`,
-		`bmgate_imap_literal_refusals_total 3`,
-	} {
-		if !samples[want] {
-			t.Errorf("missing sample %s", want)
+	return 0, false
+}
+
+// documentedMetrics are the metrics README.md lists, with their types.
+var documentedMetrics = map[string]dto.MetricType{
+	"bmgate_build_info":                    dto.MetricType_GAUGE,
+	"bmgate_start_time_seconds":            dto.MetricType_GAUGE,
+	"bmgate_peers":                         dto.MetricType_GAUGE,
+	"bmgate_inventory_objects":             dto.MetricType_GAUGE,
+	"bmgate_inventory_set_aside_objects":   dto.MetricType_GAUGE,
+	"bmgate_store_up":                      dto.MetricType_GAUGE,
+	"bmgate_objects_received_total":        dto.MetricType_COUNTER,
+	"bmgate_objects_relayed_total":         dto.MetricType_COUNTER,
+	"bmgate_objects_invalid_total":         dto.MetricType_COUNTER,
+	"bmgate_connection_renewals_total":     dto.MetricType_COUNTER,
+	"bmgate_messages_received_total":       dto.MetricType_COUNTER,
+	"bmgate_messages_sent_total":           dto.MetricType_COUNTER,
+	"bmgate_acks_total":                    dto.MetricType_COUNTER,
+	"bmgate_reports_total":                 dto.MetricType_COUNTER,
+	"bmgate_outbox_messages":               dto.MetricType_GAUGE,
+	"bmgate_pow_queue_jobs":                dto.MetricType_GAUGE,
+	"bmgate_pow_in_progress":               dto.MetricType_GAUGE,
+	"bmgate_pow_trials_total":              dto.MetricType_COUNTER,
+	"bmgate_sessions":                      dto.MetricType_GAUGE,
+	"bmgate_listener_connections":          dto.MetricType_GAUGE,
+	"bmgate_listener_max_connections":      dto.MetricType_GAUGE,
+	"bmgate_listener_refused_total":        dto.MetricType_COUNTER,
+	"bmgate_listener_login_timeouts_total": dto.MetricType_COUNTER,
+	"bmgate_login_attempts_total":          dto.MetricType_COUNTER,
+	"bmgate_login_waits_total":             dto.MetricType_COUNTER,
+	"bmgate_login_guard_pruned_total":      dto.MetricType_COUNTER,
+	"bmgate_password_hash_slots":           dto.MetricType_GAUGE,
+	"bmgate_password_hashes_in_flight":     dto.MetricType_GAUGE,
+	"bmgate_password_hashes_peak":          dto.MetricType_GAUGE,
+	"bmgate_password_hashes_total":         dto.MetricType_COUNTER,
+	"bmgate_password_hash_waits_total":     dto.MetricType_COUNTER,
+	"bmgate_password_hash_refused_total":   dto.MetricType_COUNTER,
+	"bmgate_imap_literal_refusals_total":   dto.MetricType_COUNTER,
+	"bmgate_smtp_commands_total":           dto.MetricType_COUNTER,
+	"bmgate_smtp_command_failures_total":   dto.MetricType_COUNTER,
+	"bmgate_smtp_command_duration_seconds": dto.MetricType_HISTOGRAM,
+	"bmgate_imap_commands_total":           dto.MetricType_COUNTER,
+	"bmgate_imap_command_failures_total":   dto.MetricType_COUNTER,
+	"bmgate_imap_command_duration_seconds": dto.MetricType_HISTOGRAM,
+}
+
+func TestAdminMetrics(t *testing.T) {
+	m := newMetrics(func(context.Context) (Status, error) { return sampleStatus(), nil })
+	m.SMTP.ObserveCommand("MAIL", time.Millisecond, nil)
+	m.SMTP.ObserveCommand("RCPT", time.Millisecond, errors.New("no such user"))
+	m.IMAP.ObserveCommand("FETCH", 2*time.Millisecond, nil)
+	m.IMAP.ObserveCommand("XYZZY", time.Millisecond, nil) // counted as other
+	h := (&Admin{Metrics: m}).Handler()
+	fams := scrape(t, h)
+
+	for name, typ := range documentedMetrics {
+		f := fams[name]
+		if f == nil {
+			t.Errorf("missing metric %s", name)
+			continue
 		}
+		if f.GetType() != typ {
+			t.Errorf("%s: type %v, want %v", name, f.GetType(), typ)
+		}
+		if f.GetHelp() == "" {
+			t.Errorf("%s: no HELP", name)
+		}
+	}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "bmgate_") {
+			continue
+		}
+		if _, ok := documentedMetrics[name]; !ok {
+			t.Errorf("metric %s is not documented", name)
+		}
+		if f.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(name, "_total") {
+			t.Errorf("counter %s lacks _total", name)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_start_time_seconds"} {
+		if fams[name] == nil {
+			t.Errorf("missing %s (Go and process collectors)", name)
+		}
+	}
+	if fams["bmgate_pow_trials_per_second"] != nil {
+		t.Error("bmgate_pow_trials_per_second is still exported")
+	}
+
+	for _, want := range []struct {
+		name   string
+		labels []string
+		value  float64
+	}{
+		{"bmgate_build_info", []string{"network", "test", "version", "v1.2.3"}, 1},
+		{"bmgate_start_time_seconds", nil, 1700000000.5},
+		{"bmgate_peers", []string{"direction", "inbound"}, 1},
+		{"bmgate_peers", []string{"direction", "outbound"}, 2},
+		{"bmgate_inventory_objects", nil, 4242},
+		{"bmgate_inventory_set_aside_objects", nil, 1},
+		{"bmgate_store_up", nil, 1},
+		{"bmgate_objects_received_total", nil, 10},
+		{"bmgate_objects_relayed_total", nil, 20},
+		{"bmgate_objects_invalid_total", nil, 3},
+		{"bmgate_connection_renewals_total", nil, 2},
+		{"bmgate_messages_received_total", nil, 5},
+		{"bmgate_messages_sent_total", nil, 6},
+		{"bmgate_acks_total", nil, 4},
+		{"bmgate_reports_total", nil, 1},
+		{"bmgate_outbox_messages", []string{"state", "queued"}, 2},
+		{"bmgate_outbox_messages", []string{"state", "awaiting_pubkey"}, 0},
+		{"bmgate_outbox_messages", []string{"state", "doing_pow"}, 1},
+		{"bmgate_outbox_messages", []string{"state", "acked"}, 7},
+		{"bmgate_outbox_messages", []string{"state", "failed"}, 0},
+		{"bmgate_outbox_messages", []string{"state", "weird\"state"}, 1},
+		{"bmgate_pow_queue_jobs", []string{"state", "pending"}, 2},
+		{"bmgate_pow_queue_jobs", []string{"state", "solving"}, 1},
+		{"bmgate_pow_queue_jobs", []string{"state", "solved"}, 0},
+		{"bmgate_pow_in_progress", nil, 1},
+		{"bmgate_pow_trials_total", nil, 123456789},
+		{"bmgate_sessions", []string{"protocol", "imap"}, 4},
+		{"bmgate_sessions", []string{"protocol", "smtp"}, 1},
+		{"bmgate_listener_connections", []string{"listener", "smtp"}, 3},
+		{"bmgate_listener_max_connections", []string{"listener", "imap"}, 10000},
+		{"bmgate_listener_refused_total", []string{"listener", "smtp", "reason", "cap"}, 7},
+		{"bmgate_listener_refused_total", []string{"listener", "smtp", "reason", "per_ip"}, 2},
+		{"bmgate_listener_login_timeouts_total", []string{"listener", "smtp"}, 1},
+		{"bmgate_login_attempts_total", []string{"outcome", "failed", "protocol", "smtp"}, 12},
+		{"bmgate_login_attempts_total", []string{"outcome", "locked", "protocol", "smtp"}, 40},
+		{"bmgate_login_attempts_total", []string{"outcome", "busy", "protocol", "imap"}, 1},
+		{"bmgate_login_attempts_total", []string{"outcome", "error", "protocol", "imap"}, 0},
+		{"bmgate_login_waits_total", nil, 30},
+		{"bmgate_login_guard_pruned_total", nil, 4},
+		{"bmgate_password_hash_slots", nil, 4},
+		{"bmgate_password_hashes_in_flight", nil, 2},
+		{"bmgate_password_hashes_peak", nil, 4},
+		{"bmgate_password_hashes_total", nil, 26},
+		{"bmgate_password_hash_waits_total", nil, 9},
+		{"bmgate_password_hash_refused_total", nil, 1},
+		{"bmgate_imap_literal_refusals_total", nil, 3},
+		{"bmgate_smtp_commands_total", []string{"command", "MAIL"}, 1},
+		{"bmgate_smtp_commands_total", []string{"command", "DATA"}, 0},
+		{"bmgate_smtp_command_failures_total", []string{"command", "RCPT"}, 1},
+		{"bmgate_smtp_command_failures_total", []string{"command", "MAIL"}, 0},
+		{"bmgate_imap_commands_total", []string{"command", "FETCH"}, 1},
+		{"bmgate_imap_commands_total", []string{"command", "other"}, 1},
+	} {
+		f := fams[want.name]
+		if f == nil {
+			continue // reported above
+		}
+		got, ok := sampleValue(f, want.labels...)
+		if !ok || got != want.value {
+			t.Errorf("%s%v = %v (found %v), want %v", want.name, want.labels, got, ok, want.value)
+		}
+	}
+	var hist *dto.Histogram
+	for _, s := range fams["bmgate_imap_command_duration_seconds"].GetMetric() {
+		if s.GetLabel()[0].GetValue() == "FETCH" {
+			hist = s.GetHistogram()
+		}
+	}
+	if hist.GetSampleCount() != 1 || hist.GetSampleSum() != 0.002 {
+		t.Errorf("FETCH duration histogram: %v", hist)
+	}
+}
+
+// TestAdminMetricsStoreDown: when the store's figures fail, /metrics
+// still answers with the rest and bmgate_store_up 0; another failure of
+// the status is an error of the scrape.
+func TestAdminMetricsStoreDown(t *testing.T) {
+	st := sampleStatus()
+	h := (&Admin{Status: func(context.Context) (Status, error) {
+		return st, fmt.Errorf("%w: database is locked", errStoreStatus)
+	}}).Handler()
+	fams := scrape(t, h)
+	if v, ok := sampleValue(fams["bmgate_store_up"]); !ok || v != 0 {
+		t.Errorf("bmgate_store_up = %v %v", v, ok)
+	}
+	if fams["bmgate_outbox_messages"] != nil || fams["bmgate_inventory_objects"] != nil {
+		t.Error("store figures exported although the store failed")
+	}
+	if v, ok := sampleValue(fams["bmgate_objects_received_total"]); !ok || v != 10 {
+		t.Errorf("bmgate_objects_received_total = %v %v", v, ok)
+	}
+	if fams["go_goroutines"] == nil {
+		t.Error("Go collector missing")
+	}
+
+	failing := (&Admin{Status: func(context.Context) (Status, error) { return Status{}, errors.New("boom") }}).Handler()
+	if fams := scrape(t, failing); fams["go_goroutines"] == nil || fams["bmgate_build_info"] != nil {
+		t.Errorf("failing status: %v", fams)
 	}
 }
 
@@ -205,5 +363,30 @@ func TestAdminServeStops(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not stop")
+	}
+}
+
+// TestMetricsDocumented: README.md's table lists every metric /metrics
+// exports, with its type.
+func TestMetricsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[dto.MetricType]string{dto.MetricType_GAUGE: "gauge", dto.MetricType_COUNTER: "counter", dto.MetricType_HISTOGRAM: "histogram"}
+	row := regexp.MustCompile("(?m)^\\| `(bmgate_[a-z_]+)(\\{[a-z_,]*\\})?` \\| ([a-z]+) \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = m[3]
+	}
+	for name, typ := range documentedMetrics {
+		if documented[name] != types[typ] {
+			t.Errorf("README.md: %s documented as %q, want %q", name, documented[name], types[typ])
+		}
+	}
+	for name := range documented {
+		if _, ok := documentedMetrics[name]; !ok {
+			t.Errorf("README.md documents %s, which is not exported", name)
+		}
 	}
 }

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"golang.org/x/term"
 )
 
 // maxPasswordLen bounds what is read as a password.
@@ -34,23 +35,21 @@ func (c *cli) promptPassword(tty *os.File) (string, error) {
 	return c.promptSecret(tty, "password", true)
 }
 
+// isTerminal reports whether f is a terminal on which bmgate can turn off
+// echo; elsewhere a secret is read as one line of input, as from a pipe.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
 // promptSecret asks for a secret (what: "password") with echo off, twice
 // when repeat is set.
 func (c *cli) promptSecret(tty *os.File, what string, repeat bool) (string, error) {
-	restore, err := echoOff(tty)
-	if err != nil {
-		return "", fmt.Errorf("turn off terminal echo: %w", err)
-	}
-	defer restore()
-	r := bufio.NewReader(tty)
 	fmt.Fprintf(c.stderr, "%s%s: ", strings.ToUpper(what[:1]), what[1:])
-	first, err := readSecretLine(r, what)
+	first, err := readSecretNoEcho(tty, what)
 	fmt.Fprintln(c.stderr)
 	if err != nil || !repeat {
 		return first, err
 	}
 	fmt.Fprintf(c.stderr, "Repeat %s: ", what)
-	second, err := readSecretLine(r, what)
+	second, err := readSecretNoEcho(tty, what)
 	fmt.Fprintln(c.stderr)
 	if err != nil {
 		return "", err
@@ -59,6 +58,17 @@ func (c *cli) promptSecret(tty *os.File, what string, repeat bool) (string, erro
 		return "", fmt.Errorf("%ss do not match", what)
 	}
 	return first, nil
+}
+
+// readSecretNoEcho reads one line from the terminal tty with echo off
+// (term.ReadPassword restores the terminal's state before it returns) and
+// checks it as readSecretLine does.
+func readSecretNoEcho(tty *os.File, what string) (string, error) {
+	b, err := term.ReadPassword(int(tty.Fd()))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", what, err)
+	}
+	return checkSecret(strings.TrimSuffix(string(b), "\r"), what)
 }
 
 // readPasswordLine reads one line without its line ending. Reading stops at
@@ -88,9 +98,16 @@ func readSecretLine(r io.Reader, what string) (string, error) {
 	if b.Len() > maxPasswordLen {
 		return "", fmt.Errorf("%s longer than %d bytes", what, maxPasswordLen)
 	}
-	pw := strings.TrimSuffix(b.String(), "\r")
-	if pw == "" {
+	return checkSecret(strings.TrimSuffix(b.String(), "\r"), what)
+}
+
+// checkSecret refuses an empty secret or one over maxPasswordLen bytes.
+func checkSecret(s, what string) (string, error) {
+	if len(s) > maxPasswordLen {
+		return "", fmt.Errorf("%s longer than %d bytes", what, maxPasswordLen)
+	}
+	if s == "" {
 		return "", fmt.Errorf("empty %s", what)
 	}
-	return pw, nil
+	return s, nil
 }

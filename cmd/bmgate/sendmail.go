@@ -10,6 +10,8 @@ import (
 	"net/mail"
 	"strings"
 
+	"github.com/emersion/go-message/textproto"
+
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -70,29 +72,28 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 		return &exitError{exDataErr, fmt.Errorf("message larger than %d bytes", sendmailMaxBytes)}
 	}
 	raw = normalizeCRLF(raw)
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	hdr, body, err := splitMessage(raw)
 	if err != nil {
 		return &exitError{exDataErr, fmt.Errorf("parse message: %w", err)}
 	}
 	rcpts := inv.args
 	if *useHeaders {
-		for _, h := range []string{"To", "Cc", "Bcc"} {
-			list, err := msg.Header.AddressList(h)
-			if err != nil && !errors.Is(err, mail.ErrHeaderNotPresent) {
-				return &exitError{exDataErr, fmt.Errorf("parse %s header: %w", h, err)}
-			}
-			for _, a := range list {
-				rcpts = append(rcpts, a.Address)
-			}
+		list, err := headerRecipients(hdr)
+		if err != nil {
+			return &exitError{exDataErr, err}
 		}
-		raw = dropHeader(raw, "Bcc")
+		rcpts = append(rcpts, list...)
+		hdr.Del("Bcc")
+		if raw, err = joinMessage(hdr, body); err != nil {
+			return &exitError{exDataErr, err}
+		}
 	}
 	if len(rcpts) == 0 {
 		return &exitError{exDataErr, errors.New("no recipients (give them as arguments or use -t)")}
 	}
 	from := *fromFlag
 	if from == "" {
-		list, err := msg.Header.AddressList("From")
+		list, err := mail.ParseAddressList(hdr.Get("From"))
 		if err != nil || len(list) != 1 {
 			return &exitError{exNoUser, errors.New("no sender: give -f or a From header")}
 		}
@@ -183,29 +184,49 @@ func normalizeCRLF(b []byte) []byte {
 	return out.Bytes()
 }
 
-// dropHeader removes every occurrence of a header field (with its folded
-// continuation lines) from the header section.
-func dropHeader(raw []byte, name string) []byte {
+// splitMessage reads the header section of raw (CRLF line ends) and returns
+// it with the body after the blank line.
+func splitMessage(raw []byte) (textproto.Header, []byte, error) {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return textproto.Header{}, nil, err
+	}
+	body, err := io.ReadAll(br)
+	if err != nil {
+		return textproto.Header{}, nil, err
+	}
+	return h, body, nil
+}
+
+// joinMessage writes the header h (its unchanged fields as they were read,
+// folding included) and the body back into one message.
+func joinMessage(h textproto.Header, body []byte) ([]byte, error) {
 	var out bytes.Buffer
-	lines := bytes.SplitAfter(raw, []byte("\r\n"))
-	inHeader, skipping := true, false
-	for _, l := range lines {
-		if inHeader {
-			if len(bytes.TrimRight(l, "\r\n")) == 0 {
-				inHeader = false
-			} else if l[0] == ' ' || l[0] == '\t' {
-				if skipping {
-					continue
-				}
-			} else {
-				k, _, _ := bytes.Cut(l, []byte(":"))
-				skipping = strings.EqualFold(strings.TrimSpace(string(k)), name)
-				if skipping {
-					continue
-				}
+	if err := textproto.WriteHeader(&out, h); err != nil {
+		return nil, fmt.Errorf("write header: %w", err)
+	}
+	out.Write(body)
+	return out.Bytes(), nil
+}
+
+// headerRecipients returns the addresses of every To, Cc and Bcc field
+// (sendmail -t). An empty field counts as absent.
+func headerRecipients(h textproto.Header) ([]string, error) {
+	var rcpts []string
+	for _, name := range []string{"To", "Cc", "Bcc"} {
+		for _, v := range h.Values(name) {
+			if strings.TrimSpace(v) == "" {
+				continue
+			}
+			list, err := mail.ParseAddressList(v)
+			if err != nil {
+				return nil, fmt.Errorf("parse %s header: %w", name, err)
+			}
+			for _, a := range list {
+				rcpts = append(rcpts, a.Address)
 			}
 		}
-		out.Write(l)
 	}
-	return out.Bytes()
+	return rcpts, nil
 }

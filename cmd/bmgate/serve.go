@@ -49,6 +49,8 @@ type server struct {
 	powLastAt time.Time
 	powRate   float64
 	powTrials uint64
+
+	metrics *Metrics // the /metrics registry, made by build
 }
 
 func runServe(ctx context.Context, inv *invocation) error {
@@ -83,6 +85,7 @@ func gatewayTiming(net *params.Network, gc *gateway.Config) {
 }
 
 func (s *server) build() error {
+	s.metrics = newMetrics(s.status)
 	cfg := s.cfg
 	netp := cfg.NetworkParams()
 	gcfg := gateway.Config{
@@ -169,6 +172,7 @@ func (s *server) build() error {
 		LoginTimeout:      cfg.LoginTimeout,
 		Guard:             s.guard,
 		Logger:            s.log.With("component", "smtp"),
+		Commands:          s.metrics.SMTP,
 	}
 	if !ListenerOff(cfg.LocalSubmit) {
 		u, err := s.store.UserByName(context.Background(), cfg.LocalSubmitUser)
@@ -186,6 +190,7 @@ func (s *server) build() error {
 		LoginTimeout:      cfg.LoginTimeout,
 		Guard:             s.guard,
 		Logger:            s.log.With("component", "imap"),
+		Commands:          s.metrics.IMAP,
 	})
 	return nil
 }
@@ -246,7 +251,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		}
 		lns = append(lns, ln)
 		bound = append(bound, fmt.Sprintf("admin=%s", ln.Addr()))
-		admin := &Admin{Health: s.health, Status: s.status, Logger: s.log.With("component", "admin")}
+		admin := &Admin{Health: s.health, Status: s.status, Metrics: s.metrics, Logger: s.log.With("component", "admin")}
 		go func() {
 			if err := admin.Serve(ctx, ln); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("admin: %w", err)
@@ -342,8 +347,10 @@ func (s *server) health(ctx context.Context) error {
 // status fills the admin Status from the node, the gateway and the store.
 func (s *server) status(ctx context.Context) (Status, error) {
 	var st Status
+	var storeErr error
 	if err := storeStatus(ctx, s.store, &st); err != nil {
-		return st, err
+		// The rest is still filled: /metrics exports it (bmgate_store_up 0).
+		storeErr = fmt.Errorf("%w: %w", errStoreStatus, err)
 	}
 	st.Version = buildVersion()
 	st.Network = s.cfg.Network
@@ -354,8 +361,10 @@ func (s *server) status(ctx context.Context) (Status, error) {
 		}
 	}
 	ns := s.node.Stats()
-	st.Objects = ObjectCounters{Received: ns.ObjectsReceived, Relayed: ns.ObjectsRelayed, Invalid: ns.ObjectsInvalid}
+	st.Objects = ObjectCounters{Received: ns.ObjectsReceived, Relayed: ns.ObjectsRelayed, Invalid: ns.ObjectsInvalid,
+		ConnRenewals: ns.ConnRenewals}
 	gs := s.gw.Stats()
+	st.Messages = MessageCounters{Received: gs.MessagesIn, Sent: gs.MessagesOut, Acks: gs.Acks, Reports: gs.Reports}
 	st.PoW = s.powStatus(gs)
 	// Live trial counts of the jobs this process is solving.
 	for i, j := range st.PoWJobs {
@@ -368,7 +377,7 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	estimatePoW(st.PoWJobs, gs.PoWRate, s.cfg.PoWConcurrency)
 	st.Sessions = SessionCounts{SMTP: s.smtp.Sessions(), IMAP: s.imap.Sessions()}
 	s.limitsStatus(&st)
-	return st, nil
+	return st, storeErr
 }
 
 // limitsStatus fills the connection, login and password-hashing figures.
