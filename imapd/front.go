@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 )
 
 // frontConn is the connection imapserver serves: it sits above TLS, so it
@@ -92,7 +94,7 @@ func (f *frontConn) Read(p []byte) (int, error) {
 			if v.size >= 0 {
 				size = fmt.Sprint(v.size)
 			}
-			f.srv.log.Info("imap literal too large", "ip", f.raw.ip, "tag", v.tag, "size", size)
+			f.raw.log.Info("imap literal too large", "tag", logsafe.String(v.tag), "size", size)
 			f.srv.literalRefusals.Add(1)
 			reply := fmt.Sprintf("%s NO [TOOBIG] Literal of %s bytes is over the limit of %d for this command\r\n", v.tag, size, bufferedLiteralMax)
 			if !v.hangUp {
@@ -106,7 +108,7 @@ func (f *frontConn) Read(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		case badSASL:
 			f.sc.drop()
-			f.srv.log.Info("imap AUTHENTICATE: initial response is not base64", "ip", f.raw.ip)
+			f.raw.log.Info("imap AUTHENTICATE: initial response is not base64")
 			if err := f.writeOwn(v.tag + " BAD Malformed SASL response\r\n"); err != nil {
 				return 0, err
 			}
@@ -143,7 +145,7 @@ func (f *frontConn) fill() error {
 		// RFC 9051 §7.1.5: BYE before an autologout.
 		f.timedOut = true
 		f.gate.loginTimeouts.Add(1)
-		f.srv.log.Info("imap connection closed: no login in time", "ip", f.raw.ip)
+		f.raw.log.Info("imap connection closed: no login in time")
 		f.writeOwn("* BYE Autologout; no login in time\r\n")
 	}
 	if n > 0 && errors.Is(err, io.EOF) {
@@ -211,7 +213,7 @@ func (f *frontConn) startTLS(tag string) error {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		f.srv.log.Info("imap STARTTLS handshake failed", "ip", f.raw.ip, "err", err)
+		f.raw.log.Info("imap STARTTLS handshake failed", "err", err)
 		f.Conn.Close()
 		return err
 	}
@@ -310,7 +312,8 @@ func (g *gate) Accept() (net.Conn, error) {
 		// connections, which would otherwise wait for a ClientHello forever.
 		c.SetReadDeadline(time.Now().Add(handshakeTimeout))
 		ip := hostOf(c.RemoteAddr())
-		tc := &trackedConn{Conn: c, ip: ip}
+		id := logsafe.NewID()
+		tc := &trackedConn{Conn: c, ip: ip, id: id, log: g.srv.log.With("conn", id, "ip", ip)}
 		release := func() { g.open.Add(-1) }
 		if g.srv.ipConns.acquire(ip) {
 			tc.release = func() {

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -22,7 +23,9 @@ import (
 type trackedConn struct {
 	net.Conn
 	ip      string
-	over    bool // accepted beyond MaxConnsPerIP: the session greets with BYE
+	id      string       // the connection id: on every log line of the connection
+	log     *slog.Logger // the server's logger with the connection's id and address
+	over    bool         // accepted beyond MaxConnsPerIP: the session greets with BYE
 	release func()
 	once    sync.Once
 

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/bmgate/bmgate/mailmap/loginguard"
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 
 	// Legacy charsets (ISO-8859-x, Windows-125x...) for SEARCH BODY/TEXT.
 	_ "github.com/emersion/go-message/charset"
@@ -354,14 +355,15 @@ func (s *Server) isClosed() bool {
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	tc := connOf(c.NetConn())
-	ip := ""
+	ip, id := "", ""
+	var log *slog.Logger
 	if tc != nil {
-		ip = tc.ip
+		ip, id, log = tc.ip, tc.id, tc.log
 		if tc.over {
 			if f := frontOf(c.NetConn()); f != nil {
 				f.gate.refusedPerIP.Add(1)
 			}
-			s.log.Warn("imap connection limit per IP reached", "ip", ip)
+			log.Warn("imap connection limit per IP reached")
 			return nil, nil, errTooManyIPConns
 		}
 	}
@@ -375,7 +377,11 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		return nil, nil, errShuttingDown
 	}
 	s.sessions.Add(1)
-	se := &session{srv: s, conn: c, ip: ip}
+	if log == nil {
+		id = logsafe.NewID()
+		log = s.log.With("conn", id, "ip", ip)
+	}
+	se := &session{srv: s, conn: c, ip: ip, id: id, log: log}
 	if obs := s.cfg.Commands; obs != nil {
 		return observedSession{session: se, obs: obs}, nil, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/loginguard"
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 )
 
 // delim is the hierarchy delimiter (mailmap names use "/").
@@ -27,6 +29,8 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	ip   string
+	id   string       // the connection id, in the log and in NO [SERVERBUG]/[UNAVAILABLE]
+	log  *slog.Logger // the server's logger with the connection id and address
 
 	user  *mailmap.User // nil until login
 	hub   *userHub
@@ -55,7 +59,15 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 }
 
 func (s *session) fail(op string, err error, notFound imap.ResponseCode) error {
-	return mapError(s.srv.log, op, err, notFound)
+	err = mapError(s.log, op, err, notFound)
+	// A server-side failure names the session, so that a user's complaint
+	// leads to its log lines.
+	if ie, ok := err.(*imap.Error); ok && (ie.Code == imap.ResponseCodeServerBug || ie.Code == imap.ResponseCodeUnavailable) {
+		tagged := *ie
+		tagged.Text += " (session " + s.id + ")"
+		return &tagged
+	}
+	return err
 }
 
 // active checks, before each command of a logged-in session, that the
@@ -83,9 +95,9 @@ func (s *session) active() error {
 		return s.fail("account check", err, "")
 	}
 	s.ended = true
-	s.srv.log.Info("imap session ended: account disabled or deleted", "ip", s.ip, "user", s.user.Name)
+	s.log.Info("imap session ended: account disabled or deleted", "user", s.user.Name)
 	if err := s.conn.Bye(text); err != nil {
-		s.srv.log.Debug("imap bye", "ip", s.ip, "err", err)
+		s.log.Debug("imap bye", "err", err)
 	}
 	return errAccountGone
 }
@@ -119,7 +131,7 @@ func (s *session) Login(username, password string) error {
 	var u mailmap.User
 	var err error
 	if s.srv.guard != nil {
-		u, err = s.srv.guard.Login(ctx, "imap", s.ip, username, verify)
+		u, err = s.srv.guard.Login(loginguard.WithConn(ctx, s.id), "imap", s.ip, username, verify)
 	} else {
 		u, err = verify(ctx)
 	}
@@ -128,7 +140,7 @@ func (s *session) Login(username, password string) error {
 		return errLoginLocked
 	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrNotFound):
 		if s.srv.guard == nil {
-			s.srv.log.Info("imap login failed", "ip", s.ip)
+			s.log.Info("imap login failed", "user", logsafe.String(username))
 		}
 		return errAuthFailed
 	case errors.Is(err, mailmap.ErrBusy):
@@ -138,14 +150,14 @@ func (s *session) Login(username, password string) error {
 	}
 	hub, err := s.srv.acquireUser(u.ID)
 	if err != nil {
-		s.srv.log.Warn("imap login refused", "ip", s.ip, "user", u.Name, "err", err)
+		s.log.Warn("imap login refused", "user", u.Name, "err", err)
 		return err
 	}
 	s.user, s.hub = &u, hub
 	if f := frontOf(s.conn.NetConn()); f != nil {
 		f.authenticated()
 	}
-	s.srv.log.Debug("imap login", "ip", s.ip, "user", u.Name)
+	s.log.Debug("imap login", "user", u.Name)
 	return nil
 }
 
@@ -504,7 +516,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	err := v.checkLocked(ctx)
 	v.mu.Unlock()
 	if err != nil && !errors.Is(err, mailmap.ErrNotFound) {
-		s.srv.log.Warn("imap mailbox check failed", "user", s.user.ID, "mailbox", v.id, "err", err)
+		s.log.Warn("imap mailbox check failed", "user", s.user.ID, "mailbox", v.id, "err", err)
 	}
 	return sel.tracker.Poll(w, allowExpunge)
 }

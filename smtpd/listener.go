@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 )
 
 // limitListener is one listener's gate: it counts its open connections
@@ -110,7 +112,7 @@ func (s *Server) track(c net.Conn, ip string, l *limitListener) (*trackedConn, s
 	case s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		return nil, refusedPerIP
 	}
-	tc := &trackedConn{Conn: c, s: s, l: l, ip: ip}
+	tc := &trackedConn{Conn: c, s: s, l: l, ip: ip, id: logsafe.NewID()}
 	if l.loginBy > 0 {
 		tc.loginBy = time.Now().Add(l.loginBy)
 	}
@@ -139,6 +141,7 @@ type trackedConn struct {
 	s    *Server
 	l    *limitListener
 	ip   string
+	id   string // the connection id the session's log lines carry
 	once sync.Once
 
 	loginBy  time.Time // zero: no login deadline (trusted listener, or none configured)
@@ -170,7 +173,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	if err != nil && !c.loginBy.IsZero() && !c.authed.Load() && errors.As(err, &ne) && ne.Timeout() &&
 		!time.Now().Before(c.loginBy) && c.timedOut.CompareAndSwap(false, true) {
 		c.l.loginTimeouts.Add(1)
-		c.s.log.Info("closing connection: no login in time", "listener", c.l.name, "remote", c.ip)
+		c.s.log.Info("closing connection: no login in time", "conn", c.id, "listener", c.l.name, "remote", c.ip)
 	}
 	return n, err
 }

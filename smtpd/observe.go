@@ -23,7 +23,11 @@ type observedSession struct {
 }
 
 func (o observedSession) observe(cmd string, start time.Time, err error) error {
-	o.obs.ObserveCommand(cmd, time.Since(start), err)
+	var ok error = err
+	if se, isReply := err.(*smtp.SMTPError); isReply && se.Code/100 == 2 {
+		ok = nil // a positive reply with its own text (queued as …)
+	}
+	o.obs.ObserveCommand(cmd, time.Since(start), ok)
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/loginguard"
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -28,7 +30,12 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		u := b.s.cfg.Trusted.User
 		se.user = &u
 	}
-	se.log = b.s.log.With("remote", se.ip)
+	se.id = logsafe.NewID()
+	if tc := se.tracked(); tc != nil {
+		se.id = tc.id
+	}
+	se.log = b.s.log.With("conn", se.id, "remote", se.ip)
+	se.log.Debug("session started", "helo", logsafe.String(c.Hostname()))
 	if obs := b.s.cfg.Commands; obs != nil {
 		return observedSession{session: se, obs: obs}, nil
 	}
@@ -42,7 +49,9 @@ type session struct {
 	conn    *smtp.Conn
 	trusted bool
 	ip      string
+	id      string // the connection id: on every log line and in replies
 	log     *slog.Logger
+	txns    int // messages accepted so far; numbers the queue ids
 
 	user *mailmap.User // nil until AUTH succeeds (set from the start when trusted)
 
@@ -119,7 +128,7 @@ func (se *session) login(username, password string) error {
 	var u mailmap.User
 	var err error
 	if se.s.guard != nil {
-		u, err = se.s.guard.Login(ctx, "smtp", se.ip, username, verify)
+		u, err = se.s.guard.Login(loginguard.WithConn(ctx, se.id), "smtp", se.ip, username, verify)
 	} else {
 		u, err = verify(ctx)
 	}
@@ -136,7 +145,7 @@ func (se *session) login(username, password string) error {
 		return errLoginLocked
 	case errors.Is(err, mailmap.ErrAuthFailed), errors.Is(err, mailmap.ErrDisabled), errors.Is(err, mailmap.ErrNotFound):
 		if se.s.guard == nil {
-			se.log.Info("login failed", "user", username)
+			se.log.Info("login failed", "user", logsafe.String(username))
 		}
 		return smtpReply(mailmap.ErrAuthFailed)
 	case errors.Is(err, mailmap.ErrBusy):
@@ -157,7 +166,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	defer cancel()
 	bm, err := se.s.sub.CheckSender(ctx, *se.user, from)
 	if err != nil {
-		return se.refuse("sender refused", err, "from", from)
+		return se.refuse("sender refused", err, "from", logsafe.String(from))
 	}
 	se.from = bm
 	se.ret = string(opts.Return)
@@ -176,7 +185,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	defer cancel()
 	r, err := se.s.sub.CheckRecipient(ctx, *se.user, to)
 	if err != nil {
-		return se.refuse("recipient refused", err, "rcpt", to)
+		return se.refuse("recipient refused", err, "rcpt", logsafe.String(to))
 	}
 	switch {
 	case opts.OriginalRecipient != "":
@@ -205,14 +214,14 @@ func (se *session) Data(r io.Reader) error {
 		// stream cannot be parsed, so the connection ends with the reply.
 		se.log.Info("message refused: line too long", "max", se.s.main.MaxLineLength)
 		se.hangUp()
-		return errLineTooLong
+		return se.tag(errLineTooLong)
 	}
 	if err != nil {
 		// smtp.ErrDataTooLarge passes through smtpReply as the 552 it is.
 		if !errors.Is(err, smtp.ErrDataTooLarge) {
 			se.log.Info("reading message failed", "err", err)
 		}
-		return smtpReply(err)
+		return se.tag(smtpReply(err))
 	}
 	if err := se.active(); err != nil {
 		return err
@@ -230,8 +239,27 @@ func (se *session) Data(r io.Reader) error {
 	if err := se.s.sub.Submit(ctx, sub); err != nil {
 		return se.refuse("message refused", err)
 	}
-	se.log.Info("message accepted", "from", se.from, "recipients", len(sub.Recipients), "bytes", len(raw))
-	return nil
+	se.txns++
+	id := fmt.Sprintf("%s.%d", se.id, se.txns)
+	se.log.Info("message accepted", "id", id, "from", se.from, "recipients", len(sub.Recipients), "bytes", len(raw))
+	return queued(id)
+}
+
+// queued is the reply to an accepted message, which names it with the id
+// its log line carries (go-smtp sends a 2xx SMTPError as it is).
+func queued(id string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// tag returns a copy of a refusal that names the session, so that a
+// user's complaint leads to the session's log lines.
+func (se *session) tag(r *smtp.SMTPError) *smtp.SMTPError {
+	if r == nil {
+		return nil
+	}
+	t := *r
+	t.Message += " (session " + se.id + ")"
+	return &t
 }
 
 // errLineTooLong answers a message with a line over go-smtp's limit (2000
@@ -265,7 +293,7 @@ func (se *session) active() error {
 	}
 	se.log.Info("ending session: account disabled or deleted", "err", err)
 	se.hangUp()
-	return reply
+	return se.tag(reply)
 }
 
 // hangUp closes the connection once the reply now due is written.
@@ -295,7 +323,7 @@ func (se *session) refuse(what string, err error, attrs ...any) error {
 	} else {
 		se.log.Info(what, attrs...)
 	}
-	return reply
+	return se.tag(reply)
 }
 
 func (se *session) Reset() {

@@ -43,7 +43,7 @@ func (n *Node) accept(conn net.Conn) {
 	p.remote = remote
 	p.log = p.log.With("peer", remote.String())
 	if n.bans.banned(p.banKey(), time.Now()) {
-		n.log.Debug("refusing banned peer", "remote", remote.String())
+		p.log.Debug("refusing banned peer")
 		_ = conn.Close()
 		return
 	}
@@ -56,7 +56,7 @@ func (n *Node) accept(conn net.Conn) {
 	}
 	if n.closed || inbound >= n.cfg.MaxInbound {
 		n.mu.Unlock()
-		n.log.Debug("refusing inbound connection: server full", "remote", remote.String())
+		p.log.Debug("refusing inbound connection: server full")
 		_ = conn.Close()
 		return
 	}

@@ -125,7 +125,7 @@ func newPeer(n *Node, inbound bool, dialAddr string) *peer {
 	if inbound {
 		dir = "in"
 	}
-	p.log = n.log.With("dir", dir)
+	p.log = n.log.With("conn", newConnID(), "dir", dir)
 	if dialAddr != "" {
 		p.log = p.log.With("peer", dialAddr)
 	}
@@ -317,7 +317,7 @@ func (p *peer) handle(cmd string, payload []byte) error {
 			return nil
 		}
 		// docs/protocol.md §2: anything else before the handshake is invalid.
-		p.log.Info("closing: command before handshake", "cmd", cmd)
+		p.log.Info("closing: command before handshake", "cmd", logSafe(cmd))
 		p.penalize(scoreFraming, "command before handshake")
 		return fmt.Errorf("%w: %q before handshake", errProtocol, cmd)
 	}
@@ -338,7 +338,7 @@ func (p *peer) handle(cmd string, payload []byte) error {
 		// pong, a repeated version/verack, dinv (we do not advertise
 		// NODE_DANDELION), portcheck and unknown commands are ignored
 		// (docs/protocol.md §2, §4.6, §4.9, §14).
-		p.log.Debug("ignoring command", "cmd", cmd)
+		p.log.Debug("ignoring command", "cmd", logSafe(cmd))
 	}
 	return nil
 }
@@ -371,7 +371,7 @@ func (p *peer) onVersion(payload []byte) error {
 	switch {
 	case v.ProtocolVersion < wire.ProtocolVersion:
 		return p.refuse("Your is using an old protocol. Closing connection.",
-			fmt.Errorf("incompatible protocol version %d (< 3), user agent %q", v.ProtocolVersion, v.UserAgent))
+			fmt.Errorf("incompatible protocol version %d (< 3), user agent %q", v.ProtocolVersion, logSafe(v.UserAgent)))
 	case skew > maxClockSkew:
 		return p.refuse("Your time is too far in the future compared to mine. Closing connection.",
 			fmt.Errorf("clock %d s ahead of ours", skew))
@@ -457,7 +457,7 @@ func (p *peer) establish() {
 	if n.testHookEstablished != nil {
 		n.testHookEstablished(p)
 	}
-	p.log.Info("peer connected", "user_agent", v.UserAgent, "services", v.Services, "streams", v.Streams)
+	p.log.Info("peer connected", "user_agent", logSafe(v.UserAgent), "services", v.Services, "streams", v.Streams)
 	p.mu.Lock()
 	p.greet = true
 	p.mu.Unlock()
@@ -475,7 +475,7 @@ func (p *peer) onError(payload []byte) {
 	if len(text) > 200 {
 		text = text[:200]
 	}
-	p.log.Info("peer sent error", "fatal", m.Fatal, "ban_time", m.BanTime, "text", strings.ToValidUTF8(text, "?"))
+	p.log.Info("peer sent error", "fatal", m.Fatal, "ban_time", m.BanTime, "text", logSafe(text))
 }
 
 // onInv records announced objects we lack (docs/protocol.md §4.3).

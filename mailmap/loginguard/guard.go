@@ -45,6 +45,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/logsafe"
 )
 
 // Store is the part of mailmap.Store the guard uses.
@@ -230,6 +231,14 @@ func textKey(s string) string {
 	return "~invalid-" + hex.EncodeToString(sum[:12])
 }
 
+type connKey struct{}
+
+// WithConn returns ctx carrying the id of the connection a login comes
+// from; Login's log lines then carry it as "conn", as the server's own do.
+func WithConn(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, connKey{}, id)
+}
+
 // Verify checks a password; Login calls it once the attempt is admitted.
 // It returns what mailmap.Store.Authenticate returns.
 type Verify func(ctx context.Context) (mailmap.User, error)
@@ -241,7 +250,10 @@ type Verify func(ctx context.Context) (mailmap.User, error)
 // without calling verify.
 func (g *Guard) Login(ctx context.Context, proto, ip, name string, verify Verify) (mailmap.User, error) {
 	a := mailmap.GuardAttempt{IP: IPKey(ip), Name: NameKey(name), Hold: g.cfg.Hold, KnownFor: g.cfg.KnownFor}
-	log := g.log.With("proto", proto, "ip", ip, "user", name)
+	log := g.log.With("proto", proto, "ip", ip, "user", logsafe.String(name))
+	if conn, ok := ctx.Value(connKey{}).(string); ok {
+		log = log.With("conn", conn)
+	}
 	start := g.clock.Now()
 	deadline := start.Add(g.cfg.MaxWait)
 	waited := false
