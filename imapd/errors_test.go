@@ -49,6 +49,13 @@ func (s *failingStore) MessageRaw(ctx context.Context, userID, mailboxID int64, 
 	return s.Store.MessageRaw(ctx, userID, mailboxID, uid)
 }
 
+func (s *failingStore) MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error) {
+	if err := s.err("MessagesRaw"); err != nil {
+		return nil, err
+	}
+	return s.Store.MessagesRaw(ctx, userID, mailboxID, uids)
+}
+
 func (s *failingStore) AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (mailmap.Message, error) {
 	if err := s.err("AppendMessage"); err != nil {
 		return mailmap.Message{}, err
@@ -111,6 +118,7 @@ func TestErrorsNeverLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.set("MessageRaw", errors.New(secret))
+	fs.set("MessagesRaw", errors.New(secret))
 	_, err = c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect()
 	errs = append(errs, err)
 	wantCode(t, "FETCH with a broken store", err, imap.ResponseCodeServerBug)

@@ -6,14 +6,18 @@ import (
 )
 
 const (
-	// prefetchWorkers read messages from the store in parallel with the
-	// connection writing FETCH responses (or SEARCH matching): each
-	// MessageRaw is a round trip (and, on SQLite, a statement parse),
-	// which dominates a 10,000-message header fetch otherwise.
-	prefetchWorkers = 3
+	// prefetchBatch is how many messages one store read (MessagesRaw)
+	// fetches: one round trip (and, on SQLite, one statement parse) per
+	// batch instead of per message, which dominates a 10,000-message
+	// header fetch otherwise.
+	prefetchBatch = 16
+	// prefetchWorkers read batches from the store in parallel with the
+	// connection writing FETCH responses (or SEARCH matching).
+	prefetchWorkers = 2
 	// prefetchWindow bounds how many messages are read ahead and held in
-	// memory at once.
-	prefetchWindow = 16
+	// memory at once: room for every worker's batch and the one being
+	// consumed.
+	prefetchWindow = (prefetchWorkers + 1) * prefetchBatch
 )
 
 // rawResult is one message read ahead.
@@ -23,8 +27,8 @@ type rawResult struct {
 	done chan struct{}
 }
 
-// prefetcher reads the messages of uids in the background, in order, at
-// most prefetchWindow ahead of the consumer.
+// prefetcher reads the messages of uids in the background, in batches, in
+// order, at most prefetchWindow ahead of the consumer.
 type prefetcher struct {
 	results []rawResult
 	slots   chan struct{}
@@ -46,15 +50,15 @@ func (s *session) prefetch(ctx context.Context, v *mailboxView, uids []uint32) *
 	for i := range p.results {
 		p.results[i].done = make(chan struct{})
 	}
-	work := make(chan int)
-	for range min(prefetchWorkers, len(uids)) {
+	batches := (len(uids) + prefetchBatch - 1) / prefetchBatch
+	work := make(chan int) // index of a batch's first message
+	for range min(prefetchWorkers, batches) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for i := range work {
-				r := &p.results[i]
-				r.raw, r.err = s.loadRaw(ctx, v, uids[i])
-				close(r.done)
+			for start := range work {
+				end := min(start+prefetchBatch, len(uids))
+				s.loadBatch(ctx, v, uids[start:end], p.results[start:end])
 			}
 		}()
 	}
@@ -62,20 +66,44 @@ func (s *session) prefetch(ctx context.Context, v *mailboxView, uids []uint32) *
 	go func() {
 		defer p.wg.Done()
 		defer close(work)
-		for i := range uids {
-			select {
-			case p.slots <- struct{}{}:
-			case <-ctx.Done():
-				return
+		for start := 0; start < len(uids); start += prefetchBatch {
+			for range min(prefetchBatch, len(uids)-start) {
+				select {
+				case p.slots <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
 			}
 			select {
-			case work <- i:
+			case work <- start:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	return p
+}
+
+// loadBatch reads the messages of uids in one store call and completes
+// their results. A message expunged by someone else since the view was
+// last synced is reported as (nil, nil) and the view is woken.
+func (s *session) loadBatch(ctx context.Context, v *mailboxView, uids []uint32, results []rawResult) {
+	raws, err := s.srv.store.MessagesRaw(ctx, s.user.ID, v.id, uids)
+	missing := false
+	for i, uid := range uids {
+		r := &results[i]
+		if err != nil {
+			r.err = err
+		} else if raw, ok := raws[uid]; ok {
+			r.raw = raw
+		} else {
+			missing = true
+		}
+		close(r.done)
+	}
+	if missing {
+		v.wake()
+	}
 }
 
 // next waits for message i, hands it over and frees its slot.

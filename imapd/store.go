@@ -34,6 +34,9 @@ type Store interface {
 	AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (mailmap.Message, error)
 	Messages(ctx context.Context, userID, mailboxID int64) ([]mailmap.Message, error)
 	MessageRaw(ctx context.Context, userID, mailboxID int64, uid uint32) ([]byte, error)
+	// MessagesRaw reads several messages' bytes in one call (FETCH and
+	// SEARCH read ahead with it); UIDs with no message are absent.
+	MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error)
 	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op mailmap.FlagOp, flags []string) ([]mailmap.Message, error)
 	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
 	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)

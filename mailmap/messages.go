@@ -203,6 +203,39 @@ func (s *sqlStore) MessageRaw(ctx context.Context, userID, mailboxID int64, uid 
 	return raw, nil
 }
 
+// MessagesRaw reads the bytes of the messages with the given UIDs, one
+// query per chunk of UIDs. Missing UIDs are left out of the map.
+func (s *sqlStore) MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error) {
+	out := make(map[uint32][]byte, len(uids))
+	for _, c := range chunks(uids) {
+		args := make([]any, 0, 2+len(c))
+		args = append(args, userID, mailboxID)
+		for _, u := range c {
+			args = append(args, int64(u))
+		}
+		rows, err := s.rdb.QueryContext(ctx, `SELECT m.uid, b.raw FROM messages m JOIN bodies b ON b.id = m.body_id AND b.user_id = m.user_id
+			WHERE m.user_id = $1 AND m.mailbox_id = $2 AND m.uid IN (`+placeholders(3, len(c))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read messages: %w", err)
+		}
+		for rows.Next() {
+			var uid int64
+			var raw []byte
+			if err := rows.Scan(&uid, &raw); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read messages: %w", err)
+			}
+			out[uint32(uid)] = raw
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read messages: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // UpdateFlags changes the flags of the messages with the given UIDs and
 // returns every one of them that exists, with its flags after the change.
 // Only messages whose flags actually changed get a new modseq and a

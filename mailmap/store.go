@@ -310,15 +310,31 @@ type Notifier interface {
 	Subscribe(userID int64) (<-chan Change, func())
 }
 
-// Store is the whole persistent model. Every method that touches mail takes
-// the user it acts for and never reaches another user's rows.
+// Store is the whole persistent model: every group below, as one value
+// (both backends implement all of it). Every method that touches mail takes
+// the user it acts for and never reaches another user's rows. A consumer
+// that needs one group only should hold that group (or its own smaller
+// interface) rather than a Store.
 type Store interface {
-	inventory.Inventory
-	inventory.KnownNodes
-	Notifier
+	Accounts
+	Pubkeys
+	Mail
+	Outbox
+	PoWQueue
+	Inventory
+	LoginGuard
+	Locks
 
 	Close() error
+}
 
+// Accounts is users, their authentication, identities, contacts and
+// subscriptions, and the generation that tells caches when any of them
+// changed. Used by the gateway (identities and subscriptions for trial
+// decryption, contacts for addressing), smtpd and imapd (Authenticate,
+// UserActive, through their own smaller interfaces) and the bmgate
+// command's user and identity administration.
+type Accounts interface {
 	// Users.
 	CreateUser(ctx context.Context, name, password string) (User, error) // also creates the default mailboxes
 	// Authenticate checks a password: ErrAuthFailed, ErrDisabled (right
@@ -380,10 +396,22 @@ type Store interface {
 	AddSubscription(ctx context.Context, s Subscription) (Subscription, error)
 	Subscriptions(ctx context.Context, userID int64) ([]Subscription, error)
 	AllSubscriptions(ctx context.Context) ([]Subscription, error)
+}
 
-	// Pubkey cache.
+// Pubkeys is the cache of other nodes' public keys. Used by the gateway
+// (sending needs the recipient's pubkey) and the bmgate command.
+type Pubkeys interface {
 	PutPubkey(ctx context.Context, p Pubkey) error
 	Pubkey(ctx context.Context, address string) (Pubkey, error)
+}
+
+// Mail is mailboxes and messages: folders, appends, flags, copy, move and
+// expunge, lookups by Message-ID, once-only delivery, and change
+// notification. Used by imapd (through its own Store interface), the
+// gateway (filing inbound mail, Sent copies and reports, threading) and
+// the bmgate command (folder set-up).
+type Mail interface {
+	Notifier
 
 	// Mailboxes.
 	Mailboxes(ctx context.Context, userID int64) ([]Mailbox, error)
@@ -400,6 +428,10 @@ type Store interface {
 	AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (Message, error)
 	Messages(ctx context.Context, userID, mailboxID int64) ([]Message, error) // metadata only, UID order
 	MessageRaw(ctx context.Context, userID, mailboxID int64, uid uint32) ([]byte, error)
+	// MessagesRaw reads the bytes of several messages of one mailbox in one
+	// query (per 500 UIDs), keyed by UID. UIDs with no message (expunged,
+	// never there) are absent from the map; that is not an error.
+	MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error)
 	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]Message, error)
 	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
 	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
@@ -408,6 +440,21 @@ type Store interface {
 	// mailboxes with the given special use ("" = any).
 	FindByMessageID(ctx context.Context, userID int64, specialUse, messageID string) ([]Message, error)
 
+	// DeliverOnce files a message for a user at most once per key (the
+	// inventory hash of the object it came from): in one transaction it
+	// records (userID, key) and appends the message as AppendMessage does.
+	// When the key is already recorded for that user it appends nothing and
+	// reports duplicate, so an object processed again (after a crash before
+	// MarkProcessed, a retry after another owner's delivery failed, or by a
+	// second instance) files no second copy. A failed append (ErrOverQuota,
+	// …) records nothing. Keys are pruned with their object by Expire.
+	DeliverOnce(ctx context.Context, userID, mailboxID int64, key, raw []byte, flags []string, date time.Time) (m Message, duplicate bool, err error)
+}
+
+// Outbox is the queue of outgoing Bitmessages: enqueue (smtpd's submitter,
+// through the gateway), claim, checked transitions and release (the
+// gateway's outbox worker), and queries (acks, status, the bmgate command).
+type Outbox interface {
 	// Outbox. Enqueue commits all rows in one transaction.
 	EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]OutboxItem, error)
 	// ClaimOutbox atomically takes up to limit rows in the given states whose
@@ -427,7 +474,11 @@ type Store interface {
 	// OutboxTo returns the user's latest rows (newest first, at most limit)
 	// sent from one address to another.
 	OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error)
+}
 
+// PoWQueue is the durable proof-of-work job queue. Used by the gateway's
+// PoW scheduler and outbox worker, and by status reporting.
+type PoWQueue interface {
 	// Proof-of-work jobs. EnqueuePoW returns the existing job when one with
 	// the same DedupeKey exists. ClaimPoW leases the next job (pending, or
 	// leased by a worker whose lease ran out); RenewPoW, SolvedPoW and
@@ -441,16 +492,15 @@ type Store interface {
 	ReleasePoW(ctx context.Context, owner string) error
 	PoWJobs(ctx context.Context) ([]PoWJob, error) // every job, queue order
 	PoWJob(ctx context.Context, id int64) (PoWJob, error)
+}
 
-	// DeliverOnce files a message for a user at most once per key (the
-	// inventory hash of the object it came from): in one transaction it
-	// records (userID, key) and appends the message as AppendMessage does.
-	// When the key is already recorded for that user it appends nothing and
-	// reports duplicate, so an object processed again (after a crash before
-	// MarkProcessed, a retry after another owner's delivery failed, or by a
-	// second instance) files no second copy. A failed append (ErrOverQuota,
-	// …) records nothing. Keys are pruned with their object by Expire.
-	DeliverOnce(ctx context.Context, userID, mailboxID int64, key, raw []byte, flags []string, date time.Time) (m Message, duplicate bool, err error)
+// Inventory is the node's object store (inventory.Inventory and
+// KnownNodes, used by the Bitmessage node) plus the gateway's inbound
+// processing queue over it: pending, failed and set-aside objects, lookups
+// by tag, and marking objects processed.
+type Inventory interface {
+	inventory.Inventory
+	inventory.KnownNodes
 
 	// Inbound processing queue: objects put into the inventory by the node
 	// are pending until the gateway marks them processed.
@@ -475,7 +525,12 @@ type Store interface {
 	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]inventory.StoredObject, error)
 	MarkProcessed(ctx context.Context, h wire.InvHash) error
 	InventoryCount(ctx context.Context) (int, error)
+}
 
+// LoginGuard is the shared state of failed logins. Used by package
+// loginguard (through its own smaller Store interface) and the bmgate
+// command (listing and clearing entries).
+type LoginGuard interface {
 	// Login guard (loginguard.go; package loginguard has the policy):
 	// failed logins per address, account and known (account, address)
 	// pair, shared by every process on the database.
@@ -484,7 +539,11 @@ type Store interface {
 	LoginGuardEntries(ctx context.Context, limit int) ([]GuardEntry, error)
 	LoginGuardClear(ctx context.Context, ip, name string) (int64, error)
 	LoginGuardPrune(ctx context.Context, now time.Time, window, knownFor time.Duration, maxRows int) (int64, error)
+}
 
+// Locks is deployment-wide named locks, used by the singleton jobs of
+// bmgate serve when several instances share one database.
+type Locks interface {
 	// TryLock takes a named lock for the whole deployment (a PostgreSQL
 	// advisory lock; on SQLite, one process, per Store), or reports false
 	// when another holder has it. Singleton jobs use it when several bmgate

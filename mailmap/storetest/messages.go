@@ -89,6 +89,62 @@ func testAppendUIDs(t *testing.T, s mailmap.Store) {
 	}
 }
 
+// testMessagesRaw: the batch read returns each existing UID's bytes, leaves
+// out missing and other users' messages, and spans more UIDs than one
+// IN (…) chunk.
+func testMessagesRaw(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	u := newUser(t, s, "alice")
+	in := mailbox(t, s, u.ID, "INBOX")
+	want := map[uint32][]byte{}
+	var all []uint32
+	for i := range 620 {
+		raw := message(fmt.Sprintf("m%d", i))
+		if i == 3 {
+			raw = append([]byte("Subject: bin\r\n\r\n"), 0, 0xff, 0xfe, '\r', '\n')
+		}
+		m := appendMsg(t, s, u.ID, in.ID, raw)
+		want[m.UID] = raw
+		all = append(all, m.UID)
+	}
+	got, err := s.MessagesRaw(ctx, u.ID, in.ID, append(slices.Clone(all), 9999))
+	noErr(t, err, "MessagesRaw")
+	if len(got) != len(want) {
+		t.Fatalf("MessagesRaw returned %d messages, want %d", len(got), len(want))
+	}
+	for uid, raw := range want {
+		if !bytes.Equal(got[uid], raw) {
+			t.Fatalf("MessagesRaw[%d] = %q, want %q", uid, got[uid], raw)
+		}
+	}
+	got, err = s.MessagesRaw(ctx, u.ID, in.ID, []uint32{all[5], all[1]})
+	noErr(t, err, "MessagesRaw of two")
+	if len(got) != 2 || !bytes.Equal(got[all[5]], want[all[5]]) || !bytes.Equal(got[all[1]], want[all[1]]) {
+		t.Fatalf("MessagesRaw of two = %d messages", len(got))
+	}
+	got, err = s.MessagesRaw(ctx, u.ID, in.ID, nil)
+	noErr(t, err, "MessagesRaw of none")
+	if len(got) != 0 {
+		t.Fatalf("MessagesRaw of none = %d messages", len(got))
+	}
+	_, err = s.UpdateFlags(ctx, u.ID, in.ID, all[:1], mailmap.FlagsAdd, []string{`\Deleted`})
+	noErr(t, err, "UpdateFlags")
+	_, err = s.Expunge(ctx, u.ID, in.ID, all[:1])
+	noErr(t, err, "Expunge first")
+	got, err = s.MessagesRaw(ctx, u.ID, in.ID, all[:2])
+	noErr(t, err, "MessagesRaw after expunge")
+	if _, ok := got[all[0]]; ok || len(got) != 1 {
+		t.Fatalf("MessagesRaw after expunge = %d messages (expunged present: %v)", len(got), ok)
+	}
+	// Another user sees nothing of alice's mailbox.
+	b := newUser(t, s, "bob")
+	got, err = s.MessagesRaw(ctx, b.ID, in.ID, all)
+	noErr(t, err, "MessagesRaw of another user's mailbox")
+	if len(got) != 0 {
+		t.Fatalf("bob read %d of alice's messages", len(got))
+	}
+}
+
 func testMessageID(t *testing.T, s mailmap.Store) {
 	u := newUser(t, s, "alice")
 	in := mailbox(t, s, u.ID, "INBOX")

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"DeleteMailbox", testDeleteMailbox},
 		{"RecreatedMailboxNewUIDValidity", testRecreateMailbox},
 		{"AppendAndUIDs", testAppendUIDs},
+		{"MessagesRaw", testMessagesRaw},
 		{"MessageID", testMessageID},
 		{"Flags", testFlags},
 		{"CopyMoveExpunge", testCopyMoveExpunge},
