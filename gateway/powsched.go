@@ -243,6 +243,15 @@ type runningJob struct {
 // publishPubkey queues our pubkey for an identity; a pubkey asked for twice
 // while its job waits is solved once.
 func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
+	key := "pubkey:" + m.Address
+	// Maintenance and every getpubkey ask again while the job waits in the
+	// queue: do not derive the keys and sign a pubkey each time.
+	switch _, err := g.store.PoWJobByKey(ctx, key); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, mailmap.ErrNotFound):
+		return fmt.Errorf("find pubkey job: %w", err)
+	}
 	id, err := localIdentity(m)
 	if err != nil {
 		return nil
@@ -254,7 +263,7 @@ func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
 		return fmt.Errorf("build pubkey: %w", err)
 	}
 	job := g.newJob("pubkey", priorityAnswer, true, headless, 0, 0)
-	job.DedupeKey = "pubkey:" + m.Address
+	job.DedupeKey = key
 	if _, err := g.store.EnqueuePoW(ctx, *job); err != nil {
 		return fmt.Errorf("queue pubkey: %w", err)
 	}

@@ -49,7 +49,7 @@ func (s *sqlStore) insertPoWJob(ctx context.Context, w *wtx, j PoWJob) (PoWJob, 
 			return PoWJob{}, invalid("proof-of-work job key")
 		}
 		dedupe = j.DedupeKey
-		existing, err := scanPoWJob(w.QueryRowContext(ctx, `SELECT `+powJobCols+` FROM pow_jobs WHERE dedupe_key = $1`, j.DedupeKey))
+		existing, err := scanPoWJob(w.QueryRowContext(ctx, powJobByKey, j.DedupeKey))
 		if err == nil {
 			return existing, nil
 		}
@@ -181,6 +181,16 @@ func (s *sqlStore) PoWJobs(ctx context.Context) ([]PoWJob, error) {
 
 func (s *sqlStore) PoWJob(ctx context.Context, id int64) (PoWJob, error) {
 	j, err := scanPoWJob(s.rdb.QueryRowContext(ctx, `SELECT `+powJobCols+` FROM pow_jobs WHERE id = $1`, id))
+	if err != nil {
+		return PoWJob{}, notFound("read proof of work", err)
+	}
+	return j, nil
+}
+
+const powJobByKey = `SELECT ` + powJobCols + ` FROM pow_jobs WHERE dedupe_key = $1`
+
+func (s *sqlStore) PoWJobByKey(ctx context.Context, key string) (PoWJob, error) {
+	j, err := scanPoWJob(s.rdb.QueryRowContext(ctx, powJobByKey, key))
 	if err != nil {
 		return PoWJob{}, notFound("read proof of work", err)
 	}

@@ -492,6 +492,8 @@ type PoWQueue interface {
 	ReleasePoW(ctx context.Context, owner string) error
 	PoWJobs(ctx context.Context) ([]PoWJob, error) // every job, queue order
 	PoWJob(ctx context.Context, id int64) (PoWJob, error)
+	// PoWJobByKey returns the job holding a DedupeKey (ErrNotFound: none).
+	PoWJobByKey(ctx context.Context, key string) (PoWJob, error)
 }
 
 // Inventory is the node's object store (inventory.Inventory and

@@ -176,6 +176,11 @@ func testPoWJobs(t *testing.T, s mailmap.Store) {
 	if p1.ID != p2.ID {
 		t.Fatalf("a deduplicated job was queued twice: %d, %d", p1.ID, p2.ID)
 	}
+	if got, err := s.PoWJobByKey(ctx, "pubkey:BM-x"); err != nil || got.ID != p1.ID {
+		t.Fatalf("PoWJobByKey = %+v, %v; want job %d", got, err, p1.ID)
+	}
+	_, err = s.PoWJobByKey(ctx, "pubkey:BM-none")
+	wantErr(t, err, mailmap.ErrNotFound, "PoWJobByKey of an unknown key")
 	var order []int64
 	for range 5 {
 		j, ok, err := s.ClaimPoW(ctx, "w1", now, time.Minute)
