@@ -7,62 +7,16 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/bmgate/bmgate/mailmap/logsafe/logtest"
 )
-
-// logRecord is one log line, its attributes (the logger's included) as
-// text.
-type logRecord struct {
-	msg   string
-	attrs map[string]string
-}
-
-// recordHandler keeps every record, so a test can look at attribute
-// values before any handler quotes them.
-type recordHandler struct {
-	mu    *sync.Mutex
-	recs  *[]logRecord
-	attrs []slog.Attr
-}
-
-func newRecordHandler() *recordHandler {
-	return &recordHandler{mu: new(sync.Mutex), recs: new([]logRecord)}
-}
-
-func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{msg: r.Message, attrs: map[string]string{}}
-	for _, a := range h.attrs {
-		rec.attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool { rec.attrs[a.Key] = a.Value.String(); return true })
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	*h.recs = append(*h.recs, rec)
-	return nil
-}
-
-func (h *recordHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	h2 := *h
-	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
-	return &h2
-}
-
-func (h *recordHandler) WithGroup(string) slog.Handler { return h }
-
-func (h *recordHandler) records() []logRecord {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]logRecord(nil), *h.recs...)
-}
 
 // TestConnectionLog: every line of a session carries its connection id,
 // the reply to DATA names the message with it, refusals name the session,
 // and control characters from the client never reach the log raw.
 func TestConnectionLog(t *testing.T) {
-	rh := newRecordHandler()
+	rh := logtest.New()
 	h := start(t, "plain", func(c *Config) {
 		c.Logger = slog.New(rh)
 		c.AllowInsecureAuth = true
@@ -108,34 +62,34 @@ func TestConnectionLog(t *testing.T) {
 	cmd(221, "QUIT")
 	h.s.Shutdown(context.Background())
 
-	recs := rh.records()
+	recs := rh.Records()
 	if len(recs) == 0 {
 		t.Fatal("nothing logged")
 	}
-	conn := recs[0].attrs["conn"]
+	conn := recs[0].Attrs["conn"]
 	if len(conn) != 8 {
-		t.Fatalf("first line %q has conn %q", recs[0].msg, conn)
+		t.Fatalf("first line %q has conn %q", recs[0].Msg, conn)
 	}
 	var accepted, refused, helo bool
 	for _, r := range recs {
-		if r.attrs["conn"] != conn {
-			t.Errorf("line %q: conn %q, want %q", r.msg, r.attrs["conn"], conn)
+		if r.Attrs["conn"] != conn {
+			t.Errorf("line %q: conn %q, want %q", r.Msg, r.Attrs["conn"], conn)
 		}
-		for k, v := range r.attrs {
+		for k, v := range r.Attrs {
 			if strings.ContainsAny(v, "\r\n\x1b\x7f") {
-				t.Errorf("line %q: %s=%q carries a control character", r.msg, k, v)
+				t.Errorf("line %q: %s=%q carries a control character", r.Msg, k, v)
 			}
 		}
-		switch r.msg {
+		switch r.Msg {
 		case "message accepted":
 			accepted = true
-			if want := "OK: queued as " + r.attrs["id"]; !strings.HasPrefix(r.attrs["id"], conn+".") || !strings.HasSuffix(queuedAs, want) {
-				t.Errorf("DATA reply %q, log line id %q", queuedAs, r.attrs["id"])
+			if want := "OK: queued as " + r.Attrs["id"]; !strings.HasPrefix(r.Attrs["id"], conn+".") || !strings.HasSuffix(queuedAs, want) {
+				t.Errorf("DATA reply %q, log line id %q", queuedAs, r.Attrs["id"])
 			}
 		case "recipient refused":
-			refused = r.attrs["rcpt"] == "bad\ufffdname@example.org"
+			refused = r.Attrs["rcpt"] == "bad\ufffdname@example.org"
 		case "session started":
-			helo = r.attrs["helo"] == "evil\ufffdhost\ufffd[2J.example"
+			helo = r.Attrs["helo"] == "evil\ufffdhost\ufffd[2J.example"
 		}
 	}
 	if !accepted || !refused || !helo {
