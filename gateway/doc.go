@@ -16,7 +16,7 @@
 //     Reply, the one place any error gets the meaning the client sees
 //     (smtpd puts it on the wire).
 //   - The other files: Submit, the outbound worker (pubkey → PoW → publish
-//     → ack), the inbound dispatcher and delivery status upkeep.
+//     → ack), the inbound workers and delivery status upkeep.
 //
 // The translation files are pure functions: no store, no network, no clock.
 // All MIME work goes through go-message; untrusted text never reaches a

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,14 @@ type Config struct {
 	// MaxObjectAttempts is how many times the processing of an inbound
 	// object may fail before it is set aside for an operator (default 5).
 	MaxObjectAttempts int
+	// InboundWorkers is how many cores trial-decrypt inbound msg objects
+	// at once (default: all of them, runtime.NumCPU).
+	InboundWorkers int
+	// InboundLease is how long a claimed batch of inbound objects stays
+	// this instance's (default 5 min). When it runs out unfinished (a
+	// crash), another instance processes the batch; deliveries are
+	// idempotent, so nothing is filed twice.
+	InboundLease time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -88,6 +97,10 @@ func (c *Config) setDefaults() {
 	def(&c.PubkeyPoll, 10*time.Second)
 	def(&c.MaintenanceInterval, 30*time.Second)
 	def(&c.Lease, 2*time.Minute)
+	def(&c.InboundLease, 5*time.Minute)
+	if c.InboundWorkers <= 0 {
+		c.InboundWorkers = runtime.NumCPU()
+	}
 	if c.PoWConcurrency <= 0 {
 		c.PoWConcurrency = 1
 	}
@@ -137,6 +150,7 @@ type Gateway struct {
 	stats struct {
 		msgsIn, msgsOut, acks, reports atomic.Uint64
 		powTrials                      atomic.Uint64 // trials of finished proofs of work
+		objects                        atomic.Uint64 // inbound objects this process processed
 	}
 }
 
@@ -174,7 +188,7 @@ func New(cfg Config) (*Gateway, error) {
 // Domain is the mail domain Bitmessage addresses appear under.
 func (g *Gateway) Domain() string { return g.cfg.Domain }
 
-// WakeInbound tells the dispatcher that new objects are in the inventory.
+// WakeInbound tells the inbound workers that new objects are in the inventory.
 // The node's OnObject hook calls it; it never blocks.
 func (g *Gateway) WakeInbound() {
 	select {
@@ -191,7 +205,7 @@ func (g *Gateway) WakeOutbound() {
 	}
 }
 
-// Run runs the outbound worker, the inbound dispatcher and the maintenance
+// Run runs the outbound worker, the inbound workers and the maintenance
 // loop until ctx is cancelled. Work in flight is left in the store in a
 // state another run resumes from.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -221,6 +235,7 @@ type Stats struct {
 	PoWJobs     []PoWJob
 	PoWTrials   uint64  // trials done since start, jobs in progress included
 	PoWRate     float64 // trials per second of the last finished proof of work (0: none yet)
+	Objects     uint64  // inbound objects this process processed
 }
 
 // PoWJob is one proof-of-work job: in Stats, one this process is solving;
@@ -243,6 +258,7 @@ func (g *Gateway) Stats() Stats {
 		MessagesOut: g.stats.msgsOut.Load(),
 		Acks:        g.stats.acks.Load(),
 		Reports:     g.stats.reports.Load(),
+		Objects:     g.stats.objects.Load(),
 	}
 	s.PoWRate = math.Float64frombits(g.powRate.Load())
 	g.powMu.Lock()

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/address"
+	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/inventory"
 	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/bmgate/bmgate/bmcore/pow"
@@ -55,41 +58,8 @@ func folderSafe(s string) string {
 	return s
 }
 
-// dispatcherLock names the lock that makes one instance of a deployment
-// (several bmgate processes on one PostgreSQL database) the only one that
-// processes inbound objects, so nothing is delivered twice.
-const dispatcherLock = "inventory-dispatcher"
-
 func (g *Gateway) inboundLoop(ctx context.Context) {
-	var lock mailmap.Lock
-	defer func() {
-		if lock != nil {
-			lock.Release()
-		}
-	}()
 	for {
-		if lock == nil || !lock.Held(ctx) {
-			l, ok, err := g.store.TryLock(ctx, dispatcherLock)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil || !ok {
-				if lock != nil {
-					g.log.Warn("lost the inbound dispatcher lock")
-				}
-				lock = nil
-				if err != nil {
-					g.log.Error("take the inbound dispatcher lock", "err", err)
-				}
-				// Another instance dispatches; look again later.
-				if !sleep(ctx, 10*g.cfg.PollInterval, nil) {
-					return
-				}
-				continue
-			}
-			lock = l
-			g.log.Info("this instance dispatches inbound objects")
-		}
 		n, err := g.inboundOnce(ctx)
 		if ctx.Err() != nil {
 			return
@@ -105,20 +75,47 @@ func (g *Gateway) inboundLoop(ctx context.Context) {
 	}
 }
 
-// inboundOnce processes a batch of pending inventory objects. An object is
-// marked processed only after everything it caused (mail delivered, ack
-// published) is durable. An object whose processing fails stays pending
-// with its failure recorded (ObjectFailed): it is tried again after a
-// backoff, and set aside after MaxObjectAttempts, while the objects after it
-// go on. Deliveries are idempotent per object (DeliverOnce), so a retry
-// files no second copy for the owners already served.
+// inboundBatch is how many objects one claim takes per inbound worker.
+const inboundBatch = 32
+
+// inboundOnce claims a batch of pending inventory objects and processes it.
+// Every instance on one database does this on its own batches, so adding
+// an instance adds throughput. Within the batch the costly part, trial
+// decryption of msg objects against every local identity, runs on
+// InboundWorkers cores; the effects (deliveries, acks) are then applied
+// one object at a time in arrival order, so each owner's mail is filed in
+// the order this instance received it.
+//
+// An object is marked processed only after everything it caused (mail
+// delivered, ack published) is durable. An object whose processing fails
+// stays pending with its failure recorded (ObjectFailed): it is tried again
+// after a backoff, and set aside after MaxObjectAttempts, while the objects
+// after it go on. Deliveries are idempotent per object (DeliverOnce), so a
+// retry, or a batch processed again after its lease ran out, files no
+// second copy for the owners already served.
 func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
-	objs, err := g.store.PendingObjects(ctx, g.cfg.Now(), 64)
+	now := g.cfg.Now()
+	objs, err := g.store.ClaimObjects(ctx, g.owner, now, g.cfg.InboundLease, inboundBatch*g.cfg.InboundWorkers)
 	if err != nil {
-		return 0, fmt.Errorf("pending objects: %w", err)
+		return 0, fmt.Errorf("claim objects: %w", err)
+	}
+	if len(objs) == 0 {
+		return 0, nil
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			// Cut short (shutdown, a store fault): what is left of the
+			// batch is due again at once, for any instance.
+			g.releaseObjects()
+		}
+	}()
+	pre, err := g.decryptBatch(ctx, objs)
+	if err != nil {
+		return 0, err
 	}
 	for i, so := range objs {
-		if err := g.processObject(ctx, so); err != nil {
+		if err := g.processObject(ctx, so, pre[i]); err != nil {
 			if ctx.Err() != nil {
 				// Shutting down: not the object's fault.
 				return i, ctx.Err()
@@ -128,11 +125,87 @@ func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		if err := g.store.MarkProcessed(ctx, so.Hash); err != nil {
+		switch err := g.store.MarkProcessed(ctx, so.Hash, g.owner, g.cfg.Now()); {
+		case errors.Is(err, mailmap.ErrConflict):
+			// Our lease ran out and another instance took the object: it
+			// marks it; what we did was idempotent.
+			g.log.Warn("inbound object taken over by another instance", "inv", so.Hash.String())
+		case errors.Is(err, mailmap.ErrNotFound):
+			// Expired and pruned meanwhile.
+		case err != nil:
 			return i, fmt.Errorf("mark processed: %w", err)
 		}
+		g.stats.objects.Add(1)
 	}
+	finished = true
 	return len(objs), nil
+}
+
+// releaseObjects ends this instance's leases on unprocessed objects.
+func (g *Gateway) releaseObjects() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.store.ReleaseObjects(ctx, g.owner); err != nil {
+		g.log.Warn("release inbound objects", "err", err)
+	}
+}
+
+// decrypted is the outcome of the trial decryption of one msg object,
+// done ahead of processing on the worker pool. ids is the identity set it
+// was tried against.
+type decrypted struct {
+	done bool // the object was a msg and was tried
+	ids  *identityCache
+	msg  *object.Msg
+	key  *identity.Identity
+	err  error
+}
+
+// decryptBatch trial-decrypts the batch's msg objects on InboundWorkers
+// goroutines. Decryption only reads the identity snapshot, so the workers
+// share it; the result of object i is at index i.
+func (g *Gateway) decryptBatch(ctx context.Context, objs []inventory.StoredObject) ([]decrypted, error) {
+	out := make([]decrypted, len(objs))
+	var todo []int
+	for i, so := range objs {
+		if so.Type == wire.ObjectMsg {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	ids, err := g.identities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids.keys) == 0 {
+		return out, nil
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(g.cfg.InboundWorkers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= len(todo) || ctx.Err() != nil {
+					return
+				}
+				d := &out[todo[j]]
+				d.done, d.ids = true, ids
+				o, err := wire.DecodeObject(objs[todo[j]].Raw)
+				if err != nil {
+					d.err = err
+					continue
+				}
+				d.msg, d.key, d.err = object.DecryptMsg(o, ids.keys)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, ctx.Err()
 }
 
 // maxObjectBackoff caps the wait before a failed object is tried again.
@@ -182,7 +255,9 @@ func (g *Gateway) objectFailed(ctx context.Context, so inventory.StoredObject, c
 // processObject does the local processing of one valid object (relaying was
 // the node's business and is already done). Objects that are not for us, or
 // malformed, return nil: only faults worth a retry return an error.
-func (g *Gateway) processObject(ctx context.Context, so inventory.StoredObject) error {
+//
+// pre is the object's trial decryption when decryptBatch did it.
+func (g *Gateway) processObject(ctx context.Context, so inventory.StoredObject, pre decrypted) error {
 	o, err := wire.DecodeObject(so.Raw)
 	if err != nil {
 		return nil
@@ -204,7 +279,7 @@ func (g *Gateway) processObject(ctx context.Context, so inventory.StoredObject) 
 	case wire.ObjectPubkey:
 		return g.handlePubkey(ctx, o)
 	case wire.ObjectMsg:
-		return g.handleMsg(ctx, so, o)
+		return g.handleMsg(ctx, so, o, pre)
 	case wire.ObjectBroadcast:
 		return g.handleBroadcast(ctx, so, o)
 	}
@@ -269,16 +344,19 @@ func (g *Gateway) handlePubkey(ctx context.Context, o *wire.Object) error {
 	return nil
 }
 
-// handleMsg trial-decrypts a msg against every local identity and delivers it.
-func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *wire.Object) error {
-	ids, err := g.identities(ctx)
-	if err != nil {
-		return err
+// handleMsg trial-decrypts a msg against every local identity (unless pre
+// holds that already) and delivers it.
+func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *wire.Object, pre decrypted) error {
+	ids, m, key, err := pre.ids, pre.msg, pre.key, pre.err
+	if !pre.done {
+		if ids, err = g.identities(ctx); err != nil {
+			return err
+		}
+		if len(ids.keys) == 0 {
+			return nil
+		}
+		m, key, err = object.DecryptMsg(o, ids.keys)
 	}
-	if len(ids.keys) == 0 {
-		return nil
-	}
-	m, key, err := object.DecryptMsg(o, ids.keys)
 	if err != nil {
 		return nil // not ours, or forged
 	}

@@ -1,6 +1,6 @@
 package gateway
 
-// Regression tests of the inbound dispatcher's failure handling: a failing
+// Regression tests of the inbound workers' failure handling: a failing
 // object does not block the others, is retried after a backoff and set
 // aside after MaxObjectAttempts; a retry or a second processing of an
 // object files no second copy for any owner.
@@ -469,7 +469,7 @@ func TestChanRetryOneCopyEach(t *testing.T) {
 }
 
 // TestObjectProcessedTwice: an object processed again (a crash before
-// MarkProcessed, a second dispatcher) files one copy per owner: msg, chan
+// MarkProcessed, a second instance) files one copy per owner: msg, chan
 // post to each member, broadcast to each subscriber.
 func TestObjectProcessedTwice(t *testing.T) {
 	onBackends(t, func(t *testing.T, dsn string) {

@@ -169,7 +169,7 @@ func TestAckDuringResend(t *testing.T) {
 				t.Fatalf("jobs left: %+v, %v", jobs, err)
 			}
 			// The same ack again (another peer relays it) changes nothing.
-			if err := e.store.MarkProcessed(ctx, wire.ComputeInvHash(ack)); err != nil {
+			if err := e.store.MarkProcessed(ctx, wire.ComputeInvHash(ack), "", time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.g.acknowledged(ctx, e.row()); err != nil {

@@ -23,6 +23,39 @@ type SetAsideObject struct {
 	Expires   time.Time
 }
 
+// InboundBacklog is the gateway's inbound queue at a moment: the objects
+// waiting (Pending; Due of them may be tried now, Leased of them are being
+// processed by some instance) and the objects the whole deployment
+// processed during the last Window.
+type InboundBacklog struct {
+	Pending   int
+	Due       int
+	Leased    int
+	Processed int
+	Window    time.Duration
+}
+
+// Rate is the deployment's recent processing rate, in objects per second.
+func (b InboundBacklog) Rate() float64 {
+	if b.Window <= 0 {
+		return 0
+	}
+	return float64(b.Processed) / b.Window.Seconds()
+}
+
+// CatchUp is the expected time to work through the pending objects at the
+// recent rate: 0 when nothing is pending, -1 when nothing was processed
+// lately (unknown).
+func (b InboundBacklog) CatchUp() time.Duration {
+	switch {
+	case b.Pending == 0:
+		return 0
+	case b.Processed == 0:
+		return -1
+	}
+	return time.Duration(float64(b.Pending) / b.Rate() * float64(time.Second))
+}
+
 // maxDeliveryKey bounds DeliverOnce keys (inventory hashes are 32 bytes).
 const maxDeliveryKey = 64
 
@@ -79,8 +112,10 @@ func (s *sqlStore) ObjectFailed(ctx context.Context, h wire.InvHash, errText str
 	var attempts int64
 	var aside bool
 	err := s.write(ctx, func(w *wtx) error {
+		// The failure ends the lease: the object waits for its retry time,
+		// then any instance may take it.
 		err := w.QueryRowContext(ctx, `UPDATE inventory SET attempts = attempts + 1, last_error = $1,
-				set_aside = (set_aside OR attempts + 1 >= $2)
+				set_aside = (set_aside OR attempts + 1 >= $2), lease_owner = '', lease_until = 0
 			WHERE hash = $3 RETURNING attempts, set_aside`,
 			objectError(errText), limit, h[:]).Scan(&attempts, &aside)
 		if errors.Is(err, sql.ErrNoRows) {

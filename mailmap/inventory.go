@@ -1,11 +1,13 @@
 package mailmap
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/inventory"
@@ -131,19 +133,28 @@ func (s *sqlStore) queryObjects(ctx context.Context, query string, args ...any) 
 	var out []inventory.StoredObject
 	for rows.Next() {
 		var o inventory.StoredObject
-		var hash []byte
-		var typ, version, stream, expires int64
-		if err := rows.Scan(&hash, &typ, &version, &stream, &expires, &o.Tag, &o.Raw); err != nil {
+		if err := scanObject(rows, &o); err != nil {
 			return nil, err
 		}
-		if len(hash) != len(o.Hash) || typ < 0 || typ > math.MaxUint32 {
-			return nil, errors.New("malformed inventory row")
-		}
-		copy(o.Hash[:], hash)
-		o.Type, o.Version, o.Stream, o.Expires = uint32(typ), fromU64(version), fromU64(stream), fromMicros(expires)
 		out = append(out, o)
 	}
 	return out, rows.Err()
+}
+
+// scanObject scans the objectCols of a row into o, after the extra
+// columns that come first.
+func scanObject(rows *sql.Rows, o *inventory.StoredObject, first ...any) error {
+	var hash []byte
+	var typ, version, stream, expires int64
+	if err := rows.Scan(append(first, &hash, &typ, &version, &stream, &expires, &o.Tag, &o.Raw)...); err != nil {
+		return err
+	}
+	if len(hash) != len(o.Hash) || typ < 0 || typ > math.MaxUint32 {
+		return errors.New("malformed inventory row")
+	}
+	copy(o.Hash[:], hash)
+	o.Type, o.Version, o.Stream, o.Expires = uint32(typ), fromU64(version), fromU64(stream), fromMicros(expires)
+	return nil
 }
 
 // PendingObjects returns up to limit objects the gateway has not processed,
@@ -175,15 +186,117 @@ func (s *sqlStore) ObjectsByTag(ctx context.Context, objectType uint32, tag []by
 	return out, nil
 }
 
-func (s *sqlStore) MarkProcessed(ctx context.Context, h wire.InvHash) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE inventory SET processed = TRUE WHERE hash = $1`, h[:])
-	if err := rowsAffected("mark processed", res, err); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return errObjectNotFound
+// ClaimObjects leases up to limit due pending objects to owner until
+// now+lease, in arrival order. Objects leased to another owner whose lease
+// has not run out are skipped, so instances on one database share the
+// work; on PostgreSQL rows another claim is taking are skipped too (SKIP
+// LOCKED) rather than waited for.
+func (s *sqlStore) ClaimObjects(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]inventory.StoredObject, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	if owner == "" {
+		return nil, invalid("claim without an owner")
+	}
+	query := `UPDATE inventory SET lease_owner = $1, lease_until = $2 WHERE id IN (
+		SELECT id FROM inventory WHERE NOT processed AND NOT set_aside AND retry_at <= $3 AND lease_until <= $3
+		ORDER BY id LIMIT $4` + s.d.skipLocked + `)
+		RETURNING id, ` + objectCols
+	type claimed struct {
+		id  int64
+		obj inventory.StoredObject
+	}
+	var got []claimed
+	err := s.write(ctx, func(w *wtx) error {
+		got = got[:0]
+		rows, err := w.QueryContext(ctx, query, owner, toMicros(now.Add(lease)), toMicros(now), int64(limit))
+		if err != nil {
+			return fmt.Errorf("claim objects: %w", err)
 		}
-		return err
+		defer rows.Close()
+		for rows.Next() {
+			var c claimed
+			if err := scanObject(rows, &c.obj, &c.id); err != nil {
+				return fmt.Errorf("claim objects: %w", err)
+			}
+			got = append(got, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.id, b.id) })
+	out := make([]inventory.StoredObject, len(got))
+	for i, c := range got {
+		out[i] = c.obj
+	}
+	return out, nil
+}
+
+// ReleaseObjects gives back the unprocessed objects leased to owner (a
+// graceful shutdown), so another instance or a restart takes them at once.
+func (s *sqlStore) ReleaseObjects(ctx context.Context, owner string) error {
+	if owner == "" {
+		return invalid("release without an owner")
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE inventory SET lease_owner = '', lease_until = 0
+		WHERE lease_owner = $1 AND NOT processed`, owner); err != nil {
+		return fmt.Errorf("release objects: %w", err)
 	}
 	return nil
+}
+
+// MarkProcessed is the checked transition from pending to processed: it
+// applies only while the object is leased to owner ("" for an object
+// nobody claimed). An object already processed is left as it is (nil: the
+// effects are idempotent, and whoever processed it is done); one leased to
+// another owner is ErrConflict; an unknown one is ErrNotFound.
+func (s *sqlStore) MarkProcessed(ctx context.Context, h wire.InvHash, owner string, now time.Time) error {
+	var processed bool
+	err := s.write(ctx, func(w *wtx) error {
+		res, err := w.ExecContext(ctx, `UPDATE inventory SET processed = TRUE, processed_at = $1, lease_owner = '',
+			lease_until = 0 WHERE hash = $2 AND lease_owner = $3 AND NOT processed`, max(toMicros(now), 1), h[:], owner)
+		if err != nil {
+			return fmt.Errorf("mark processed: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		err = w.QueryRowContext(ctx, `SELECT processed FROM inventory WHERE hash = $1`, h[:]).Scan(&processed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errObjectNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("mark processed: %w", err)
+		}
+		if !processed {
+			return fmt.Errorf("mark processed: %w: leased to another instance", ErrConflict)
+		}
+		return nil
+	})
+	return err
+}
+
+// InboundBacklog counts the objects waiting for the gateway and those the
+// whole deployment processed since the start of the window.
+func (s *sqlStore) InboundBacklog(ctx context.Context, now time.Time, window time.Duration) (InboundBacklog, error) {
+	b := InboundBacklog{Window: window}
+	var pending, due, leased, done int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*),
+			COALESCE(SUM(CASE WHEN retry_at <= $1 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN lease_until > $1 THEN 1 ELSE 0 END), 0)
+		FROM inventory WHERE NOT processed AND NOT set_aside`, toMicros(now)).Scan(&pending, &due, &leased)
+	if err != nil {
+		return b, fmt.Errorf("inbound backlog: %w", err)
+	}
+	err = s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM inventory WHERE processed_at > $1`,
+		toMicros(now.Add(-window))).Scan(&done)
+	if err != nil {
+		return b, fmt.Errorf("inbound backlog: %w", err)
+	}
+	b.Pending, b.Due, b.Leased, b.Processed = int(pending), int(due), int(leased), int(done)
+	return b, nil
 }
 
 func (s *sqlStore) InventoryCount(ctx context.Context) (int, error) {

@@ -525,7 +525,24 @@ type Inventory interface {
 	// that tag (getpubkey v4, pubkey v4, broadcast v5), so a sender finds a
 	// pubkey that reached the inventory before it asked for it.
 	ObjectsByTag(ctx context.Context, objectType uint32, tag []byte, now time.Time) ([]inventory.StoredObject, error)
-	MarkProcessed(ctx context.Context, h wire.InvHash) error
+	// ClaimObjects leases up to limit due pending objects (as
+	// PendingObjects chooses them, in arrival order) to owner until
+	// now+lease; objects under another owner's unexpired lease are not
+	// taken. Every instance on one database claims its own batches, so
+	// inbound work is shared; an instance that dies leaves its batch to be
+	// claimed again when the lease runs out (deliveries are idempotent,
+	// DeliverOnce, so a batch processed twice files nothing twice).
+	ClaimObjects(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]inventory.StoredObject, error)
+	// ReleaseObjects ends owner's leases on unprocessed objects.
+	ReleaseObjects(ctx context.Context, owner string) error
+	// MarkProcessed is the checked step to processed, at now: it applies
+	// while the object is leased to owner ("" for an unclaimed object).
+	// Already processed: nil, nothing written; leased to another owner:
+	// ErrConflict; unknown: ErrNotFound.
+	MarkProcessed(ctx context.Context, h wire.InvHash, owner string, now time.Time) error
+	// InboundBacklog counts pending objects and those the deployment
+	// processed in the last window.
+	InboundBacklog(ctx context.Context, now time.Time, window time.Duration) (InboundBacklog, error)
 	InventoryCount(ctx context.Context) (int, error)
 }
 

@@ -34,6 +34,7 @@ type Status struct {
 	PoW       PoWStatus        `json:"pow"`
 	PoWJobs   []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
 	SetAside  []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
+	Inbound   InboundStatus    `json:"inbound"`
 	Sessions  SessionCounts    `json:"sessions"`
 
 	// Connection and login limits (serve's limitsStatus).
@@ -127,6 +128,18 @@ type SetAsideStatus struct {
 	Attempts int       `json:"attempts"`
 	Error    string    `json:"error"` // the last failure
 	Expires  time.Time `json:"expires"`
+}
+
+// InboundStatus is the gateway's inbound queue: what waits, how fast the
+// deployment (every instance on the database) works through it, and when
+// it will have caught up at that rate.
+type InboundStatus struct {
+	Pending        int     `json:"pending"`         // objects not yet processed (set-aside ones not counted)
+	Leased         int     `json:"leased"`          // of them, claimed by an instance now
+	RecentWindow   float64 `json:"recent_window_s"` // the window Rate is measured over, seconds
+	Rate           float64 `json:"rate"`            // objects processed per second by the deployment lately
+	CatchUpSeconds float64 `json:"catch_up_s"`      // expected time to process Pending at Rate; -1: unknown
+	Processed      uint64  `json:"processed"`       // objects this server processed since it started
 }
 
 // SessionCounts are the open client sessions.

@@ -392,3 +392,43 @@ func TestBinary(t *testing.T) {
 		t.Errorf("address new without --user: %v, want exit status 2", err)
 	}
 }
+
+// TestStatusInbound: `bmgate status` shows the inbound backlog, the
+// deployment's recent rate and the expected time to catch up, from the
+// database, with or without a running server.
+func TestStatusInbound(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	st := openTestStore(t, env)
+	now := time.Now()
+	out := mustRun(t, env, "", "status")
+	if want := "inbound:    0 pending (0 being processed), 0.0 objects/s over the last 5m0s, caught up"; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	var objs []inventory.StoredObject
+	for i := range byte(3) {
+		raw := append([]byte{0, 0, 0, 0, 0, 0, 0, i}, bytes.Repeat([]byte{i + 1}, 60)...)
+		o := inventory.StoredObject{Hash: wire.ComputeInvHash(raw), Type: wire.ObjectMsg, Version: 1, Stream: 1,
+			Expires: now.Add(time.Hour), Raw: raw}
+		if _, err := st.Put(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o)
+	}
+	out = mustRun(t, env, "", "status")
+	if want := "inbound:    3 pending (0 being processed), 0.0 objects/s over the last 5m0s, time to catch up unknown"; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	if err := st.MarkProcessed(ctx, objs[0].Hash, "", now); err != nil {
+		t.Fatal(err)
+	}
+	// One object in five minutes: the two left take ten.
+	out = mustRun(t, env, "", "status")
+	if want := "inbound:    2 pending (0 being processed), 0.0 objects/s over the last 5m0s, caught up in ~10m0s"; !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	js := mustRun(t, env, "", "status", "--json")
+	if !strings.Contains(js, `"pending": 2`) || !strings.Contains(js, `"catch_up_s": 600`) {
+		t.Errorf("status --json lacks the inbound backlog:\n%s", js)
+	}
+}

@@ -70,6 +70,7 @@ type Config struct {
 
 	PoWWorkers     int           `key:"pow_workers" flag:"pow-workers" help:"Goroutines that do proof of work; 0 means one per CPU."`
 	PoWConcurrency int           `key:"pow_concurrency" flag:"pow-concurrency" help:"Proofs of work this instance solves at once, each on pow_workers goroutines. Jobs wait in a durable queue shared by every instance; users take turns."`
+	InboundWorkers int           `key:"inbound_workers" flag:"inbound-workers" help:"Goroutines that trial-decrypt incoming messages against every local address; 0 means one per CPU. Every instance on one database claims inbound work of its own."`
 	MessageTTL     time.Duration `key:"message_ttl" flag:"message-ttl" help:"Lifetime of a sent message on the network (1h…672h); unacknowledged messages are resent with a doubled TTL after it passes."`
 	BroadcastTTL   time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
 	PubkeyTimeout  time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`

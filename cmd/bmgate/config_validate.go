@@ -142,6 +142,9 @@ func (c *Config) Validate() error {
 	if c.PoWWorkers < 0 {
 		bad("pow_workers", "must not be negative")
 	}
+	if c.InboundWorkers < 0 || c.InboundWorkers > 1024 {
+		bad("inbound_workers", "must be between 0 (one per CPU) and 1024")
+	}
 	if c.PoWConcurrency < 1 || c.PoWConcurrency > 64 {
 		bad("pow_concurrency", "must be between 1 and 64")
 	}

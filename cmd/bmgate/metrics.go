@@ -109,6 +109,7 @@ type statusCollector struct {
 	loginAttempts, loginWaits, loginPruned                               *prometheus.Desc
 	hashSlots, hashInFlight, hashPeak, hashTotal, hashWaits, hashRefused *prometheus.Desc
 	literalRefusals, statusUp                                            *prometheus.Desc
+	inPending, inLeased, inRate, inCatchUp, inProcessed                  *prometheus.Desc
 }
 
 func newStatusCollector(status func(context.Context) (Status, error)) *statusCollector {
@@ -149,6 +150,11 @@ func newStatusCollector(status func(context.Context) (Status, error)) *statusCol
 		hashWaits:       d("bmgate_password_hash_waits_total", "Password checks that waited for a slot."),
 		hashRefused:     d("bmgate_password_hash_refused_total", "Password checks refused with a temporary failure: no slot freed up in time."),
 		literalRefusals: d("bmgate_imap_literal_refusals_total", "IMAP commands refused for a literal over the limit."),
+		inPending:       d("bmgate_inbound_pending_objects", "Inventory objects waiting to be processed by the gateway (set-aside ones not counted)."),
+		inLeased:        d("bmgate_inbound_leased_objects", "Pending objects claimed by an instance now."),
+		inRate:          d("bmgate_inbound_rate_objects_per_second", "Objects the deployment (every instance on the database) processed per second over the last 5 minutes."),
+		inCatchUp:       d("bmgate_inbound_catch_up_seconds", "Expected time to process the pending objects at the recent rate (absent when nothing was processed lately)."),
+		inProcessed:     d("bmgate_inbound_objects_processed_total", "Inbound objects this process processed."),
 		statusUp:        d("bmgate_store_up", "1 when the store's figures (inventory, outbox, proof-of-work queue, set-aside objects) could be read for this scrape, else 0."),
 	}
 }
@@ -161,7 +167,7 @@ func (c *statusCollector) descs() []*prometheus.Desc {
 		c.lnOpen, c.lnMax, c.lnRefused, c.lnTimeouts,
 		c.loginAttempts, c.loginWaits, c.loginPruned,
 		c.hashSlots, c.hashInFlight, c.hashPeak, c.hashTotal, c.hashWaits, c.hashRefused,
-		c.literalRefusals, c.statusUp}
+		c.literalRefusals, c.statusUp, c.inPending, c.inLeased, c.inRate, c.inCatchUp, c.inProcessed}
 }
 
 // Describe implements prometheus.Collector.
@@ -217,6 +223,12 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range powJobStateNames(jobs) {
 			gauge(c.powQueue, float64(jobs[s]), s)
 		}
+		gauge(c.inPending, float64(st.Inbound.Pending))
+		gauge(c.inLeased, float64(st.Inbound.Leased))
+		gauge(c.inRate, st.Inbound.Rate)
+		if st.Inbound.CatchUpSeconds >= 0 {
+			gauge(c.inCatchUp, st.Inbound.CatchUpSeconds)
+		}
 	} else {
 		gauge(c.statusUp, 0)
 	}
@@ -228,6 +240,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.msgsSent, st.Messages.Sent)
 	counter(c.acks, st.Messages.Acks)
 	counter(c.reports, st.Messages.Reports)
+	counter(c.inProcessed, st.Inbound.Processed)
 	gauge(c.powInProgress, float64(st.PoW.InProgress))
 	counter(c.powTrials, st.PoW.Trials)
 	gauge(c.sessions, float64(st.Sessions.IMAP), "imap")

@@ -95,6 +95,7 @@ func (s *server) build() error {
 		Logger:         s.log.With("component", "gateway"),
 		PoWWorkers:     cfg.PoWWorkers,
 		PoWConcurrency: cfg.PoWConcurrency,
+		InboundWorkers: cfg.InboundWorkers,
 		MsgTTL:         cfg.MessageTTL,
 		BroadcastTTL:   cfg.BroadcastTTL,
 		PubkeyGiveUp:   cfg.PubkeyTimeout,
@@ -365,6 +366,7 @@ func (s *server) status(ctx context.Context) (Status, error) {
 		ConnRenewals: ns.ConnRenewals}
 	gs := s.gw.Stats()
 	st.Messages = MessageCounters{Received: gs.MessagesIn, Sent: gs.MessagesOut, Acks: gs.Acks, Reports: gs.Reports}
+	st.Inbound.Processed = gs.Objects
 	st.PoW = s.powStatus(gs)
 	// Live trial counts of the jobs this process is solving.
 	for i, j := range st.PoWJobs {

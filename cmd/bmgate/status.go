@@ -19,6 +19,9 @@ import (
 // setAsideListed bounds the set-aside objects a status lists.
 const setAsideListed = 1000
 
+// inboundWindow is how far back the inbound rate is measured.
+const inboundWindow = 5 * time.Minute
+
 // setAsidePrinted bounds the set-aside objects `bmgate status` prints
 // (--json has them all).
 const setAsidePrinted = 20
@@ -47,6 +50,16 @@ func storeStatus(ctx context.Context, st mailmap.Store, s *Status) error {
 	for _, o := range aside {
 		s.SetAside = append(s.SetAside, SetAsideStatus{Hash: o.Hash.String(), Type: o.Type, Attempts: o.Attempts,
 			Error: o.LastError, Expires: o.Expires})
+	}
+	b, err := st.InboundBacklog(ctx, time.Now(), inboundWindow)
+	if err != nil {
+		return fmt.Errorf("inbound backlog: %w", err)
+	}
+	s.Inbound.Pending, s.Inbound.Leased = b.Pending, b.Leased
+	s.Inbound.RecentWindow, s.Inbound.Rate = b.Window.Seconds(), b.Rate()
+	s.Inbound.CatchUpSeconds = -1
+	if c := b.CatchUp(); c >= 0 {
+		s.Inbound.CatchUpSeconds = c.Seconds()
 	}
 	s.Inventory = n
 	s.Outbox = make(map[string]int, len(counts))
@@ -240,6 +253,7 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		}
 		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
 	}
+	printInbound(w, s.Inbound)
 	printSetAside(w, s.SetAside)
 	if liveErr == nil {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
@@ -279,6 +293,20 @@ func printLimits(w io.Writer, s Status) {
 		parts = append(parts, "none")
 	}
 	fmt.Fprintf(w, "logins:     %s (password checks: %d now, at most %d at once)\n", strings.Join(parts, ", "), s.PasswordHash.InFlight, s.PasswordHash.Slots)
+}
+
+// printInbound shows the inbound backlog and when it will be worked
+// through at the deployment's recent rate.
+func printInbound(w io.Writer, in InboundStatus) {
+	eta := "caught up"
+	switch {
+	case in.Pending > 0 && in.CatchUpSeconds < 0:
+		eta = "time to catch up unknown (nothing processed lately)"
+	case in.Pending > 0:
+		eta = "caught up in ~" + time.Duration(in.CatchUpSeconds*float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(w, "inbound:    %d pending (%d being processed), %.1f objects/s over the last %s, %s\n",
+		in.Pending, in.Leased, in.Rate, time.Duration(in.RecentWindow*float64(time.Second)), eta)
 }
 
 // printSetAside lists the inbound objects the gateway gave up on, with the

@@ -471,7 +471,7 @@ func TestDSNDelay(t *testing.T) {
 
 // TestTwoInstancesOneDatabase runs bob's side as two bmgate instances on one
 // PostgreSQL database, as a hosted deployment scales out: each message is
-// delivered once (one instance owns the inbound dispatcher) and each send is
+// delivered once (instances claim inbound batches of their own; deliveries are idempotent) and each send is
 // done once (outbox rows are claimed with SKIP LOCKED).
 func TestTwoInstancesOneDatabase(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)

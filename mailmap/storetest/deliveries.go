@@ -233,7 +233,7 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 	}
 	// A set-aside object processed after all (an operator's doing) is no
 	// longer listed.
-	noErr(t, s.MarkProcessed(ctx, objs[0].Hash), "MarkProcessed")
+	noErr(t, s.MarkProcessed(ctx, objs[0].Hash, "", now), "MarkProcessed")
 	if aside, err := s.SetAsideObjects(ctx, 10); err != nil || len(aside) != 2 {
 		t.Fatalf("SetAsideObjects after MarkProcessed = %+v, %v", aside, err)
 	}

@@ -128,10 +128,10 @@ func testPendingObjects(t *testing.T, s mailmap.Store) {
 	for i, o := range pending {
 		sameObject(t, o, objs[i]) // arrival order
 	}
-	noErr(t, s.MarkProcessed(ctx, objs[0].Hash), "MarkProcessed")
-	noErr(t, s.MarkProcessed(ctx, objs[2].Hash), "MarkProcessed")
-	noErr(t, s.MarkProcessed(ctx, objs[2].Hash), "MarkProcessed twice")
-	err = s.MarkProcessed(ctx, object(200, 1, now).Hash)
+	noErr(t, s.MarkProcessed(ctx, objs[0].Hash, "", now), "MarkProcessed")
+	noErr(t, s.MarkProcessed(ctx, objs[2].Hash, "", now), "MarkProcessed")
+	noErr(t, s.MarkProcessed(ctx, objs[2].Hash, "", now), "MarkProcessed twice")
+	err = s.MarkProcessed(ctx, object(200, 1, now).Hash, "", now)
 	wantErr(t, err, mailmap.ErrNotFound, "MarkProcessed unknown")
 	pending, err = s.PendingObjects(ctx, now, 10)
 	noErr(t, err, "PendingObjects")
@@ -202,4 +202,83 @@ func sameNodes(a, b []inventory.KnownNode) bool {
 		return x.Addr == y.Addr && x.Stream == y.Stream && x.Services == y.Services && x.LastSeen.Equal(y.LastSeen) &&
 			x.Rating == y.Rating
 	})
+}
+
+// testClaimObjects: instances share the pending objects by leases; a lease
+// ends at processing, a failure, a release or its expiry; processing is a
+// checked step; the backlog counts what waits and what was done.
+func testClaimObjects(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Second)
+	var objs []inventory.StoredObject
+	for i := range byte(6) {
+		o := object(60+i, 1, now.Add(time.Hour))
+		objs = append(objs, o)
+		_, err := s.Put(ctx, o)
+		noErr(t, err, "Put")
+	}
+	hashes := func(os []inventory.StoredObject) []wire.InvHash {
+		var out []wire.InvHash
+		for _, o := range os {
+			out = append(out, o.Hash)
+		}
+		return out
+	}
+	_, err := s.ClaimObjects(ctx, "", now, time.Minute, 2)
+	wantErr(t, err, mailmap.ErrInvalidName, "ClaimObjects without an owner")
+
+	a, err := s.ClaimObjects(ctx, "A", now, time.Minute, 2)
+	noErr(t, err, "ClaimObjects A")
+	if want := hashes(objs[:2]); !slices.Equal(hashes(a), want) {
+		t.Fatalf("A claimed %x, want %x", hashes(a), want)
+	}
+	sameObject(t, a[1], objs[1])
+	b, err := s.ClaimObjects(ctx, "B", now, time.Minute, 3)
+	noErr(t, err, "ClaimObjects B")
+	if want := hashes(objs[2:5]); !slices.Equal(hashes(b), want) {
+		t.Fatalf("B claimed %x, want %x (not A's)", hashes(b), want)
+	}
+	bl, err := s.InboundBacklog(ctx, now, time.Minute)
+	noErr(t, err, "InboundBacklog")
+	if bl.Pending != 6 || bl.Due != 6 || bl.Leased != 5 || bl.Processed != 0 || bl.CatchUp() != -1 {
+		t.Fatalf("backlog = %+v (catch-up %v), want 6 pending, 5 leased, none processed", bl, bl.CatchUp())
+	}
+
+	// Processing is checked against the lease.
+	wantErr(t, s.MarkProcessed(ctx, objs[0].Hash, "B", now), mailmap.ErrConflict, "MarkProcessed by another owner")
+	noErr(t, s.MarkProcessed(ctx, objs[0].Hash, "A", now), "MarkProcessed by its owner")
+	noErr(t, s.MarkProcessed(ctx, objs[0].Hash, "B", now), "MarkProcessed of a processed object")
+	// A failure ends the lease; the object comes back when its retry is due.
+	_, _, err = s.ObjectFailed(ctx, objs[1].Hash, "boom", now, func(int) time.Duration { return time.Minute }, 5)
+	noErr(t, err, "ObjectFailed")
+	if c, _ := s.ClaimObjects(ctx, "C", now, time.Minute, 10); !slices.Equal(hashes(c), hashes(objs[5:])) {
+		t.Fatalf("C claimed %x, want only the unleased %x", hashes(c), objs[5].Hash)
+	}
+	// B shuts down and gives its batch back; C takes it.
+	noErr(t, s.ReleaseObjects(ctx, "B"), "ReleaseObjects")
+	c, err := s.ClaimObjects(ctx, "C", now, time.Minute, 10)
+	noErr(t, err, "ClaimObjects after release")
+	if want := hashes(objs[2:5]); !slices.Equal(hashes(c), want) {
+		t.Fatalf("C claimed %x after B's release, want %x", hashes(c), want)
+	}
+	// A dies holding nothing; C's leases run out and D takes everything
+	// due: the failed object too, once its retry is due.
+	later := now.Add(2 * time.Minute)
+	d, err := s.ClaimObjects(ctx, "D", later, time.Minute, 10)
+	noErr(t, err, "ClaimObjects after expiry")
+	if want := hashes(objs[1:]); !slices.Equal(hashes(d), want) {
+		t.Fatalf("D claimed %x after the leases ran out, want %x", hashes(d), want)
+	}
+	for _, o := range d {
+		noErr(t, s.MarkProcessed(ctx, o.Hash, "D", later), "MarkProcessed D")
+	}
+	bl, err = s.InboundBacklog(ctx, later, 5*time.Minute)
+	noErr(t, err, "InboundBacklog")
+	if bl.Pending != 0 || bl.Leased != 0 || bl.Processed != 6 || bl.CatchUp() != 0 {
+		t.Fatalf("backlog after processing = %+v", bl)
+	}
+	if bl.Rate() != 6.0/300 {
+		t.Fatalf("rate = %v, want %v", bl.Rate(), 6.0/300)
+	}
+	wantErr(t, s.MarkProcessed(ctx, object(250, 1, now).Hash, "D", now), mailmap.ErrNotFound, "MarkProcessed unknown")
 }

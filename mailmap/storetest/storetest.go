@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"OutboxTo", testOutboxTo},
 		{"Inventory", testInventory},
 		{"PendingObjects", testPendingObjects},
+		{"ClaimObjects", testClaimObjects},
 		{"DeliverOnce", testDeliverOnce},
 		{"ObjectFailures", testObjectFailures},
 		{"ExpireDeliveries", testExpireDeliveries},
