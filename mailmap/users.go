@@ -92,6 +92,10 @@ func (s *sqlStore) CreateUser(ctx context.Context, name, password string) (User,
 	return u, nil
 }
 
+// Authenticate checks a user's password. name is the user name, or one of
+// the user's own (not chan) addresses, bare (BM-…) or as a mail address
+// (BM-…@domain), so a mail client set up from the address alone
+// (Thunderbird's autoconfig) logs in.
 func (s *sqlStore) Authenticate(ctx context.Context, name, password string) (User, error) {
 	var hash string
 	var u User
@@ -99,6 +103,13 @@ func (s *sqlStore) Authenticate(ctx context.Context, name, password string) (Use
 	err := s.rdb.QueryRowContext(ctx,
 		`SELECT `+userCols+`, password_hash FROM users WHERE name_key = $1`, nameKey(name)).
 		Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.Disabled, &u.DeliveryReports, &created, &hash)
+	if addr, ok := loginAddress(name); ok && errors.Is(err, sql.ErrNoRows) {
+		err = s.rdb.QueryRowContext(ctx, `SELECT u.id, u.name, u.quota_bytes, u.disabled, u.delivery_reports,
+				u.created_at, u.password_hash
+			FROM users u JOIN identities i ON i.user_id = u.id WHERE i.address = $1 AND i.kind = $2`,
+			addr, string(KindNormal)).
+			Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.Disabled, &u.DeliveryReports, &created, &hash)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		// The same work as a wrong password, under the same limit.
 		if _, _, err := limitedVerify(ctx, dummyHash(), password); err != nil {
@@ -213,4 +224,15 @@ func (s *sqlStore) DeleteUser(ctx context.Context, userID int64) error {
 		w.emit(Change{UserID: userID, Kind: ChangeMailboxes})
 		return nil
 	})
+}
+
+// loginAddress returns the Bitmessage address a login name names, when it
+// is one: "BM-…" or "BM-…@domain". Only the form is checked; the lookup
+// decides.
+func loginAddress(name string) (string, bool) {
+	local, _, _ := strings.Cut(name, "@")
+	if len(local) < 4 || len(local) > 64 || !strings.HasPrefix(local, "BM-") {
+		return "", false
+	}
+	return local, true
 }

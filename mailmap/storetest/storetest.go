@@ -19,6 +19,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		fn   func(t *testing.T, s mailmap.Store)
 	}{
 		{"Users", testUsers},
+		{"LoginByAddress", testLoginByAddress},
 		{"UserNames", testUserNames},
 		{"DeleteUser", testDeleteUser},
 		{"Identities", testIdentities},

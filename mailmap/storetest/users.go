@@ -322,3 +322,41 @@ func samePubkey(t testing.TB, got, want mailmap.Pubkey) {
 		t.Fatalf("pubkey = %+v\nwant %+v", got, want)
 	}
 }
+
+// testLoginByAddress: a user logs in with the user name or with one of the
+// user's own addresses, bare or as a mail address; never with a chan
+// address (several users may share one) nor with another user's password.
+func testLoginByAddress(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	const aliceAddr, bobAddr, chanAddr = "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUK", "BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63z", "BM-2cXxCEVHcY7HsnfvCjVgQ1R8YkK4GyCV3x"
+	_, err := s.AddIdentity(ctx, testIdentity(alice.ID, aliceAddr))
+	noErr(t, err, "AddIdentity")
+	_, err = s.AddIdentity(ctx, testIdentity(bob.ID, bobAddr))
+	noErr(t, err, "AddIdentity")
+	ch := testIdentity(alice.ID, chanAddr)
+	ch.Kind = mailmap.KindChan
+	_, err = s.AddIdentity(ctx, ch)
+	noErr(t, err, "AddIdentity chan")
+	for _, name := range []string{aliceAddr, aliceAddr + "@bmaddr.lan"} {
+		got, err := s.Authenticate(ctx, name, password)
+		noErr(t, err, "Authenticate as "+name)
+		if got.ID != alice.ID {
+			t.Fatalf("Authenticate(%s) = user %d, want alice (%d)", name, got.ID, alice.ID)
+		}
+	}
+	_, err = s.Authenticate(ctx, aliceAddr+"@bmaddr.lan", "wrong")
+	wantErr(t, err, mailmap.ErrAuthFailed, "Authenticate by address with a wrong password")
+	_, err = s.Authenticate(ctx, chanAddr, password)
+	wantErr(t, err, mailmap.ErrAuthFailed, "Authenticate with a chan address")
+	_, err = s.Authenticate(ctx, "BM-2cVz4ZyQ1cUJRSDgvP5cBXRWq8QXKtTqkQ", password)
+	wantErr(t, err, mailmap.ErrAuthFailed, "Authenticate with an unknown address")
+	// Bob's address with alice's password is bob's account: it fails
+	// unless the password is bob's (both use the test password here, so
+	// check it is bob who logs in).
+	got, err := s.Authenticate(ctx, bobAddr, password)
+	noErr(t, err, "Authenticate as bob's address")
+	if got.ID != bob.ID {
+		t.Fatalf("Authenticate(bob's address) = user %d, want bob (%d)", got.ID, bob.ID)
+	}
+}
