@@ -76,6 +76,8 @@ type Config struct {
 	PubkeyTimeout  time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
 	AckTimeout     time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
 
+	Autoconfig string `key:"autoconfig" arg:"ADDR" flag:"autoconfig" help:"HTTP listener for mail client autoconfiguration (Thunderbird's /mail/config-v1.1.xml and /.well-known/autoconfig/mail/config-v1.1.xml, Outlook's /autodiscover/autodiscover.xml), host:port, or off. It describes the IMAP and SMTP listeners at hostname; expose it as autoconfig.<domain> on port 80 (README)."`
+
 	Admin     string `key:"admin" arg:"ADDR" flag:"admin" scope:"all" help:"Admin HTTP listener (/healthz, /metrics in Prometheus format, /status used by bmgate status), host:port, or off. Keep it on loopback: it has no authentication."`
 	LogFormat string `key:"log_format" arg:"text|json" flag:"log-format" scope:"all" help:"Log format: text or json."`
 	LogLevel  string `key:"log_level" arg:"LEVEL" flag:"log-level" scope:"all" help:"Log level: debug, info, warn or error."`
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		PubkeyTimeout:             7 * 24 * time.Hour,
 		AckTimeout:                28 * 24 * time.Hour, // the longest TTL a resend reaches (docs/protocol.md §5.4)
 		Admin:                     "127.0.0.1:8446",
+		Autoconfig:                Off,
 		LogFormat:                 "text",
 		LogLevel:                  "info",
 	}

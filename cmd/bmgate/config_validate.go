@@ -142,6 +142,11 @@ func (c *Config) Validate() error {
 	if c.PoWWorkers < 0 {
 		bad("pow_workers", "must not be negative")
 	}
+	if !ListenerOff(c.Autoconfig) {
+		if _, _, err := endpoints(*c); err != nil {
+			bad("autoconfig", "%v", err)
+		}
+	}
 	if c.InboundWorkers < 0 || c.InboundWorkers > 1024 {
 		bad("inbound_workers", "must be between 0 (one per CPU) and 1024")
 	}

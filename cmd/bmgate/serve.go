@@ -227,7 +227,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 			ln.Close()
 		}
 	}()
-	errc := make(chan error, len(services)+2)
+	errc := make(chan error, len(services)+3)
 	var bound []string
 	for _, sv := range services {
 		if ListenerOff(sv.addr) {
@@ -256,6 +256,26 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		go func() {
 			if err := admin.Serve(ctx, ln); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+
+	if !ListenerOff(cfg.Autoconfig) {
+		imap, smtp, err := endpoints(cfg)
+		if err != nil {
+			return err
+		}
+		ln, err := listen(cfg.Autoconfig)
+		if err != nil {
+			return fmt.Errorf("autoconfig listener: %w", err)
+		}
+		lns = append(lns, ln)
+		bound = append(bound, fmt.Sprintf("autoconfig=%s", ln.Addr()))
+		ac := &autoconfigServer{Domain: cfg.Domain, Hostname: cfg.Hostname, IMAP: imap, SMTP: smtp,
+			Log: s.log.With("component", "autoconfig")}
+		go func() {
+			if err := ac.serve(ln); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("autoconfig: %w", err)
 			}
 		}()
 	}
