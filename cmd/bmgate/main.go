@@ -44,7 +44,7 @@ type command struct {
 var commands = []*command{
 	cmdUserAdd, cmdUserList, cmdUserPasswd, cmdUserDel, cmdUserSet,
 	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe,
-	cmdStatus, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
+	cmdStatus, cmdOutboxList, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
 }
 
 // Exit statuses: 0 success, 1 failure, 2 usage error; an error with an
