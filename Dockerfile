@@ -13,7 +13,7 @@
 # /data/secret.key on first start (or give BMGATE_SECRET_KEY): back it up
 # with the volume, losing it loses every identity.
 
-FROM golang:1.26 AS build
+FROM docker.io/library/golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
