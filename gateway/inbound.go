@@ -120,6 +120,12 @@ func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
 				// Shutting down: not the object's fault.
 				return i, ctx.Err()
 			}
+			if errors.Is(err, errHeld) {
+				if err := g.holdObject(ctx, so, err); err != nil {
+					return i, err
+				}
+				continue
+			}
 			if err := g.objectFailed(ctx, so, err); err != nil {
 				return i, err
 			}
@@ -206,6 +212,29 @@ func (g *Gateway) decryptBatch(ctx context.Context, objs []inventory.StoredObjec
 	}
 	wg.Wait()
 	return out, ctx.Err()
+}
+
+// errHeld marks a processing that cannot finish yet for a reason that is
+// nobody's fault (a recipient over quota): the object is held, not counted
+// as failing.
+var errHeld = errors.New("held")
+
+// holdRetry is how long a held object waits before it is tried again.
+const holdRetry = 10 * time.Minute
+
+// holdObject puts an object off for holdRetry. Its ack is not sent: the
+// sender learns of the delivery only when it happens (a sender resends an
+// unacknowledged msg after its TTL).
+func (g *Gateway) holdObject(ctx context.Context, so inventory.StoredObject, cause error) error {
+	err := g.store.HoldObject(ctx, so.Hash, cause.Error(), g.cfg.Now().Add(holdRetry))
+	switch {
+	case errors.Is(err, mailmap.ErrNotFound):
+		return nil // expired and pruned meanwhile
+	case err != nil:
+		return fmt.Errorf("object %s: %w; holding it: %w", so.Hash, cause, err)
+	}
+	g.log.Warn("inbound object held", "inv", so.Hash.String(), "type", so.Type, "retry_in", holdRetry, "reason", cause)
+	return nil
 }
 
 // maxObjectBackoff caps the wait before a failed object is tried again.
@@ -388,6 +417,7 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 		return nil // IGNORE: not shown, no ack (docs/protocol.md §12)
 	}
 	// A chan's post goes to every member; a personal address has one owner.
+	var held error
 	for _, j := range ids.owners[i] {
 		owner := ids.stored[j]
 		in := Incoming{
@@ -410,11 +440,16 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 			in.ChanLabel = owner.Label
 			folder = ChanFolder(owner.Label, owner.Address)
 		}
-		if ok, err := g.deliver(ctx, owner.UserID, folder, in); err != nil {
+		if ok, err := g.deliver(ctx, owner.UserID, folder, in); errors.Is(err, errHeld) {
+			held = err // the other members still get theirs now
+		} else if err != nil {
 			return err
 		} else if ok {
 			log.Info("delivered msg", "from", sender.String(), "user", owner.UserID, "folder", folder)
 		}
+	}
+	if held != nil {
+		return held // no ack until every copy is filed
 	}
 	if isChan || len(m.AckPacket) == 0 {
 		return nil
@@ -502,8 +537,9 @@ func (g *Gateway) deliver(ctx context.Context, userID int64, folder string, in I
 	_, dup, err := g.store.DeliverOnce(ctx, userID, mb.ID, in.InvHash[:], raw, nil, in.Date)
 	if err != nil {
 		if errors.Is(err, mailmap.ErrOverQuota) {
-			g.log.Warn("message dropped: mailbox over quota", "user", userID, "inv", fmt.Sprintf("%x", in.InvHash))
-			return false, nil
+			// Held, not dropped and not acknowledged: the object is
+			// tried again until there is room or it expires.
+			return false, fmt.Errorf("%w: user %d is over quota", errHeld, userID)
 		}
 		return false, fmt.Errorf("deliver: %w", err)
 	}
@@ -570,6 +606,7 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 	if b.Encoding == 0 {
 		return nil
 	}
+	var held error
 	for _, s := range subs.subs {
 		if s.Address != from.String() {
 			continue
@@ -582,13 +619,15 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 			Kind:    IncomingBroadcast,
 		}
 		g.fillContent(&in, b.Encoding, b.Message)
-		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {
+		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); errors.Is(err, errHeld) {
+			held = err // the other subscribers still get theirs now
+		} else if err != nil {
 			return err
 		} else if ok {
 			g.log.Info("delivered broadcast", "inv", so.Hash.String(), "from", from.String(), "user", s.UserID)
 		}
 	}
-	return nil
+	return held
 }
 
 func (g *Gateway) maintenanceLoop(ctx context.Context) {

@@ -6,13 +6,18 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/inventory"
+	"github.com/bmgate/bmgate/bmcore/object"
+	"github.com/bmgate/bmgate/bmcore/params"
+	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/storetest"
 )
@@ -179,4 +184,88 @@ func TestInstancesShareInbound(t *testing.T) {
 		t.Errorf("backlog = %+v, want nothing pending and %d processed", b, pool)
 	}
 	t.Logf("instance 0 processed %d objects, instance 1 %d", n0, n1)
+}
+
+// TestOverQuotaHeld: mail for a user over quota is held, not dropped and
+// not acknowledged: the other members of a chan get their copy at once;
+// once there is room, the held copy is filed and the ack goes out.
+func TestOverQuotaHeld(t *testing.T) {
+	onBackends(t, func(t *testing.T, dsn string) {
+		e := newInboundEnv(t, dsn, nil)
+		ctx := context.Background()
+		alice, bob := e.user("alice"), e.user("bob")
+		aliceID := randomIdentity(t)
+		e.addIdentity(alice, aliceID, mailmap.KindNormal, "")
+		ch := chanIdentity(t, "quota test")
+		folder := e.joinChan(alice, ch, "quota test")
+		e.joinChan(bob, ch, "quota test")
+		if err := e.store.SetQuota(ctx, alice.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		sender := randomIdentity(t)
+		post := e.msgTo(sender, ch, "chan post")
+		// A personal msg that carries an ack.
+		ackHeadless := object.BuildAck(object.NewAckData(1, rand.Reader), e.expires())
+		ackObj := e.solve(ackHeadless)
+		headless, err := object.BuildMsg(sender, object.PubkeyOf(aliceID), aliceID.Address,
+			object.MsgContent{Encoding: 2, Message: object.EncodeSimple("personal", "body"),
+				AckPacket: wire.EncodePacket(params.Testnet.Magic, "object", ackObj)}, e.expires(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := e.put(headless)
+
+		e.once()
+		if n := e.copies(bob, folder, post.Hash); n != 1 {
+			t.Fatalf("bob has %d copies of the chan post, want 1 while alice is over quota", n)
+		}
+		if n := e.copies(alice, folder, post.Hash) + e.copies(alice, "INBOX", msg.Hash); n != 0 {
+			t.Fatalf("alice got %d messages over her quota", n)
+		}
+		if n := len(e.pub.ofType(wire.ObjectMsg)); n != 0 {
+			t.Fatalf("%d acks published for a held message", n)
+		}
+		if got := e.pending(e.clock.Now().Add(holdRetry)); len(got) != 2 {
+			t.Fatalf("%d objects held, want 2", len(got))
+		}
+		if got := e.pending(e.clock.Now()); len(got) != 0 {
+			t.Fatalf("held objects due again at once: %x", got)
+		}
+		if aside, err := e.store.SetAsideObjects(ctx, 10); err != nil || len(aside) != 0 {
+			t.Fatalf("SetAsideObjects = %+v, %v; a held object is not failing", aside, err)
+		}
+		if e.logs.find(slog.LevelWarn, "inbound object held", "inv", msg.Hash.String()) != 1 {
+			t.Error("holding the msg was not logged")
+		}
+
+		// Still over quota at the next try: held again, never set aside.
+		for range 6 {
+			e.clock.Advance(holdRetry)
+			e.once()
+		}
+		if aside, _ := e.store.SetAsideObjects(ctx, 10); len(aside) != 0 {
+			t.Fatalf("held objects set aside after repeated tries: %+v", aside)
+		}
+		// Room at last.
+		if err := e.store.SetQuota(ctx, alice.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(holdRetry)
+		e.once()
+		if n := e.copies(alice, folder, post.Hash); n != 1 {
+			t.Errorf("alice has %d copies of the chan post, want 1", n)
+		}
+		if n := e.copies(alice, "INBOX", msg.Hash); n != 1 {
+			t.Errorf("alice has %d copies of her msg, want 1", n)
+		}
+		if n := e.copies(bob, folder, post.Hash); n != 1 {
+			t.Errorf("bob has %d copies of the chan post after the retry, want still 1", n)
+		}
+		if n := len(e.pub.ofType(wire.ObjectMsg)); n != 1 {
+			t.Errorf("%d acks published after delivery, want 1", n)
+		}
+		if got := e.pending(e.clock.Now().Add(time.Hour)); len(got) != 0 {
+			t.Errorf("still pending: %x", got)
+		}
+	})
 }

@@ -204,9 +204,8 @@ func (e *inboundEnv) joinChan(u mailmap.User, ch *identity.Identity, name string
 	return ChanFolder("[chan] "+name, ch.Address.String())
 }
 
-// put solves the proof of work of a headless object at the network
-// minimum, stores it in the inventory as the node would, and returns it.
-func (e *inboundEnv) put(headless []byte) inventory.StoredObject {
+// solve does the proof of work of a headless object at the network minimum.
+func (e *inboundEnv) solve(headless []byte) []byte {
 	e.t.Helper()
 	ttl := int64(time.Hour / time.Second)
 	target := pow.Target(uint64(len(headless)+8), ttl+pow.SolveMargin, params.Testnet.NonceTrialsPerByte, params.Testnet.ExtraBytes)
@@ -214,6 +213,14 @@ func (e *inboundEnv) put(headless []byte) inventory.StoredObject {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return raw
+}
+
+// put solves the proof of work of a headless object at the network
+// minimum, stores it in the inventory as the node would, and returns it.
+func (e *inboundEnv) put(headless []byte) inventory.StoredObject {
+	e.t.Helper()
+	raw := e.solve(headless)
 	o, err := wire.DecodeObject(raw)
 	if err != nil {
 		e.t.Fatal(err)

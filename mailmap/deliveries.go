@@ -141,6 +141,22 @@ func (s *sqlStore) ObjectFailed(ctx context.Context, h wire.InvHash, errText str
 	return int(attempts), aside, nil
 }
 
+// HoldObject puts a pending object off until retryAt without counting a
+// failure (its attempts stay as they are): it cannot be processed yet for
+// a reason that is nobody's fault, like a recipient over quota. The reason
+// is kept as its last error, the lease ends.
+func (s *sqlStore) HoldObject(ctx context.Context, h wire.InvHash, reason string, retryAt time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE inventory SET last_error = $1, retry_at = $2, lease_owner = '', lease_until = 0
+		WHERE hash = $3 AND NOT processed`, objectError(reason), toMicros(retryAt), h[:])
+	if err := rowsAffected("hold object", res, err); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return errObjectNotFound
+		}
+		return err
+	}
+	return nil
+}
+
 func (s *sqlStore) SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error) {
 	if limit <= 0 {
 		return nil, nil

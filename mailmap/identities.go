@@ -219,6 +219,12 @@ func (s *sqlStore) Contacts(ctx context.Context, userID int64) ([]Contact, error
 	return out, nil
 }
 
+// DeleteContact removes one of the user's aliases (ErrNotFound: none).
+func (s *sqlStore) DeleteContact(ctx context.Context, userID int64, alias string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM contacts WHERE user_id = $1 AND alias = $2`, userID, strings.ToLower(alias))
+	return rowsAffected("delete contact", res, err)
+}
+
 func (s *sqlStore) ResolveAlias(ctx context.Context, userID int64, alias string) (string, error) {
 	var addr string
 	err := s.rdb.QueryRowContext(ctx, `SELECT address FROM contacts WHERE user_id = $1 AND alias = $2`,

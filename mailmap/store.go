@@ -32,6 +32,7 @@ type User struct {
 	ID              int64
 	Name            string
 	QuotaBytes      int64 // 0 = unlimited
+	UsedBytes       int64 // the size of the user's stored mail (what the quota counts)
 	Disabled        bool
 	DeliveryReports bool // send a success DSN for every send, even unasked
 	CreatedAt       time.Time
@@ -392,6 +393,7 @@ type Accounts interface {
 	// Contacts and subscriptions.
 	AddContact(ctx context.Context, c Contact) (Contact, error)
 	Contacts(ctx context.Context, userID int64) ([]Contact, error)
+	DeleteContact(ctx context.Context, userID int64, alias string) error
 	ResolveAlias(ctx context.Context, userID int64, alias string) (string, error)
 	AddSubscription(ctx context.Context, s Subscription) (Subscription, error)
 	Subscriptions(ctx context.Context, userID int64) ([]Subscription, error)
@@ -519,6 +521,10 @@ type Inventory interface {
 	// returns the attempts so far and whether the object is set aside; an
 	// object not in the inventory is ErrNotFound.
 	ObjectFailed(ctx context.Context, h wire.InvHash, errText string, now time.Time, backoff func(attempts int) time.Duration, maxAttempts int) (attempts int, setAside bool, err error)
+	// HoldObject puts a pending object off until retryAt without counting
+	// a failure (a recipient over quota: the mail waits, it is not lost),
+	// keeping reason as its last error. Unknown or processed: ErrNotFound.
+	HoldObject(ctx context.Context, h wire.InvHash, reason string, retryAt time.Time) error
 	// SetAsideObjects lists up to limit set-aside objects, in arrival order.
 	SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error)
 	// ObjectsByTag returns the unexpired inventory objects of a type carrying

@@ -432,3 +432,51 @@ func TestStatusInbound(t *testing.T) {
 		t.Errorf("status --json lacks the inbound backlog:\n%s", js)
 	}
 }
+
+// TestQuotaAndAliases: quotas are set and shown by the user commands;
+// aliases are added, listed, resolved for their user only, and removed.
+func TestQuotaAndAliases(t *testing.T) {
+	env := testEnv(t)
+	mustRun(t, env, "pw\npw\n", "user", "add", "alice")
+	mustRun(t, env, "pw\npw\n", "user", "add", "bob")
+	if out := mustRun(t, env, "", "user", "list"); !strings.Contains(out, "quota none, 0B used") {
+		t.Errorf("user list before a quota:\n%s", out)
+	}
+	mustRun(t, env, "", "user", "set", "alice", "quota", "100M")
+	if out := mustRun(t, env, "", "user", "list"); !strings.Contains(out, "alice\t0 addresses\tdelivery-reports off\tenabled\tquota 100M, 0B used") {
+		t.Errorf("user list after quota 100M:\n%s", out)
+	}
+	st := openTestStore(t, env)
+	u, err := st.UserByName(context.Background(), "alice")
+	if err != nil || u.QuotaBytes != 100<<20 {
+		t.Fatalf("alice's quota = %d, %v", u.QuotaBytes, err)
+	}
+	mustFail(t, env, 2, "not a size", "user", "set", "alice", "quota", "lots")
+	mustRun(t, env, "", "user", "set", "alice", "quota", "none")
+	if u, _ := st.UserByName(context.Background(), "alice"); u.QuotaBytes != 0 {
+		t.Fatalf("quota after none = %d", u.QuotaBytes)
+	}
+	for in, want := range map[string]int64{"512": 512, "512K": 512 << 10, "2g": 2 << 30, "1.5G": -1, "1TB": 1 << 40, "-1": -1} {
+		got, err := parseSize(in)
+		if want < 0 && err == nil || want >= 0 && (err != nil || got != want) {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+
+	const bobAddr = "BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63z"
+	mustRun(t, env, "", "alias", "add", "--user", "alice", "Bob", bobAddr)
+	mustFail(t, env, 1, "already has the alias", "alias", "add", "--user", "alice", "bob@bmaddr.lan", bobAddr)
+	mustFail(t, env, 2, "not at elsewhere.example", "alias", "add", "--user", "alice", "bob@elsewhere.example", bobAddr)
+	mustFail(t, env, 1, "checksum", "alias", "add", "--user", "alice", "carol", "BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63Z")
+	if out := mustRun(t, env, "", "alias", "list", "--user", "alice"); out != "bob@bmaddr.lan\t"+bobAddr+"\n" {
+		t.Errorf("alias list = %q", out)
+	}
+	if out := mustRun(t, env, "", "alias", "list", "--user", "bob"); out != "" {
+		t.Errorf("bob sees aliases: %q", out)
+	}
+	if addr, err := st.ResolveAlias(context.Background(), u.ID, "bob@bmaddr.lan"); err != nil || addr != bobAddr {
+		t.Errorf("ResolveAlias = %q, %v", addr, err)
+	}
+	mustRun(t, env, "", "alias", "del", "--user", "alice", "bob")
+	mustFail(t, env, 1, "has no alias", "alias", "del", "--user", "alice", "bob")
+}

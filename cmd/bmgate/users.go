@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -44,7 +47,7 @@ var cmdUserAdd = &command{
 
 var cmdUserList = &command{
 	name:    "user list",
-	summary: "List the accounts: name, addresses, delivery reports, state, creation time (tab-separated).",
+	summary: "List the accounts: name, addresses, delivery reports, state, quota and mail stored, creation time (tab-separated).",
 	run: func(ctx context.Context, inv *invocation) error {
 		cfg, err := inv.parse(0, 0)
 		if err != nil {
@@ -68,8 +71,13 @@ var cmdUserList = &command{
 			if u.Disabled {
 				state = "disabled"
 			}
-			fmt.Fprintf(inv.stdout, "%s\t%d addresses\tdelivery-reports %s\t%s\t%s\n",
-				u.Name, len(ids), onOff(u.DeliveryReports), state, u.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
+			quota := "quota none"
+			if u.QuotaBytes > 0 {
+				quota = "quota " + formatSize(u.QuotaBytes)
+			}
+			fmt.Fprintf(inv.stdout, "%s\t%d addresses\tdelivery-reports %s\t%s\t%s, %s used\t%s\n",
+				u.Name, len(ids), onOff(u.DeliveryReports), state, quota, formatSize(u.UsedBytes),
+				u.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
 		}
 		return nil
 	},
@@ -120,32 +128,46 @@ var cmdUserDel = &command{
 
 var cmdUserSet = &command{
 	name: "user set",
-	args: "NAME SETTING on|off",
-	summary: "Change an account setting. delivery-reports: put a delivery report in INBOX for every acknowledged message, " +
-		"even when the mail client did not ask for one. disabled: refuse the account's logins, end its open SMTP and IMAP " +
-		"sessions at their next command and hold its queued mail, unsent, until it is enabled again.",
+	args: "NAME SETTING VALUE",
+	summary: "Change an account setting. delivery-reports on|off: put a delivery report in INBOX for every acknowledged message, " +
+		"even when the mail client did not ask for one. disabled on|off: refuse the account's logins, end its open SMTP and IMAP " +
+		"sessions at their next command and hold its queued mail, unsent, until it is enabled again. quota SIZE|none: the most " +
+		"mail the account may store (100M, 2G, 512K or bytes); over it, IMAP APPEND gets [OVERQUOTA], SMTP 552, and arriving " +
+		"Bitmessage mail is held (not acknowledged, not lost) until there is room or it expires.",
 	run: func(ctx context.Context, inv *invocation) error {
 		cfg, err := inv.parse(3, 3)
 		if err != nil {
 			return err
 		}
 		setting, value := inv.args[1], inv.args[2]
-		var on bool
-		switch value {
-		case "on":
-			on = true
-		case "off":
-		default:
-			return fmt.Errorf("%w: value must be on or off, not %q", errUsage, value)
+		onOffValue := func() (bool, error) {
+			switch value {
+			case "on":
+				return true, nil
+			case "off":
+				return false, nil
+			}
+			return false, fmt.Errorf("%w: value must be on or off, not %q", errUsage, value)
 		}
 		var set func(st mailmap.Store, id int64) error
 		switch setting {
-		case "delivery-reports":
+		case "delivery-reports", "disabled":
+			on, err := onOffValue()
+			if err != nil {
+				return err
+			}
 			set = func(st mailmap.Store, id int64) error { return st.SetDeliveryReports(ctx, id, on) }
-		case "disabled":
-			set = func(st mailmap.Store, id int64) error { return st.SetDisabled(ctx, id, on) }
+			if setting == "disabled" {
+				set = func(st mailmap.Store, id int64) error { return st.SetDisabled(ctx, id, on) }
+			}
+		case "quota":
+			n, err := parseSize(value)
+			if err != nil {
+				return fmt.Errorf("%w: quota: %v", errUsage, err)
+			}
+			set = func(st mailmap.Store, id int64) error { return st.SetQuota(ctx, id, n) }
 		default:
-			return fmt.Errorf("%w: unknown setting %q (delivery-reports or disabled)", errUsage, setting)
+			return fmt.Errorf("%w: unknown setting %q (delivery-reports, disabled or quota)", errUsage, setting)
 		}
 		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
 			if err := set(st, u.ID); err != nil {
@@ -177,4 +199,40 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// parseSize reads a size: bytes, or a number with K, M, G or T (powers of
+// 1024, an optional trailing B, any case); 0, none and unlimited are 0.
+func parseSize(v string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(v))
+	switch t {
+	case "NONE", "UNLIMITED", "0":
+		return 0, nil
+	}
+	t = strings.TrimSuffix(t, "B")
+	mult := int64(1)
+	for i, unit := range []string{"K", "M", "G", "T"} {
+		if strings.HasSuffix(t, unit) {
+			t, mult = strings.TrimSuffix(t, unit), int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size (like 100M, 2G or a number of bytes; none for no limit)", v)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes a size the way parseSize reads it, rounded down.
+func formatSize(n int64) string {
+	for i, unit := range []string{"T", "G", "M", "K"} {
+		if d := int64(1) << (10 * (4 - i)); n >= d {
+			if n%d == 0 {
+				return fmt.Sprintf("%d%s", n/d, unit)
+			}
+			return fmt.Sprintf("%.1f%s", float64(n)/float64(d), unit)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
 }

@@ -68,6 +68,7 @@ func testIsolation(t *testing.T, s mailmap.Store) {
 	wantErr(t, s.DeleteIdentity(ctx, a.ID, bIdent.ID), nf, "DeleteIdentity of B's identity")
 	_, err = s.ResolveAlias(ctx, a.ID, "x@y")
 	wantErr(t, err, nf, "ResolveAlias of B's contact")
+	wantErr(t, s.DeleteContact(ctx, a.ID, "x@y"), nf, "DeleteContact of B's contact")
 	if ms, err := s.FindByMessageID(ctx, a.ID, "", "b-private@test"); err != nil || len(ms) != 0 {
 		t.Fatalf("FindByMessageID found B's message for A: %+v, %v", ms, err)
 	}

@@ -268,6 +268,15 @@ func testContactsSubscriptions(t *testing.T, s mailmap.Store) {
 	if len(cs) != 1 || cs[0] != c {
 		t.Fatalf("Contacts = %+v", cs)
 	}
+	wantErr(t, s.DeleteContact(ctx, a.ID, "stranger@example.org"), mailmap.ErrNotFound, "DeleteContact unknown")
+	noErr(t, s.DeleteContact(ctx, a.ID, "FRIEND@example.org"), "DeleteContact")
+	_, err = s.ResolveAlias(ctx, a.ID, "friend@example.org")
+	wantErr(t, err, mailmap.ErrNotFound, "ResolveAlias after DeleteContact")
+	if addr, err := s.ResolveAlias(ctx, b.ID, "friend@example.org"); err != nil || addr != "BM-bobs" {
+		t.Fatalf("ResolveAlias(bob) after alice's DeleteContact = %q, %v", addr, err)
+	}
+	c, err = s.AddContact(ctx, mailmap.Contact{UserID: a.ID, Alias: "friend@example.org", Address: "BM-friend"})
+	noErr(t, err, "AddContact again")
 
 	s1, err := s.AddSubscription(ctx, mailmap.Subscription{UserID: a.ID, Address: "BM-news", Label: "News"})
 	noErr(t, err, "AddSubscription")
