@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -198,10 +200,71 @@ func (s *server) build() error {
 // listen opens a listener ("unix:/path" or host:port).
 func listen(addr string) (net.Listener, error) {
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(p)
-		return net.Listen("unix", p)
+		return listenUnix(p, 0o600, "")
 	}
 	return net.Listen("tcp", addr)
+}
+
+// listenService opens a mail listener; local_submit's unix socket gets
+// local_submit_mode and local_submit_group.
+func (s *server) listenService(name, addr string) (net.Listener, error) {
+	p, ok := strings.CutPrefix(addr, "unix:")
+	if !ok || name != "local_submit" {
+		return listen(addr)
+	}
+	mode, err := parseFileMode(s.cfg.LocalSubmitMode)
+	if err != nil {
+		return nil, err
+	}
+	return listenUnix(p, os.FileMode(mode), s.cfg.LocalSubmitGroup)
+}
+
+// listenUnix listens on a unix socket at path with the given permissions
+// and group (name or number; "" keeps the process's). What is at path
+// already is removed only when it is a socket nobody listens on (a stale
+// one from a previous run); any other file is left alone, with an error.
+func listenUnix(path string, mode os.FileMode, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return nil, fmt.Errorf("group %q: no such group", group)
+			}
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return nil, fmt.Errorf("group %q: %w", group, err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket (%s); remove it or choose another path: bmgate will not delete it", path, fi.Mode().Type())
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is listening on this socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Chmod after bind: the socket is made with the umask's mode; until
+	// the chmod it is at most that open, never more than asked.
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("give %s to group %s: %w", path, group, err)
+		}
+	}
+	return ln, nil
 }
 
 func (s *server) run(ctx context.Context, inv *invocation) error {
@@ -232,7 +295,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		if ListenerOff(sv.addr) {
 			continue
 		}
-		ln, err := listen(sv.addr)
+		ln, err := s.listenService(sv.name, sv.addr)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", sv.name, err)
 		}
