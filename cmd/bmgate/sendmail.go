@@ -200,6 +200,13 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return &exitError{exTempFail, err}
 	}
+	// A disabled account's mail would wait unsent: refuse it now, as SMTP
+	// refuses its login.
+	if err := store.UserActive(ctx, u.ID); errors.Is(err, mailmap.ErrDisabled) {
+		return &exitError{exUnavailable, fmt.Errorf("the account %s that owns %s is disabled", u.Name, senderMail)}
+	} else if err != nil {
+		return &exitError{exTempFail, err}
+	}
 	sub := gateway.Submission{User: u, Raw: raw, Ret: opts.ret, EnvID: opts.envID}
 	if sub.From, err = gw.CheckSender(ctx, u, senderMail); err != nil {
 		return &exitError{gatewayExitCode(err, exNoUser), err}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -188,6 +189,34 @@ func TestSendmailExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, code, errOut, tc.code, tc.want)
 		}
+	}
+}
+
+func TestSendmailDisabledAndPostgresDSN(t *testing.T) {
+	env, addr, _, _ := cronSetup(t)
+	msg := "From: " + addr + "@bmaddr.lan\nSubject: x\n\nbody\n"
+	mustRun(t, env, "", "user", "set", "alice", "disabled", "on")
+	if code, _, errOut := runCLI(t, env, msg, "sendmail", addr+"@bmaddr.lan"); code != exUnavailable || !strings.Contains(errOut, "is disabled") {
+		t.Errorf("disabled account: exit %d, stderr %q", code, errOut)
+	}
+
+	// A libpq key=value DSN opens PostgreSQL (it used to become an
+	// SQLite file named after it, password included).
+	u, err := url.Parse(testPostgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	kv := fmt.Sprintf("host=%s port=%s dbname=%s user=%s password='%s' sslmode=disable",
+		u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"), u.User.Username(), pw)
+	penv := testEnv(t)
+	penv["BMGATE_DB"] = kv
+	mustRun(t, penv, "pw\n", "user", "add", "bob")
+	if out := mustRun(t, penv, "", "user", "list"); !strings.Contains(out, "bob") {
+		t.Errorf("user list on the key=value DSN: %q", out)
+	}
+	if ents, _ := os.ReadDir(penv["BMGATE_DATA"]); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.Contains(e.Name(), "host=") }) {
+		t.Errorf("a file named after the DSN was created: %v", ents)
 	}
 }
 
