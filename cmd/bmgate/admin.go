@@ -26,6 +26,11 @@ type Status struct {
 	Version   string           `json:"version"`
 	Network   string           `json:"network"`
 	StartedAt time.Time        `json:"started_at"`
+	// InstanceID is random per start of serve; DatabaseID names the
+	// database it serves (mailmap.DatabaseID). bmgate status blends a
+	// server's figures only when its DatabaseID is its own.
+	InstanceID string `json:"instance_id,omitempty"`
+	DatabaseID string `json:"database_id,omitempty"`
 	Peers     []PeerStatus     `json:"peers"`
 	Inventory int              `json:"inventory"` // objects in the inventory
 	Objects   ObjectCounters   `json:"objects"`

@@ -252,7 +252,8 @@ func storeExitCode(err error) int {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return exNoPerm
-	case errors.Is(err, mailmap.ErrSecretKey), errors.Is(err, errSecretKeyMissing), errors.Is(err, errDSN):
+	case errors.Is(err, mailmap.ErrSecretKey), errors.Is(err, errSecretKeyMissing), errors.Is(err, errDSN),
+		errors.Is(err, mailmap.ErrNetworkMismatch):
 		return exConfig
 	}
 	return exTempFail

@@ -183,7 +183,7 @@ func TestSendmailExitCodes(t *testing.T) {
 	} {
 		e := env
 		if tc.env != nil {
-			e = maps(env, tc.env)
+			e = mergeEnv(env, tc.env)
 		}
 		code, _, errOut := runCLI(t, e, tc.msg, append([]string{"sendmail"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
@@ -220,7 +220,7 @@ func TestSendmailDisabledAndPostgresDSN(t *testing.T) {
 	}
 }
 
-func maps(a, b map[string]string) map[string]string {
+func mergeEnv(a, b map[string]string) map[string]string {
 	m := map[string]string{}
 	for k, v := range a {
 		m[k] = v

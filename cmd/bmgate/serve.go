@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -45,6 +47,9 @@ type server struct {
 	caps    connCaps
 	clock   loginguard.Clock // the login guard's; nil: the real one (tests set a manual clock)
 	started time.Time
+	// instanceID names this run of serve in /status (bmgate status shows
+	// which instance answered).
+	instanceID string
 
 	powMu     sync.Mutex
 	powLast   uint64
@@ -67,11 +72,18 @@ func runServe(ctx context.Context, inv *invocation) error {
 	}
 	defer store.Close()
 
-	s := &server{cfg: cfg, log: log, store: store, started: time.Now()}
+	s := &server{cfg: cfg, log: log, store: store, started: time.Now(), instanceID: newInstanceID()}
 	if err := s.build(); err != nil {
 		return err
 	}
 	return s.run(ctx, inv)
+}
+
+// newInstanceID is a random id for one run of serve.
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // gatewayTiming shortens the gateway's polling on the test network, whose
@@ -417,6 +429,8 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	}
 	st.Version = buildVersion()
 	st.Network = s.cfg.Network
+	st.InstanceID = s.instanceID
+	st.DatabaseID = mailmap.DatabaseID(s.store)
 	st.StartedAt = s.started
 	for _, p := range s.node.Peers() {
 		if p.Established {

@@ -35,9 +35,12 @@ func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.St
 	if err != nil {
 		return nil, err
 	}
-	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger})
+	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger, Network: c.Network})
 	if errors.Is(err, mailmap.ErrSecretKey) {
 		return nil, fmt.Errorf("open database: the secret key (secret_key, or the file %s) is not the one this database was created with: %w", c.SecretKeyFile, err)
+	}
+	if errors.Is(err, mailmap.ErrNetworkMismatch) {
+		return nil, fmt.Errorf("open database %s: %w", redactURL(c.DB), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
