@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"maps"
 	"strings"
 	"testing"
@@ -29,5 +30,48 @@ func TestNetworkRecorded(t *testing.T) {
 				t.Errorf("user list: %q", out)
 			}
 		})
+	}
+}
+
+// TestUnknownEnvWarned: a BMGATE_* variable that names no setting (a typo)
+// is warned about, not silently ignored; known ones and the test suite's
+// are not.
+func TestUnknownEnvWarned(t *testing.T) {
+	env := testEnv(t)
+	env["BMGATE_SMTP_PORT"] = "2525"
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	environ = append(environ, "BMGATE_TEST_PG=x", "BMGATE_CONFIG=", "PATH=/bin")
+	var out, errOut strings.Builder
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: envMap(env), environ: func() []string { return environ }}
+	if code := run(context.Background(), c, []string{"config", "show"}); code != 0 {
+		t.Fatalf("config show: exit %d: %s", code, errOut.String())
+	}
+	want := "bmgate: warning: BMGATE_SMTP_PORT is not a bmgate setting and is ignored (bmgate config sample lists them)\n"
+	if errOut.String() != want {
+		t.Errorf("stderr %q, want %q", errOut.String(), want)
+	}
+}
+
+// TestConfigErrorsNameFileAndLine: a bad value in the configuration file
+// is reported with the file and line; one set from the environment is not
+// blamed on the file.
+func TestConfigErrorsNameFileAndLine(t *testing.T) {
+	file := writeFile(t, "bmgate.conf", "# comment\ndomain = example.org\n\nlogin_delay = soon\n")
+	_, err := loadWith(t, map[string]string{"BMGATE_CONFIG": file})
+	if err == nil || !strings.Contains(err.Error(), file+":4: config login_delay: want a duration") {
+		t.Errorf("bad duration: %v", err)
+	}
+	file = writeFile(t, "bmgate.conf", "domain = example.org\nnetwork = moon\nsendmail_identity = root\n")
+	_, err = loadWith(t, map[string]string{"BMGATE_CONFIG": file})
+	if err == nil || !strings.Contains(err.Error(), file+`:2: config network: unknown network "moon"`) ||
+		!strings.Contains(err.Error(), file+":3: config sendmail_identity") {
+		t.Errorf("bad values: %v", err)
+	}
+	_, err = loadWith(t, map[string]string{"BMGATE_CONFIG": file, "BMGATE_NETWORK": "venus"})
+	if err == nil || strings.Contains(err.Error(), file+":2") || !strings.Contains(err.Error(), `unknown network "venus"`) {
+		t.Errorf("bad value from the environment: %v", err)
 	}
 }

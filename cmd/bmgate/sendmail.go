@@ -80,6 +80,7 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 	if err := inv.fs.Parse(opts.longFlags); err != nil {
 		return &exitError{exUsage, err}
 	}
+	inv.warnUnknownEnv()
 	cfg, err := cf.load(inv.getenv)
 	if err != nil {
 		return &exitError{exConfig, err}
