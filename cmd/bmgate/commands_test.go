@@ -114,7 +114,16 @@ func TestUserCommands(t *testing.T) {
 		t.Errorf("user list:\n%s", list)
 	}
 
-	mustRun(t, env, "", "user", "del", "bob")
+	mustFail(t, env, 1, "not confirmed, nothing deleted", "user", "del", "bob")
+	if code, _, errOut := runCLI(t, env, "alice\n", "user", "del", "bob"); code != 1 || !strings.Contains(errOut, "Type the user name to confirm") {
+		t.Errorf("user del with the wrong name typed: exit %d, %q", code, errOut)
+	}
+	if _, err := st.UserByName(ctx, "bob"); err != nil {
+		t.Fatalf("bob deleted without confirmation: %v", err)
+	}
+	mustRun(t, env, "bob\n", "user", "del", "bob")
+	mustRun(t, env, "", "user", "add", "bob", "--password-file", writeFile(t, "pw2", "x\n"))
+	mustRun(t, env, "", "user", "del", "--yes", "bob")
 	if _, err := st.UserByName(ctx, "bob"); !errors.Is(err, mailmap.ErrNotFound) {
 		t.Errorf("bob after del: %v", err)
 	}
