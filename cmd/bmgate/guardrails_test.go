@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"maps"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -73,5 +75,32 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 	_, err = loadWith(t, map[string]string{"BMGATE_CONFIG": file, "BMGATE_NETWORK": "venus"})
 	if err == nil || strings.Contains(err.Error(), file+":2") || !strings.Contains(err.Error(), `unknown network "venus"`) {
 		t.Errorf("bad value from the environment: %v", err)
+	}
+}
+
+// TestVersion: one version string for `bmgate version`, the peers' user
+// agent and /status; a build stamped with -X main.version reports that.
+func TestVersion(t *testing.T) {
+	v := Version()
+	if v == "" || v == "(devel)" {
+		t.Fatalf("Version() = %q", v)
+	}
+	out := mustRun(t, nil, "", "version")
+	if !strings.HasPrefix(out, "bmgate "+v+" (go") {
+		t.Errorf("bmgate version printed %q, want it to start with bmgate %s", out, v)
+	}
+	if ua := userAgent(); ua != "/bmgate:"+v+"/" {
+		t.Errorf("user agent %q", ua)
+	}
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(t.TempDir(), "bmgate")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out2, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out2), "bmgate v9.8.7-test (") {
+		t.Errorf("stamped binary: %q, %v", out2, err)
 	}
 }

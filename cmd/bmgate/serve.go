@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -133,6 +134,7 @@ func (s *server) build() error {
 		MaxInbound:     cfg.MaxInbound,
 		Inventory:      s.store,
 		KnownNodes:     s.store,
+		UserAgent:      userAgent(),
 		SOCKS5:         cfg.SOCKS5,
 		SOCKS5User:     cfg.SOCKS5User,
 		SOCKS5Password: cfg.SOCKS5Password,
@@ -303,6 +305,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 	}()
 	errc := make(chan error, len(services)+2)
 	var bound []string
+	addrs := map[string]string{} // listener name → the address it is bound to (real ports, not :0)
 	for _, sv := range services {
 		if ListenerOff(sv.addr) {
 			continue
@@ -313,6 +316,10 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		}
 		lns = append(lns, ln)
 		bound = append(bound, fmt.Sprintf("%s=%s", sv.name, ln.Addr()))
+		addrs[sv.name] = ln.Addr().String()
+		if ln.Addr().Network() == "unix" {
+			addrs[sv.name] = "unix:" + ln.Addr().String()
+		}
 		go func() {
 			if err := sv.serve(ln); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", sv.name, err)
@@ -358,8 +365,8 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 			errc <- fmt.Errorf("gateway: %w", err)
 		}
 	}()
-	s.log.Info("bmgate running", "network", cfg.Network, "db", redactURL(cfg.DB), "listeners", strings.Join(bound, " "))
-	s.printWelcome(inv)
+	s.log.Info("bmgate running", "version", Version(), "network", cfg.Network, "db", redactURL(cfg.DB), "listeners", strings.Join(bound, " "))
+	s.printWelcome(inv, addrs)
 
 	var runErr error
 	select {
@@ -382,8 +389,10 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 	return runErr
 }
 
-// printWelcome tells a person how to point a mail client at this server.
-func (s *server) printWelcome(inv *invocation) {
+// printWelcome tells a person how to point a mail client at this server:
+// the listeners as bound (a configured port 0 shows the port it got), and
+// the users' addresses.
+func (s *server) printWelcome(inv *invocation, addrs map[string]string) {
 	cfg := s.cfg
 	host := func(addr string) (string, string) {
 		h, p, err := net.SplitHostPort(addr)
@@ -395,23 +404,61 @@ func (s *server) printWelcome(inv *invocation) {
 		}
 		return h, p
 	}
-	w := inv.stdout
-	fmt.Fprintf(w, "\nbmgate is running on the %s network. Configure your mail client:\n", cfg.Network)
-	if !ListenerOff(cfg.IMAP) {
-		h, p := host(cfg.IMAP)
-		fmt.Fprintf(w, "  Incoming (IMAP):  server %s, port %s, STARTTLS (self-signed unless you set tls_cert), normal password\n", h, p)
+	tlsNote := "self-signed unless you set tls_cert"
+	if cfg.TLSCert != "" {
+		tlsNote = "certificate " + cfg.TLSCert
 	}
-	if !ListenerOff(cfg.SMTP) {
-		h, p := host(cfg.SMTP)
-		fmt.Fprintf(w, "  Outgoing (SMTP):  server %s, port %s, STARTTLS, normal password\n", h, p)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nbmgate %s is running on the %s network. Configure your mail client:\n", Version(), cfg.Network)
+	for _, l := range []struct{ name, label, security string }{
+		{"imap", "Incoming (IMAP): ", "STARTTLS (" + tlsNote + ")"},
+		{"imaps", "Incoming (IMAPS):", "SSL/TLS (" + tlsNote + ")"},
+		{"smtp", "Outgoing (SMTP): ", "STARTTLS"},
+		{"smtps", "Outgoing (SMTPS):", "SSL/TLS"},
+	} {
+		if a, ok := addrs[l.name]; ok {
+			h, p := host(a)
+			fmt.Fprintf(&b, "  %s server %s, port %s, %s, normal password\n", l.label, h, p, l.security)
+		}
 	}
-	fmt.Fprintf(w, "  User name and password: those of `bmgate user add NAME`.\n")
-	fmt.Fprintf(w, "  Your address: BM-…@%s for each of `bmgate address list --user NAME`.\n", cfg.Domain)
-	users, err := s.store.ListUsers(context.Background())
-	if err == nil && len(users) == 0 {
-		fmt.Fprintf(w, "\nNo users yet. Create one, then an address:\n  bmgate user add alice\n  bmgate address new --user alice\n")
+	if a, ok := addrs["local_submit"]; ok {
+		fmt.Fprintf(&b, "  Local submission: %s, no password, sent as %s\n", a, cfg.LocalSubmitUser)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(&b, "  User name and password: those of `bmgate user add NAME`.\n")
+	ctx := context.Background()
+	users, err := s.store.ListUsers(ctx)
+	switch {
+	case err != nil:
+		fmt.Fprintf(&b, "  Your address: BM-…@%s for each of `bmgate address list --user NAME`.\n", cfg.Domain)
+	case len(users) == 0:
+		fmt.Fprintf(&b, "\nNo users yet. Create one, then an address:\n  bmgate user add alice\n  bmgate address new --user alice\n")
+	default:
+		const maxListed = 20
+		fmt.Fprintf(&b, "  Email addresses:\n")
+		for i, u := range users {
+			if i == maxListed {
+				fmt.Fprintf(&b, "    … and %d more users (bmgate user list)\n", len(users)-maxListed)
+				break
+			}
+			ids, err := s.store.Identities(ctx, u.ID)
+			if err != nil {
+				continue
+			}
+			var list []string
+			for _, id := range ids {
+				if id.Kind == mailmap.KindNormal {
+					list = append(list, gateway.BMToMail(id.Address, cfg.Domain))
+				}
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(&b, "    %s: none yet (bmgate address new --user %s)\n", u.Name, u.Name)
+				continue
+			}
+			fmt.Fprintf(&b, "    %s: %s\n", u.Name, strings.Join(list, ", "))
+		}
+	}
+	fmt.Fprintln(&b)
+	io.WriteString(inv.stdout, b.String())
 }
 
 func (s *server) health(ctx context.Context) error {
@@ -427,7 +474,7 @@ func (s *server) status(ctx context.Context) (Status, error) {
 		// The rest is still filled: /metrics exports it (bmgate_store_up 0).
 		storeErr = fmt.Errorf("%w: %w", errStoreStatus, err)
 	}
-	st.Version = buildVersion()
+	st.Version = Version()
 	st.Network = s.cfg.Network
 	st.InstanceID = s.instanceID
 	st.DatabaseID = mailmap.DatabaseID(s.store)
