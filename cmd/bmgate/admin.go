@@ -278,4 +278,3 @@ var loginOutcomes = []string{
 	loginguard.OutcomeOK, loginguard.OutcomeFailed, loginguard.OutcomeLocked,
 	loginguard.OutcomeBusy, loginguard.OutcomeDisabled, loginguard.OutcomeError,
 }
-

@@ -63,7 +63,9 @@ func TestServeBanner(t *testing.T) {
 	}
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, &invocation{cli: &cli{stdin: strings.NewReader(""), stdout: out, stderr: out}}) }()
+	go func() {
+		done <- s.run(ctx, &invocation{cli: &cli{stdin: strings.NewReader(""), stdout: out, stderr: out}})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

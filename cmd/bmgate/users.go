@@ -102,8 +102,8 @@ var cmdUserPasswd = &command{
 }
 
 var cmdUserDel = &command{
-	name:    "user del",
-	args:    "[--yes] NAME",
+	name: "user del",
+	args: "[--yes] NAME",
 	summary: "Delete an account with its addresses, mail and queued messages. The addresses' private keys are gone for good. " +
 		"Asks for the user name again (on standard input) unless --yes is given.",
 	run: func(ctx context.Context, inv *invocation) error {
