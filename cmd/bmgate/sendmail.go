@@ -14,6 +14,7 @@ import (
 	"net/mail"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,6 +137,7 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 	if sender == "" {
 		return &exitError{exNoUser, errors.New("no sender: give -f, a From header, or map your local user with sendmail_identity")}
 	}
+	sender = withDomain(sender, cfg.Domain)
 	senderMail := sender
 	if name, ok := localName(sender, hosts); ok {
 		bm, mapped := localIDs[name]
@@ -213,7 +215,7 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 		return &exitError{gatewayExitCode(err, exNoUser), err}
 	}
 	for _, r := range rcpts {
-		r = strings.TrimSpace(r)
+		r = withDomain(strings.TrimSpace(r), cfg.Domain)
 		if name, ok := localName(r, hosts); ok {
 			bm, mapped := localIDs[name]
 			if !mapped {
@@ -299,7 +301,18 @@ func localHostNames(cfg Config) []string {
 	if h, err := os.Hostname(); err == nil {
 		hosts = append(hosts, h)
 	}
-	return hosts
+	// The mail domain of Bitmessage addresses is never local, even when
+	// the host has the same name.
+	return slices.DeleteFunc(hosts, func(h string) bool { return strings.EqualFold(h, cfg.Domain) })
+}
+
+// withDomain completes a bare BM- address (what a script may pass as -f
+// or a recipient) with the mail domain.
+func withDomain(addr, domain string) string {
+	if !strings.Contains(addr, "@") && len(addr) > 3 && strings.EqualFold(addr[:3], "BM-") {
+		return addr + "@" + domain
+	}
+	return addr
 }
 
 // localName reports whether addr names a local user (root, root@localhost,
@@ -309,7 +322,7 @@ func localName(addr string, hosts []string) (string, bool) {
 		return "", false
 	}
 	local, dom, hasAt := strings.Cut(addr, "@")
-	if local == "" || strings.ContainsAny(local, " \t<>()\"") {
+	if local == "" || strings.ContainsAny(local, " \t<>()\"") || len(local) > 3 && strings.EqualFold(local[:3], "BM-") {
 		return "", false
 	}
 	if !hasAt {

@@ -151,6 +151,8 @@ func TestSendmailFromCron(t *testing.T) {
 	// A script without From, run by a mapped local user.
 	env["LOGNAME"] = "root"
 	mustRun(t, env, "Subject: no from\n\nbody\n", "sendmail", "root")
+	// Bare BM- addresses get the domain; they are never local user names.
+	mustRun(t, env, "Subject: bare\n\nbody\n", "sendmail", "-f", addr, addr)
 	// A Message-ID the script wrote is kept.
 	mustRun(t, env, "From: root\nMessage-ID: <mine@example.org>\n\nbody\n", "sendmail", "-ti", "root")
 	items, _ := st.UserOutbox(context.Background(), u.ID)
@@ -229,6 +231,19 @@ func mergeEnv(a, b map[string]string) map[string]string {
 		m[k] = v
 	}
 	return m
+}
+
+func TestLocalName(t *testing.T) {
+	cfg := Config{Domain: "bm.example.org", Hostname: "bm.example.org"}
+	hosts := localHostNames(cfg)
+	for addr, want := range map[string]string{
+		"root": "root", "root@localhost": "root", "backup@LOCALHOST": "backup",
+		"root@bm.example.org": "", "BM-2cT@bm.example.org": "", "BM-2cT": "", "a@example.com": "", "": "", "a b": "",
+	} {
+		if got, _ := localName(addr, hosts); got != want {
+			t.Errorf("localName(%q) = %q, want %q", addr, got, want)
+		}
+	}
 }
 
 func TestSendmailStoreExitCodes(t *testing.T) {
