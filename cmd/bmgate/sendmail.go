@@ -150,7 +150,7 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 	}
 	// A From header that names a local user (cron's "root (Cron Daemon)")
 	// or is missing becomes the sending identity, keeping the display name.
-	if _, local := localName(hdrAddr, hosts); local || hdr.Get("From") == "" {
+	if _, local := localName(hdrAddr, hosts); local || hdr.Get("From") == "" || hdrOK && !strings.Contains(hdrAddr, "@") {
 		name := hdrName // sendmail's -F names the sender only in a From header it writes
 		if name == "" {
 			name = opts.fullName

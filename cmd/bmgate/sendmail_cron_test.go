@@ -153,6 +153,7 @@ func TestSendmailFromCron(t *testing.T) {
 	mustRun(t, env, "Subject: no from\n\nbody\n", "sendmail", "root")
 	// Bare BM- addresses get the domain; they are never local user names.
 	mustRun(t, env, "Subject: bare\n\nbody\n", "sendmail", "-f", addr, addr)
+	mustRun(t, env, "From: Me <"+addr+">\nSubject: bare\n\nbody\n", "sendmail", addr)
 	// A Message-ID the script wrote is kept.
 	mustRun(t, env, "From: root\nMessage-ID: <mine@example.org>\n\nbody\n", "sendmail", "-ti", "root")
 	items, _ := st.UserOutbox(context.Background(), u.ID)
