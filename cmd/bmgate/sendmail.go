@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
@@ -252,8 +253,13 @@ func gatewayExitCode(err error, perm int) int {
 // file 77, a wrong or missing secret key or a bad database setting 78,
 // anything else (a server that is down) 75.
 func storeExitCode(err error) int {
+	var pe *pgconn.PgError
 	switch {
 	case errors.Is(err, fs.ErrPermission):
+		return exNoPerm
+	case errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "28") || pe.Code == "42501"):
+		// invalid_authorization_specification, invalid_password,
+		// insufficient_privilege: trying again will not help.
 		return exNoPerm
 	case errors.Is(err, mailmap.ErrSecretKey), errors.Is(err, errSecretKeyMissing), errors.Is(err, errDSN),
 		errors.Is(err, mailmap.ErrNetworkMismatch):

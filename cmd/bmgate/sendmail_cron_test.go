@@ -212,6 +212,16 @@ func TestSendmailDisabledAndPostgresDSN(t *testing.T) {
 	pw, _ := u.User.Password()
 	kv := fmt.Sprintf("host=%s port=%s dbname=%s user=%s password='%s' sslmode=disable",
 		u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"), u.User.Username(), pw)
+	// A role the server does not know: permission, not a temporary failure.
+	bad := *u
+	bad.User = url.UserPassword("no_such_role_bmgate", "x")
+	benv := testEnv(t)
+	benv["BMGATE_DB"] = bad.String()
+	benv["BMGATE_SENDMAIL_IDENTITY"] = "root:" + addr
+	if code, _, errOut := runCLI(t, benv, "Subject: x\n\nx\n", "sendmail", "-f", "root", "root"); code != exNoPerm {
+		t.Errorf("unknown database role: exit %d (%s), want %d", code, errOut, exNoPerm)
+	}
+
 	penv := testEnv(t)
 	penv["BMGATE_DB"] = kv
 	mustRun(t, penv, "pw\n", "user", "add", "bob")
