@@ -18,8 +18,12 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# .git stays out of the build context, so the version is stamped here:
+#   docker build --build-arg VERSION=v1.2.3 -t bmgate .
+# Without it the binary calls itself <release>-dev (bmgate version).
+ARG VERSION=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/bmgate ./cmd/bmgate
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/bmgate ./cmd/bmgate
 # The volume's mount point, owned by the runtime user so a fresh named
 # volume inherits that ownership.
 RUN mkdir -p /out/data && chown 65532:65532 /out/data && chmod 0700 /out/data

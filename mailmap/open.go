@@ -32,6 +32,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Network is the Bitmessage network the caller runs on. The first
+	// open records it; a later open with another one fails with
+	// ErrNetworkMismatch. "" skips the check.
+	Network string
 }
 
 // sqlStore is the database/sql implementation of Store for both dialects.
@@ -53,6 +57,8 @@ type sqlStore struct {
 
 	closeOnce  sync.Once
 	stopListen func() // stops the PostgreSQL LISTEN loop; nil for SQLite
+
+	dbID string // settings database_id, read at open
 
 	locksMu sync.Mutex
 	locks   map[Lock]struct{} // held locks, released by Close
@@ -100,6 +106,10 @@ func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store
 		return nil, err
 	}
 	if err := s.checkSecretKey(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.checkMeta(ctx, opts.Network); err != nil {
 		s.closeDBs()
 		return nil, err
 	}

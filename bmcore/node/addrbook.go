@@ -33,6 +33,10 @@ const (
 	addrPerChild  = 250
 	maxBackoff    = 30 * time.Minute
 	maxFixedWait  = time.Minute
+	// fixedFirstWait is the first wait before redialling a fixed peer
+	// that could not be reached (doubling up to maxFixedWait): a peer the
+	// operator named is expected back soon, e.g. one starting alongside.
+	fixedFirstWait = 2 * time.Second
 )
 
 type nodeKey struct {
@@ -214,7 +218,7 @@ func (b *addrBook) touch(addr string, now time.Time) {
 
 // failed records a failed dial or handshake: rating −0.1 and a backoff
 // that doubles per consecutive failure.
-func (b *addrBook) failed(addr string, now time.Time, base, limit time.Duration) {
+func (b *addrBook) failed(addr string, now time.Time, base, limit time.Duration) (wait time.Duration, failures int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.dials[addr]
@@ -222,15 +226,16 @@ func (b *addrBook) failed(addr string, now time.Time, base, limit time.Duration)
 		d = &dialState{}
 		b.dials[addr] = d
 	}
-	wait := base << min(d.failures, 16)
+	wait = min(base<<min(d.failures, 16), limit)
 	d.failures++
-	d.next = now.Add(min(wait, limit))
+	d.next = now.Add(wait)
 	for s, m := range b.nodes {
 		if kn := m[addr]; kn != nil {
 			kn.Rating = max(-1, kn.Rating-ratingStep)
 			b.markDirty(addr, s)
 		}
 	}
+	return wait, d.failures
 }
 
 // hold keeps addr from being dialled until now+d without touching its rating

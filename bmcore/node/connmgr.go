@@ -181,11 +181,14 @@ func (n *Node) peerClosed(p *peer, reason error) (redial bool) {
 	default:
 		// PyB decreases the rating of an outbound connection that never
 		// got established.
-		limit := maxBackoff
-		if p.fixed {
-			limit = maxFixedWait
+		if !p.fixed {
+			n.book.failed(p.dialAddr, now, n.cfg.RetryBackoff, maxBackoff)
+			break
 		}
-		n.book.failed(p.dialAddr, now, n.cfg.RetryBackoff, limit)
+		// A fixed peer is one the operator named: say that it is down,
+		// and try again soon (2 s, doubling up to a minute).
+		wait, failures := n.book.failed(p.dialAddr, now, min(n.cfg.RetryBackoff, fixedFirstWait), maxFixedWait)
+		p.log.Warn("cannot reach fixed peer", "addr", p.dialAddr, "err", errString(reason), "failures", failures, "retry_in", wait)
 	}
 	return false
 }

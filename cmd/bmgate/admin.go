@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -23,19 +22,24 @@ import (
 // (storeStatus gives the database figures); the admin listener only
 // formats it, so it knows nothing of the node's or the gateway's insides.
 type Status struct {
-	Version   string           `json:"version"`
-	Network   string           `json:"network"`
-	StartedAt time.Time        `json:"started_at"`
-	Peers     []PeerStatus     `json:"peers"`
-	Inventory int              `json:"inventory"` // objects in the inventory
-	Objects   ObjectCounters   `json:"objects"`
-	Messages  MessageCounters  `json:"messages"`
-	Outbox    map[string]int   `json:"outbox"` // rows by mailmap.OutboxState
-	PoW       PoWStatus        `json:"pow"`
-	PoWJobs   []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
-	SetAside  []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
-	Inbound   InboundStatus    `json:"inbound"`
-	Sessions  SessionCounts    `json:"sessions"`
+	Version   string    `json:"version"`
+	Network   string    `json:"network"`
+	StartedAt time.Time `json:"started_at"`
+	// InstanceID is random per start of serve; DatabaseID names the
+	// database it serves (mailmap.DatabaseID). bmgate status blends a
+	// server's figures only when its DatabaseID is its own.
+	InstanceID string           `json:"instance_id,omitempty"`
+	DatabaseID string           `json:"database_id,omitempty"`
+	Peers      []PeerStatus     `json:"peers"`
+	Inventory  int              `json:"inventory"` // objects in the inventory
+	Objects    ObjectCounters   `json:"objects"`
+	Messages   MessageCounters  `json:"messages"`
+	Outbox     map[string]int   `json:"outbox"` // rows by mailmap.OutboxState
+	PoW        PoWStatus        `json:"pow"`
+	PoWJobs    []PoWJobStatus   `json:"pow_jobs"`  // the deployment's proof-of-work queue
+	SetAside   []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
+	Inbound    InboundStatus    `json:"inbound"`
+	Sessions   SessionCounts    `json:"sessions"`
 
 	// Connection and login limits (serve's limitsStatus).
 	Listeners           []ListenerStatus   `json:"listeners,omitempty"`
@@ -286,12 +290,4 @@ func outboxStateNames(counts map[string]int) []string {
 var loginOutcomes = []string{
 	loginguard.OutcomeOK, loginguard.OutcomeFailed, loginguard.OutcomeLocked,
 	loginguard.OutcomeBusy, loginguard.OutcomeDisabled, loginguard.OutcomeError,
-}
-
-// buildVersion is the module version the binary was built from.
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }

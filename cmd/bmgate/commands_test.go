@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,7 +114,16 @@ func TestUserCommands(t *testing.T) {
 		t.Errorf("user list:\n%s", list)
 	}
 
-	mustRun(t, env, "", "user", "del", "bob")
+	mustFail(t, env, 1, "not confirmed, nothing deleted", "user", "del", "bob")
+	if code, _, errOut := runCLI(t, env, "alice\n", "user", "del", "bob"); code != 1 || !strings.Contains(errOut, "Type the user name to confirm") {
+		t.Errorf("user del with the wrong name typed: exit %d, %q", code, errOut)
+	}
+	if _, err := st.UserByName(ctx, "bob"); err != nil {
+		t.Fatalf("bob deleted without confirmation: %v", err)
+	}
+	mustRun(t, env, "bob\n", "user", "del", "bob")
+	mustRun(t, env, "", "user", "add", "bob", "--password-file", writeFile(t, "pw2", "x\n"))
+	mustRun(t, env, "", "user", "del", "--yes", "bob")
 	if _, err := st.UserByName(ctx, "bob"); !errors.Is(err, mailmap.ErrNotFound) {
 		t.Errorf("bob after del: %v", err)
 	}
@@ -255,15 +265,33 @@ func TestStatusCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	ownDB := mailmap.DatabaseID(openTestStore(t, env))
+	if ownDB == "" {
+		t.Fatal("the store has no database id")
+	}
+	var servedDB atomic.Value
+	servedDB.Store("0123456789abcdef") // another instance's database
 	a := &Admin{Status: func(context.Context) (Status, error) {
 		s := sampleStatus()
 		s.StartedAt = time.Now().Add(-time.Hour)
+		s.InstanceID, s.DatabaseID = "other-instance", servedDB.Load().(string)
 		return s, nil
 	}}
 	go func() { done <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
 	env["BMGATE_ADMIN"] = ln.Addr().String()
 
+	// Another instance on this admin port: its figures are left out.
+	out = mustRun(t, env, "", "status")
+	if !strings.Contains(out, "serves database 0123456789abcdef, not this one ("+ownDB+")") || !strings.Contains(out, "other-instance") ||
+		strings.Contains(out, "peers:") || strings.Contains(out, "1500000") {
+		t.Errorf("status blended another instance's figures:\n%s", out)
+	}
+	if js := mustRun(t, env, "", "status", "--json"); !strings.Contains(js, `"running": false`) {
+		t.Errorf("status --json with another instance:\n%s", js)
+	}
+
+	servedDB.Store(ownDB)
 	out = mustRun(t, env, "", "status")
 	for _, want := range []string{
 		"server:     running, version v1.2.3, up 1h0m",

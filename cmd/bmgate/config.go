@@ -28,7 +28,7 @@ import (
 // subcommand, otherwise only on serve; secret hides the value in `config show`.
 type Config struct {
 	Data string `key:"data" arg:"DIR" flag:"data" scope:"all" help:"Directory for the SQLite database, the self-signed TLS certificate and the secret key."`
-	DB   string `key:"db" arg:"DSN" flag:"db" scope:"all" secret:"password" help:"Database: a postgres:// URL for PostgreSQL, or a SQLite file path; empty means <data>/bmgate.db. SQLite runs in WAL mode, so the subcommands can use the file while serve runs."`
+	DB   string `key:"db" arg:"DSN" flag:"db" scope:"all" secret:"password" help:"Database: a postgres:// URL or a libpq key=value DSN (host=… dbname=…) for PostgreSQL, or an SQLite file path (sqlite:PATH when the name contains '='); empty means <data>/bmgate.db. SQLite runs in WAL mode, so the subcommands can use the file while serve runs."`
 
 	SecretKey     string `key:"secret_key" flag:"-" secret:"all" help:"Key that encrypts the Bitmessage private keys at rest: 64 hex digits. Better given as BMGATE_SECRET_KEY than written here. Empty: read from secret_key_file. LOSING IT LOSES EVERY IDENTITY in the database; back it up with the database."`
 	SecretKeyFile string `key:"secret_key_file" arg:"FILE" flag:"secret-key-file" scope:"all" help:"File holding the secret key (64 hex digits); empty means <data>/secret.key. The file is created (mode 0600) with a random key on first use."`
@@ -56,8 +56,12 @@ type Config struct {
 	LoginKnownFor             time.Duration `key:"login_known_for" flag:"login-known-for" help:"An address an account logged in from stays known to it this long: its logins skip the account's and the address's locks (someone guessing a password does not lock the owner out) and count their failures separately. 0 turns this off."`
 	PasswordHashConcurrency   int           `key:"password_hash_concurrency" flag:"password-hash-concurrency" help:"Password checks (argon2id, 19 MiB each) running at once; more wait up to 3 s, then get a temporary failure. 0 means the number of CPUs, at most 4. This bounds the memory logins can take."`
 
-	LocalSubmit     string `key:"local_submit" arg:"ADDR" flag:"local-submit" help:"Trusted local SMTP submission without AUTH, for scripts and cron on this host: unix:/path/to/socket, a loopback host:port, or off. Mail is sent as local_submit_user."`
-	LocalSubmitUser string `key:"local_submit_user" arg:"USER" flag:"local-submit-user" help:"User that mail arriving on local_submit is sent as (its From must still be one of the user's addresses)."`
+	LocalSubmit      string `key:"local_submit" arg:"ADDR" flag:"local-submit" help:"Trusted local SMTP submission without AUTH, for scripts and cron on this host: unix:/path/to/socket, a loopback host:port, or off. Mail is sent as local_submit_user."`
+	LocalSubmitUser  string `key:"local_submit_user" arg:"USER" flag:"local-submit-user" help:"User that mail arriving on local_submit is sent as (its From must still be one of the user's addresses)."`
+	LocalSubmitMode  string `key:"local_submit_mode" arg:"MODE" flag:"local-submit-mode" help:"Permissions of the local_submit unix socket, in octal. Connecting needs write permission: 0660 lets the server's group (or local_submit_group) in, 0666 every local account."`
+	LocalSubmitGroup string `key:"local_submit_group" arg:"GROUP" flag:"local-submit-group" help:"Group (name or number) the local_submit unix socket is given to, so that the accounts in it can submit; empty keeps the server's group. The server must be a member of it (or root)."`
+
+	SendmailIdentity []string `key:"sendmail_identity" arg:"USER:BM-ADDR" flag:"-" help:"Default identity of a local user for bmgate sendmail: root:BM-… sends what root (cron's From: root) writes from that address, and mail addressed to root goes to it. Repeat the key or separate with commas."`
 
 	P2P            string   `key:"p2p" arg:"ADDR" flag:"p2p" help:"Bitmessage peer-to-peer listener: host:port, off (outbound connections only), or empty for all interfaces on the network's port (8444 on mainnet, 18444 on test)."`
 	Peers          []string `key:"peer" arg:"HOST:PORT" flag:"peer" help:"Peer (host:port) to connect to besides the known nodes; repeat the key or the flag, or separate with commas."`
@@ -99,6 +103,7 @@ func DefaultConfig() Config {
 		IMAPS:                     Off,
 		AllowInsecureAuth:         "auto",
 		LocalSubmit:               Off,
+		LocalSubmitMode:           "0660",
 		LocalSubmitMaxConnections: 100,
 		MaxConnectionsPerIP:       20,
 		LoginTimeout:              60 * time.Second,
@@ -168,6 +173,11 @@ func isLoopback(addr string) bool {
 func (c *Config) resolve() {
 	if c.DB == "" {
 		c.DB = filepath.Join(c.Data, SQLiteFile)
+	}
+	if isLibpqDSN(c.DB) {
+		if u, err := libpqToURL(c.DB); err == nil {
+			c.DB = u // else Validate says what is wrong
+		}
 	}
 	if c.SecretKeyFile == "" {
 		c.SecretKeyFile = filepath.Join(c.Data, "secret.key")

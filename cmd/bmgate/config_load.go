@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -154,7 +155,16 @@ func (c *Config) apply(src configSource, origin string) error {
 // line, blank lines and lines starting with # ignored, values optionally in
 // double quotes (Go syntax), list keys repeated or comma separated.
 func parseConfigFile(r io.Reader, name string) (configSource, error) {
+	src, _, err := parseConfigFileLines(r, name)
+	return src, err
+}
+
+// parseConfigFileLines is parseConfigFile that also returns the line each
+// key was last set on. A value of the wrong kind (a duration, a number, a
+// boolean) is refused here, with its file and line.
+func parseConfigFileLines(r io.Reader, name string) (configSource, map[string]int, error) {
 	src := configSource{}
+	lines := map[string]int{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -163,25 +173,79 @@ func parseConfigFile(r io.Reader, name string) (configSource, error) {
 		}
 		key, val, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, fmt.Errorf("%s:%d: want key = value", name, n)
+			return nil, nil, fmt.Errorf("%s:%d: want key = value", name, n)
 		}
 		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		if _, known := fieldByKey(key); !known {
-			return nil, fmt.Errorf("%s:%d: unknown key %q", name, n, key)
+		f, known := fieldByKey(key)
+		if !known {
+			return nil, nil, fmt.Errorf("%s:%d: unknown key %q", name, n, key)
 		}
 		if strings.HasPrefix(val, `"`) {
 			uq, err := strconv.Unquote(val)
 			if err != nil {
-				return nil, fmt.Errorf("%s:%d: bad quoted value", name, n)
+				return nil, nil, fmt.Errorf("%s:%d: bad quoted value", name, n)
 			}
 			val = uq
 		}
+		var scratch Config
+		if err := setRaw(scratch.value(f), []string{val}); err != nil {
+			return nil, nil, fmt.Errorf("%s:%d: %w", name, n, &ConfigError{Key: key, Reason: err.Error()})
+		}
 		src[key] = append(src[key], val)
+		lines[key] = n
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	return src, nil
+	return src, lines, nil
+}
+
+// annotateFileLines puts the file and line in front of each ConfigError
+// of err (Validate's) whose key got its value from the configuration
+// file, not from the environment or a flag.
+func annotateFileLines(err error, file string, lines map[string]int, over ...configSource) error {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	out := make([]error, 0, len(list))
+next:
+	for _, e := range list {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			if n, ok := lines[ce.Key]; ok {
+				for _, src := range over {
+					if _, set := src[ce.Key]; set {
+						out = append(out, e)
+						continue next
+					}
+				}
+				e = fmt.Errorf("%s:%d: %w", file, n, e)
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// unknownEnv lists the BMGATE_* variables of environ that name no
+// configuration key. BMGATE_CONFIG is known; BMGATE_TEST_* and
+// BMGATE_KILL9_* belong to the test suite.
+func unknownEnv(environ []string) []string {
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "BMGATE_") || name == "BMGATE_CONFIG" ||
+			strings.HasPrefix(name, "BMGATE_TEST_") || strings.HasPrefix(name, "BMGATE_KILL9_") {
+			continue
+		}
+		if _, ok := fieldByKey(strings.ToLower(strings.TrimPrefix(name, "BMGATE_"))); !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	return unknown
 }
 
 // envSource collects the BMGATE_* variables that name a key.
@@ -260,6 +324,7 @@ func bindConfigFlags(fs *flag.FlagSet, serve bool) *configFlags {
 // The result is resolved and validated.
 func (cf *configFlags) load(getenv func(string) string) (Config, error) {
 	cfg := DefaultConfig()
+	var lines map[string]int
 	file := cf.file
 	if file == "" {
 		file = getenv("BMGATE_CONFIG")
@@ -269,7 +334,8 @@ func (cf *configFlags) load(getenv func(string) string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("open config: %w", err)
 		}
-		src, err := parseConfigFile(fh, file)
+		var src configSource
+		src, lines, err = parseConfigFileLines(fh, file)
 		fh.Close()
 		if err != nil {
 			return Config{}, err
@@ -278,7 +344,8 @@ func (cf *configFlags) load(getenv func(string) string) (Config, error) {
 			return Config{}, err
 		}
 	}
-	if err := cfg.apply(envSource(getenv), "environment"); err != nil {
+	env := envSource(getenv)
+	if err := cfg.apply(env, "environment"); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.apply(cf.set, "flags"); err != nil {
@@ -286,7 +353,7 @@ func (cf *configFlags) load(getenv func(string) string) (Config, error) {
 	}
 	cfg.resolve()
 	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+		return Config{}, annotateFileLines(err, file, lines, env, cf.set)
 	}
 	return cfg, nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,10 +44,17 @@ func (c *Config) Validate() error {
 	if c.Data == "" {
 		bad("data", "must not be empty")
 	}
-	if c.DB != "" && IsPostgres(c.DB) {
-		if _, err := url.Parse(c.DB); err != nil {
-			bad("db", "not a valid URL")
+	if err := checkDB(c.DB); err != nil {
+		bad("db", "%s", strings.TrimPrefix(err.Error(), "db: "))
+	}
+	if _, err := parseSendmailIdentities(c.SendmailIdentity); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			errs = append(errs, ce)
 		}
+	}
+	if _, err := parseFileMode(c.LocalSubmitMode); err != nil {
+		bad("local_submit_mode", "%v", err)
 	}
 	if c.SecretKey != "" {
 		if _, err := decodeSecretKey(c.SecretKey); err != nil {

@@ -51,10 +51,29 @@ func (c *Config) WriteEffective(w io.Writer) error {
 }
 
 // redactURL hides the password of a URL-shaped DSN.
+// A libpq key=value DSN, or a password given as a URL query parameter,
+// is redacted too; text that is no URL at all is shown only when it holds
+// no '=' (a password could hide in it otherwise).
 func redactURL(s string) string {
+	if isLibpqDSN(s) {
+		if conv, err := libpqToURL(s); err == nil {
+			return redactURL(conv)
+		}
+		return "(hidden: unreadable key=value DSN)"
+	}
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil || u.Scheme == "" {
+		if strings.Contains(s, "=") && !strings.HasPrefix(s, "sqlite:") {
+			return "(hidden)"
+		}
 		return s
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	if u.User == nil {
+		return u.String()
 	}
 	return u.Redacted()
 }

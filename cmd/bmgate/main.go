@@ -16,7 +16,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
+	code := run(ctx, &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -26,6 +26,7 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	environ        func() []string // for the warning about unknown BMGATE_* variables; nil: none
 }
 
 // command is one subcommand. run declares its own flags on inv.fs, then calls
@@ -173,7 +174,19 @@ func (inv *invocation) parse(minArgs, maxArgs int) (Config, error) {
 	if err := inv.parseFlags(minArgs, maxArgs); err != nil {
 		return Config{}, err
 	}
+	inv.warnUnknownEnv()
 	return cf.load(inv.getenv)
+}
+
+// warnUnknownEnv warns about BMGATE_* variables that set nothing (a typo
+// would otherwise be ignored without a word).
+func (inv *invocation) warnUnknownEnv() {
+	if inv.environ == nil {
+		return
+	}
+	for _, name := range unknownEnv(inv.environ()) {
+		fmt.Fprintf(inv.stderr, "bmgate: warning: %s is not a bmgate setting and is ignored (bmgate config sample lists them)\n", name)
+	}
 }
 
 // parseFlags parses the command line (flags may follow positional

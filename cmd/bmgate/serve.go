@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +48,9 @@ type server struct {
 	caps    connCaps
 	clock   loginguard.Clock // the login guard's; nil: the real one (tests set a manual clock)
 	started time.Time
+	// instanceID names this run of serve in /status (bmgate status shows
+	// which instance answered).
+	instanceID string
 
 	powMu     sync.Mutex
 	powLast   uint64
@@ -65,11 +73,18 @@ func runServe(ctx context.Context, inv *invocation) error {
 	}
 	defer store.Close()
 
-	s := &server{cfg: cfg, log: log, store: store, started: time.Now()}
+	s := &server{cfg: cfg, log: log, store: store, started: time.Now(), instanceID: newInstanceID()}
 	if err := s.build(); err != nil {
 		return err
 	}
 	return s.run(ctx, inv)
+}
+
+// newInstanceID is a random id for one run of serve.
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // gatewayTiming shortens the gateway's polling on the test network, whose
@@ -120,6 +135,7 @@ func (s *server) build() error {
 		MaxInbound:     cfg.MaxInbound,
 		Inventory:      s.store,
 		KnownNodes:     s.store,
+		UserAgent:      userAgent(),
 		SOCKS5:         cfg.SOCKS5,
 		SOCKS5User:     cfg.SOCKS5User,
 		SOCKS5Password: cfg.SOCKS5Password,
@@ -199,10 +215,71 @@ func (s *server) build() error {
 // listen opens a listener ("unix:/path" or host:port).
 func listen(addr string) (net.Listener, error) {
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(p)
-		return net.Listen("unix", p)
+		return listenUnix(p, 0o600, "")
 	}
 	return net.Listen("tcp", addr)
+}
+
+// listenService opens a mail listener; local_submit's unix socket gets
+// local_submit_mode and local_submit_group.
+func (s *server) listenService(name, addr string) (net.Listener, error) {
+	p, ok := strings.CutPrefix(addr, "unix:")
+	if !ok || name != "local_submit" {
+		return listen(addr)
+	}
+	mode, err := parseFileMode(s.cfg.LocalSubmitMode)
+	if err != nil {
+		return nil, err
+	}
+	return listenUnix(p, os.FileMode(mode), s.cfg.LocalSubmitGroup)
+}
+
+// listenUnix listens on a unix socket at path with the given permissions
+// and group (name or number; "" keeps the process's). What is at path
+// already is removed only when it is a socket nobody listens on (a stale
+// one from a previous run); any other file is left alone, with an error.
+func listenUnix(path string, mode os.FileMode, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return nil, fmt.Errorf("group %q: no such group", group)
+			}
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return nil, fmt.Errorf("group %q: %w", group, err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket (%s); remove it or choose another path: bmgate will not delete it", path, fi.Mode().Type())
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is listening on this socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Chmod after bind: the socket is made with the umask's mode; until
+	// the chmod it is at most that open, never more than asked.
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("give %s to group %s: %w", path, group, err)
+		}
+	}
+	return ln, nil
 }
 
 func (s *server) run(ctx context.Context, inv *invocation) error {
@@ -229,16 +306,21 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 	}()
 	errc := make(chan error, len(services)+3)
 	var bound []string
+	addrs := map[string]string{} // listener name → the address it is bound to (real ports, not :0)
 	for _, sv := range services {
 		if ListenerOff(sv.addr) {
 			continue
 		}
-		ln, err := listen(sv.addr)
+		ln, err := s.listenService(sv.name, sv.addr)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", sv.name, err)
 		}
 		lns = append(lns, ln)
 		bound = append(bound, fmt.Sprintf("%s=%s", sv.name, ln.Addr()))
+		addrs[sv.name] = ln.Addr().String()
+		if ln.Addr().Network() == "unix" {
+			addrs[sv.name] = "unix:" + ln.Addr().String()
+		}
 		go func() {
 			if err := sv.serve(ln); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", sv.name, err)
@@ -304,8 +386,8 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 			errc <- fmt.Errorf("gateway: %w", err)
 		}
 	}()
-	s.log.Info("bmgate running", "network", cfg.Network, "db", redactURL(cfg.DB), "listeners", strings.Join(bound, " "))
-	s.printWelcome(inv)
+	s.log.Info("bmgate running", "version", Version(), "network", cfg.Network, "db", redactURL(cfg.DB), "listeners", strings.Join(bound, " "))
+	s.printWelcome(inv, addrs)
 
 	var runErr error
 	select {
@@ -328,8 +410,10 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 	return runErr
 }
 
-// printWelcome tells a person how to point a mail client at this server.
-func (s *server) printWelcome(inv *invocation) {
+// printWelcome tells a person how to point a mail client at this server:
+// the listeners as bound (a configured port 0 shows the port it got), and
+// the users' addresses.
+func (s *server) printWelcome(inv *invocation, addrs map[string]string) {
 	cfg := s.cfg
 	host := func(addr string) (string, string) {
 		h, p, err := net.SplitHostPort(addr)
@@ -341,23 +425,61 @@ func (s *server) printWelcome(inv *invocation) {
 		}
 		return h, p
 	}
-	w := inv.stdout
-	fmt.Fprintf(w, "\nbmgate is running on the %s network. Configure your mail client:\n", cfg.Network)
-	if !ListenerOff(cfg.IMAP) {
-		h, p := host(cfg.IMAP)
-		fmt.Fprintf(w, "  Incoming (IMAP):  server %s, port %s, STARTTLS (self-signed unless you set tls_cert), normal password\n", h, p)
+	tlsNote := "self-signed unless you set tls_cert"
+	if cfg.TLSCert != "" {
+		tlsNote = "certificate " + cfg.TLSCert
 	}
-	if !ListenerOff(cfg.SMTP) {
-		h, p := host(cfg.SMTP)
-		fmt.Fprintf(w, "  Outgoing (SMTP):  server %s, port %s, STARTTLS, normal password\n", h, p)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nbmgate %s is running on the %s network. Configure your mail client:\n", Version(), cfg.Network)
+	for _, l := range []struct{ name, label, security string }{
+		{"imap", "Incoming (IMAP): ", "STARTTLS (" + tlsNote + ")"},
+		{"imaps", "Incoming (IMAPS):", "SSL/TLS (" + tlsNote + ")"},
+		{"smtp", "Outgoing (SMTP): ", "STARTTLS"},
+		{"smtps", "Outgoing (SMTPS):", "SSL/TLS"},
+	} {
+		if a, ok := addrs[l.name]; ok {
+			h, p := host(a)
+			fmt.Fprintf(&b, "  %s server %s, port %s, %s, normal password\n", l.label, h, p, l.security)
+		}
 	}
-	fmt.Fprintf(w, "  User name and password: those of `bmgate user add NAME`.\n")
-	fmt.Fprintf(w, "  Your address: BM-…@%s for each of `bmgate address list --user NAME`.\n", cfg.Domain)
-	users, err := s.store.ListUsers(context.Background())
-	if err == nil && len(users) == 0 {
-		fmt.Fprintf(w, "\nNo users yet. Create one, then an address:\n  bmgate user add alice\n  bmgate address new --user alice\n")
+	if a, ok := addrs["local_submit"]; ok {
+		fmt.Fprintf(&b, "  Local submission: %s, no password, sent as %s\n", a, cfg.LocalSubmitUser)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(&b, "  User name and password: those of `bmgate user add NAME`.\n")
+	ctx := context.Background()
+	users, err := s.store.ListUsers(ctx)
+	switch {
+	case err != nil:
+		fmt.Fprintf(&b, "  Your address: BM-…@%s for each of `bmgate address list --user NAME`.\n", cfg.Domain)
+	case len(users) == 0:
+		fmt.Fprintf(&b, "\nNo users yet. Create one, then an address:\n  bmgate user add alice\n  bmgate address new --user alice\n")
+	default:
+		const maxListed = 20
+		fmt.Fprintf(&b, "  Email addresses:\n")
+		for i, u := range users {
+			if i == maxListed {
+				fmt.Fprintf(&b, "    … and %d more users (bmgate user list)\n", len(users)-maxListed)
+				break
+			}
+			ids, err := s.store.Identities(ctx, u.ID)
+			if err != nil {
+				continue
+			}
+			var list []string
+			for _, id := range ids {
+				if id.Kind == mailmap.KindNormal {
+					list = append(list, gateway.BMToMail(id.Address, cfg.Domain))
+				}
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(&b, "    %s: none yet (bmgate address new --user %s)\n", u.Name, u.Name)
+				continue
+			}
+			fmt.Fprintf(&b, "    %s: %s\n", u.Name, strings.Join(list, ", "))
+		}
+	}
+	fmt.Fprintln(&b)
+	io.WriteString(inv.stdout, b.String())
 }
 
 func (s *server) health(ctx context.Context) error {
@@ -373,8 +495,10 @@ func (s *server) status(ctx context.Context) (Status, error) {
 		// The rest is still filled: /metrics exports it (bmgate_store_up 0).
 		storeErr = fmt.Errorf("%w: %w", errStoreStatus, err)
 	}
-	st.Version = buildVersion()
+	st.Version = Version()
 	st.Network = s.cfg.Network
+	st.InstanceID = s.instanceID
+	st.DatabaseID = mailmap.DatabaseID(s.store)
 	st.StartedAt = s.started
 	for _, p := range s.node.Peers() {
 		if p.Established {

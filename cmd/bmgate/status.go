@@ -152,6 +152,17 @@ func (r readCloser) Close() error {
 	return err
 }
 
+// errOtherDatabase: the admin listener asked belongs to an instance that
+// serves another database.
+var errOtherDatabase = errors.New("another instance")
+
+func orNone(s string) string {
+	if s == "" {
+		return "none given"
+	}
+	return s
+}
+
 // serverStatus reads /status of the running server.
 func serverStatus(ctx context.Context, cfg Config) (Status, error) {
 	resp, err := adminGet(ctx, cfg, "/status")
@@ -185,6 +196,13 @@ var cmdStatus = &command{
 		}
 		defer st.Close()
 		live, liveErr := serverStatus(ctx, cfg)
+		if own := mailmap.DatabaseID(st); liveErr == nil && live.DatabaseID != own {
+			// Another instance (another data directory, another network)
+			// answers on this admin address: its peers and counters are
+			// not this database's.
+			liveErr = fmt.Errorf("%w: the server answering at %s (instance %s) serves database %s, not this one (%s); "+
+				"give this instance's --admin address", errOtherDatabase, cfg.Admin, orNone(live.InstanceID), orNone(live.DatabaseID), own)
+		}
 		s := live
 		if liveErr != nil {
 			s = Status{Network: cfg.Network}
@@ -210,7 +228,9 @@ var cmdStatus = &command{
 }
 
 func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
-	if liveErr != nil {
+	if errors.Is(liveErr, errOtherDatabase) {
+		fmt.Fprintf(w, "server:     none of this database's found (%v)\n", liveErr)
+	} else if liveErr != nil {
 		fmt.Fprintf(w, "server:     not running or not reachable: %v\n", liveErr)
 	} else {
 		fmt.Fprintf(w, "server:     running, version %s, up %s\n", s.Version, now.Sub(s.StartedAt).Truncate(time.Second))

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -16,19 +16,31 @@ import (
 // SQLite path it first creates the file's directory (mode 0700: it holds the
 // secret key and everyone's mail).
 func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.Store, error) {
-	if !IsPostgres(c.DB) && !strings.HasPrefix(c.DB, "file:") {
-		dir := filepath.Dir(strings.TrimPrefix(c.DB, "sqlite:"))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+	if path, ok := sqlitePath(c.DB); ok {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		// The file holds everyone's mail: create it 0600, as secret.key
+		// (SQLite gives its -wal and -shm files the database's mode). An
+		// empty file is a valid new database.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			f.Close()
+		case !errors.Is(err, fs.ErrExist):
+			return nil, fmt.Errorf("create database: %w", err)
 		}
 	}
 	key, err := c.loadSecretKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger})
+	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger, Network: c.Network})
 	if errors.Is(err, mailmap.ErrSecretKey) {
 		return nil, fmt.Errorf("open database: the secret key (secret_key, or the file %s) is not the one this database was created with: %w", c.SecretKeyFile, err)
+	}
+	if errors.Is(err, mailmap.ErrNetworkMismatch) {
+		return nil, fmt.Errorf("open database %s: %w", redactURL(c.DB), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

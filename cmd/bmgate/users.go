@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -108,15 +109,30 @@ var cmdUserPasswd = &command{
 }
 
 var cmdUserDel = &command{
-	name:    "user del",
-	args:    "NAME",
-	summary: "Delete an account with its addresses, mail and queued messages. The addresses' private keys are gone for good.",
+	name: "user del",
+	args: "[--yes] NAME",
+	summary: "Delete an account with its addresses, mail and queued messages. The addresses' private keys are gone for good. " +
+		"Asks for the user name again (on standard input) unless --yes is given.",
 	run: func(ctx context.Context, inv *invocation) error {
+		yes := inv.fs.Bool("yes", false, "delete without asking")
 		cfg, err := inv.parse(1, 1)
 		if err != nil {
 			return err
 		}
 		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
+			if !*yes {
+				ids, err := st.Identities(ctx, u.ID)
+				if err != nil {
+					return fmt.Errorf("list addresses: %w", err)
+				}
+				fmt.Fprintf(inv.stderr, "Delete user %s, its %d address(es) with their private keys, and all its mail? "+
+					"This cannot be undone.\nType the user name to confirm: ", u.Name, len(ids))
+				line, _ := bufio.NewReader(inv.stdin).ReadString('\n')
+				if strings.TrimSpace(line) != u.Name {
+					fmt.Fprintln(inv.stderr)
+					return fmt.Errorf("not confirmed, nothing deleted (give --yes to delete without asking)")
+				}
+			}
 			if err := st.DeleteUser(ctx, u.ID); err != nil {
 				return fmt.Errorf("delete user: %w", err)
 			}
