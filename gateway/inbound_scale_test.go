@@ -7,8 +7,11 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,4 +271,39 @@ func TestOverQuotaHeld(t *testing.T) {
 			t.Errorf("still pending: %x", got)
 		}
 	})
+}
+
+// TestSendRateRefusal: a submission over the user's sending rate gets a
+// temporary 450 4.7.1 that names the limit, and queues nothing.
+func TestSendRateRefusal(t *testing.T) {
+	e := newInboundEnv(t, filepath.Join(t.TempDir(), "g.db"), nil)
+	ctx := context.Background()
+	alice := e.user("alice")
+	id := randomIdentity(t)
+	e.addIdentity(alice, id, mailmap.KindNormal, "")
+	if err := e.store.SetSendRate(ctx, alice.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	from := id.Address.String() + "@bm.test"
+	rcpts := make([]Recipient, 2)
+	for i := range rcpts {
+		r, err := e.g.CheckRecipient(ctx, alice, randomIdentity(t).Address.String()+"@bm.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcpts[i] = r
+	}
+	raw := "From: " + from + "\r\nSubject: hi\r\n\r\nhello\r\n"
+	err := e.g.Submit(ctx, Submission{User: alice, From: id.Address.String(), Recipients: rcpts, Raw: []byte(raw)})
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Code != 450 || ge.Enhanced != [3]int{4, 7, 1} || !ge.Temporary ||
+		!strings.Contains(ge.Message, "at most 1 messages an hour") {
+		t.Fatalf("Submit over the rate = %#v", err)
+	}
+	if items, _ := e.store.UserOutbox(ctx, alice.ID); len(items) != 0 {
+		t.Fatalf("%d rows queued by a refused submission", len(items))
+	}
+	if err := e.g.Submit(ctx, Submission{User: alice, From: id.Address.String(), Recipients: rcpts[:1], Raw: []byte(raw)}); err != nil {
+		t.Fatalf("Submit within the rate: %v", err)
+	}
 }

@@ -158,6 +158,10 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 		if errors.Is(err, mailmap.ErrOverQuota) {
 			return refuse(552, [3]int{5, 2, 2}, "mailbox quota exceeded")
 		}
+		if errors.Is(err, mailmap.ErrRateLimited) {
+			_, why, _ := strings.Cut(err.Error(), mailmap.ErrRateLimited.Error()+": ")
+			return refuse(450, [3]int{4, 7, 1}, "sending rate limit reached ("+why+"); try again later")
+		}
 		return fmt.Errorf("enqueue outbox: %w", err)
 	}
 	g.WakeOutbound()

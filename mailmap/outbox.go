@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +92,9 @@ func (s *sqlStore) EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]Out
 		it.SentAt, it.AckedAt = stored(it.SentAt), stored(it.AckedAt)
 	}
 	err := s.write(ctx, func(w *wtx) error {
+		if err := s.checkSendRate(ctx, w, out, now); err != nil {
+			return err
+		}
 		stmt, err := w.PrepareContext(ctx, `INSERT INTO outbox (user_id, created_at, from_address, to_address, kind, subject,
 				body, encoding, extra, message_id, state, attempts, next_attempt, ttl, ack_data, inv_hash, last_error,
 				pow_duration, sent_at, acked_at, notify, ret, env_id, orig_rcpt, delay_reported, reported, original)
@@ -117,6 +121,44 @@ func (s *sqlStore) EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]Out
 		return nil, err
 	}
 	return out, nil
+}
+
+// sendRateWindow is the window a user's sending rate counts rows in.
+const sendRateWindow = time.Hour
+
+// checkSendRate refuses rows that would take a user over their sending
+// rate (ErrRateLimited): the rows they enqueued in the last hour and these
+// together. The user's row lock makes concurrent submissions count in turn.
+func (s *sqlStore) checkSendRate(ctx context.Context, w *wtx, items []OutboxItem, now time.Time) error {
+	per := map[int64]int{}
+	for _, it := range items {
+		per[it.UserID]++
+	}
+	users := slices.Sorted(maps.Keys(per)) // lock order: user rows by id
+	for _, id := range users {
+		var quota, used, rate int64
+		if err := w.QueryRowContext(ctx, s.d.lockUser, id).Scan(&quota, &used); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return fmt.Errorf("enqueue outbox: %w", err)
+		}
+		if err := w.QueryRowContext(ctx, `SELECT send_rate FROM users WHERE id = $1`, id).Scan(&rate); err != nil {
+			return fmt.Errorf("enqueue outbox: %w", err)
+		}
+		if rate <= 0 {
+			continue
+		}
+		var recent int64
+		if err := w.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE user_id = $1 AND created_at > $2`,
+			id, toMicros(now.Add(-sendRateWindow))).Scan(&recent); err != nil {
+			return fmt.Errorf("enqueue outbox: %w", err)
+		}
+		if recent+int64(per[id]) > rate {
+			return fmt.Errorf("%w: at most %d messages an hour, %d sent in the last hour", ErrRateLimited, rate, recent)
+		}
+	}
+	return nil
 }
 
 // ClaimOutbox takes due rows for this worker and leases them to owner. On

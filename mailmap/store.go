@@ -25,6 +25,9 @@ var (
 	// the state it expects (another worker, an ack or an operator changed
 	// it first). Nothing was written.
 	ErrConflict = errors.New("mailmap: changed concurrently")
+	// ErrRateLimited means a user's sending rate (SetSendRate) would be
+	// exceeded: nothing was enqueued.
+	ErrRateLimited = errors.New("mailmap: sending rate exceeded")
 )
 
 // User is an account that logs in over SMTP/IMAP.
@@ -33,6 +36,7 @@ type User struct {
 	Name            string
 	QuotaBytes      int64 // 0 = unlimited
 	UsedBytes       int64 // the size of the user's stored mail (what the quota counts)
+	SendRate        int64 // messages the user may send an hour; 0 = no limit
 	Disabled        bool
 	DeliveryReports bool // send a success DSN for every send, even unasked
 	CreatedAt       time.Time
@@ -349,6 +353,7 @@ type Accounts interface {
 	SetDeliveryReports(ctx context.Context, userID int64, on bool) error
 	SetDisabled(ctx context.Context, userID int64, disabled bool) error
 	SetQuota(ctx context.Context, userID int64, bytes int64) error // 0 = unlimited; enforced on append/copy
+	SetSendRate(ctx context.Context, userID int64, perHour int64) error // 0 = unlimited; enforced by EnqueueOutbox (ErrRateLimited)
 	DeleteUser(ctx context.Context, userID int64) error
 	// UserActive reports whether the user may still act: nil, ErrDisabled,
 	// ErrNotFound (deleted) or a read error. It is meant for a check before

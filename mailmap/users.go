@@ -9,12 +9,12 @@ import (
 	"unicode"
 )
 
-const userCols = `id, name, quota_bytes, used_bytes, disabled, delivery_reports, created_at`
+const userCols = `id, name, quota_bytes, used_bytes, send_rate, disabled, delivery_reports, created_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var created int64
-	if err := row.Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.Disabled, &u.DeliveryReports, &created); err != nil {
+	if err := row.Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.SendRate, &u.Disabled, &u.DeliveryReports, &created); err != nil {
 		return User{}, err
 	}
 	u.CreatedAt = fromMicros(created)
@@ -102,13 +102,13 @@ func (s *sqlStore) Authenticate(ctx context.Context, name, password string) (Use
 	var created int64
 	err := s.rdb.QueryRowContext(ctx,
 		`SELECT `+userCols+`, password_hash FROM users WHERE name_key = $1`, nameKey(name)).
-		Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.Disabled, &u.DeliveryReports, &created, &hash)
+		Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.SendRate, &u.Disabled, &u.DeliveryReports, &created, &hash)
 	if addr, ok := loginAddress(name); ok && errors.Is(err, sql.ErrNoRows) {
-		err = s.rdb.QueryRowContext(ctx, `SELECT u.id, u.name, u.quota_bytes, u.used_bytes, u.disabled, u.delivery_reports,
+		err = s.rdb.QueryRowContext(ctx, `SELECT u.id, u.name, u.quota_bytes, u.used_bytes, u.send_rate, u.disabled, u.delivery_reports,
 				u.created_at, u.password_hash
 			FROM users u JOIN identities i ON i.user_id = u.id WHERE i.address = $1 AND i.kind = $2`,
 			addr, string(KindNormal)).
-			Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.Disabled, &u.DeliveryReports, &created, &hash)
+			Scan(&u.ID, &u.Name, &u.QuotaBytes, &u.UsedBytes, &u.SendRate, &u.Disabled, &u.DeliveryReports, &created, &hash)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		// The same work as a wrong password, under the same limit.
@@ -211,6 +211,16 @@ func (s *sqlStore) SetQuota(ctx context.Context, userID int64, bytes int64) erro
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET quota_bytes = $1 WHERE id = $2`, bytes, userID)
 	return rowsAffected("set quota", res, err)
+}
+
+// SetSendRate sets how many messages the user may send an hour (0: no
+// limit), checked by EnqueueOutbox.
+func (s *sqlStore) SetSendRate(ctx context.Context, userID int64, perHour int64) error {
+	if perHour < 0 {
+		return invalid("negative sending rate")
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET send_rate = $1 WHERE id = $2`, perHour, userID)
+	return rowsAffected("set sending rate", res, err)
 }
 
 // DeleteUser removes the user and, by cascade, everything the user owns:

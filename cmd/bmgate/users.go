@@ -76,8 +76,12 @@ var cmdUserList = &command{
 			if u.QuotaBytes > 0 {
 				quota = "quota " + formatSize(u.QuotaBytes)
 			}
-			fmt.Fprintf(inv.stdout, "%s\t%d addresses\tdelivery-reports %s\t%s\t%s, %s used\t%s\n",
-				u.Name, len(ids), onOff(u.DeliveryReports), state, quota, formatSize(u.UsedBytes),
+			rate := "send-rate none"
+			if u.SendRate > 0 {
+				rate = fmt.Sprintf("send-rate %d/h", u.SendRate)
+			}
+			fmt.Fprintf(inv.stdout, "%s\t%d addresses\tdelivery-reports %s\t%s\t%s, %s used\t%s\t%s\n",
+				u.Name, len(ids), onOff(u.DeliveryReports), state, quota, formatSize(u.UsedBytes), rate,
 				u.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
 		}
 		return nil
@@ -149,7 +153,8 @@ var cmdUserSet = &command{
 		"even when the mail client did not ask for one. disabled on|off: refuse the account's logins, end its open SMTP and IMAP " +
 		"sessions at their next command and hold its queued mail, unsent, until it is enabled again. quota SIZE|none: the most " +
 		"mail the account may store (100M, 2G, 512K or bytes); over it, IMAP APPEND gets [OVERQUOTA], SMTP 552, and arriving " +
-		"Bitmessage mail is held (not acknowledged, not lost) until there is room or it expires.",
+		"Bitmessage mail is held (not acknowledged, not lost) until there is room or it expires. send-rate N|none: the most " +
+		"messages (one per recipient) the account may queue in an hour; more get a temporary SMTP failure (450 4.7.1).",
 	run: func(ctx context.Context, inv *invocation) error {
 		cfg, err := inv.parse(3, 3)
 		if err != nil {
@@ -182,8 +187,17 @@ var cmdUserSet = &command{
 				return fmt.Errorf("%w: quota: %v", errUsage, err)
 			}
 			set = func(st mailmap.Store, id int64) error { return st.SetQuota(ctx, id, n) }
+		case "send-rate":
+			n, err := strconv.ParseInt(strings.TrimSuffix(value, "/h"), 10, 64)
+			if value == "none" {
+				n, err = 0, nil
+			}
+			if err != nil || n < 0 {
+				return fmt.Errorf("%w: send-rate: %q is not a number of messages an hour (or none)", errUsage, value)
+			}
+			set = func(st mailmap.Store, id int64) error { return st.SetSendRate(ctx, id, n) }
 		default:
-			return fmt.Errorf("%w: unknown setting %q (delivery-reports, disabled or quota)", errUsage, setting)
+			return fmt.Errorf("%w: unknown setting %q (delivery-reports, disabled, quota or send-rate)", errUsage, setting)
 		}
 		return withUser(ctx, inv, cfg, func(st mailmap.Store, u mailmap.User) error {
 			if err := set(st, u.ID); err != nil {

@@ -20,6 +20,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 	}{
 		{"Users", testUsers},
 		{"LoginByAddress", testLoginByAddress},
+		{"SendRate", testSendRate},
 		{"UserNames", testUserNames},
 		{"DeleteUser", testDeleteUser},
 		{"Identities", testIdentities},

@@ -369,3 +369,37 @@ func testLoginByAddress(t *testing.T, s mailmap.Store) {
 		t.Fatalf("Authenticate(bob's address) = user %d, want bob (%d)", got.ID, bob.ID)
 	}
 }
+
+// testSendRate: EnqueueOutbox refuses rows that take a user over the
+// sending rate, counting the last hour, and enqueues nothing of them;
+// other users are not limited by it.
+func testSendRate(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	a, b := newUser(t, s, "alice"), newUser(t, s, "bob")
+	noErr(t, s.SetSendRate(ctx, a.ID, 3), "SetSendRate")
+	wantErr(t, s.SetSendRate(ctx, a.ID, -1), mailmap.ErrInvalidName, "SetSendRate negative")
+	if u, err := s.User(ctx, a.ID); err != nil || u.SendRate != 3 {
+		t.Fatalf("User().SendRate = %d, %v", u.SendRate, err)
+	}
+	now := time.Now()
+	row := func(u mailmap.User, created time.Time) mailmap.OutboxItem {
+		return mailmap.OutboxItem{UserID: u.ID, FromAddress: "BM-a", ToAddress: "BM-b", Kind: mailmap.OutboxMsg,
+			Subject: "s", Body: "b", Encoding: 2, State: mailmap.OutboxQueued, NextAttempt: now, TTL: time.Hour, CreatedAt: created}
+	}
+	_, err := s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(a, now.Add(-2*time.Hour)), row(a, now.Add(-2*time.Hour))})
+	noErr(t, err, "EnqueueOutbox of old rows")
+	_, err = s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(a, now), row(a, now)})
+	noErr(t, err, "EnqueueOutbox within the rate")
+	_, err = s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(a, now), row(a, now)})
+	wantErr(t, err, mailmap.ErrRateLimited, "EnqueueOutbox over the rate")
+	if items, _ := s.UserOutbox(ctx, a.ID); len(items) != 4 {
+		t.Fatalf("%d rows after a refused enqueue, want 4", len(items))
+	}
+	_, err = s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(a, now)})
+	noErr(t, err, "EnqueueOutbox of the last allowed row")
+	_, err = s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(b, now), row(b, now), row(b, now), row(b, now)})
+	noErr(t, err, "EnqueueOutbox of another user")
+	noErr(t, s.SetSendRate(ctx, a.ID, 0), "SetSendRate 0")
+	_, err = s.EnqueueOutbox(ctx, []mailmap.OutboxItem{row(a, now)})
+	noErr(t, err, "EnqueueOutbox without a rate")
+}
