@@ -352,7 +352,7 @@ type Accounts interface {
 	SetPassword(ctx context.Context, userID int64, password string) error
 	SetDeliveryReports(ctx context.Context, userID int64, on bool) error
 	SetDisabled(ctx context.Context, userID int64, disabled bool) error
-	SetQuota(ctx context.Context, userID int64, bytes int64) error // 0 = unlimited; enforced on append/copy
+	SetQuota(ctx context.Context, userID int64, bytes int64) error      // 0 = unlimited; enforced on append/copy
 	SetSendRate(ctx context.Context, userID int64, perHour int64) error // 0 = unlimited; enforced by EnqueueOutbox (ErrRateLimited)
 	DeleteUser(ctx context.Context, userID int64) error
 	// UserActive reports whether the user may still act: nil, ErrDisabled,
