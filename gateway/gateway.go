@@ -77,9 +77,10 @@ type Config struct {
 	// at once (default: all of them, runtime.NumCPU).
 	InboundWorkers int
 	// InboundLease is how long a claimed batch of inbound objects stays
-	// this instance's (default 5 min). When it runs out unfinished (a
-	// crash), another instance processes the batch; deliveries are
-	// idempotent, so nothing is filed twice.
+	// this instance's without a heartbeat (default 1 min; renewed every
+	// third of it while the batch is worked on). When it runs out (a
+	// crash), another instance, or this one restarted, processes the
+	// batch; deliveries are idempotent, so nothing is filed twice.
 	InboundLease time.Duration
 }
 
@@ -97,7 +98,7 @@ func (c *Config) setDefaults() {
 	def(&c.PubkeyPoll, 10*time.Second)
 	def(&c.MaintenanceInterval, 30*time.Second)
 	def(&c.Lease, 2*time.Minute)
-	def(&c.InboundLease, 5*time.Minute)
+	def(&c.InboundLease, time.Minute)
 	if c.InboundWorkers <= 0 {
 		c.InboundWorkers = runtime.NumCPU()
 	}

@@ -110,6 +110,10 @@ func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
 			g.releaseObjects()
 		}
 	}()
+	// The lease is short, so a crashed instance's batch is taken over
+	// soon; a heartbeat keeps it while this batch is worked on.
+	stop := g.renewObjects(ctx)
+	defer stop()
 	pre, err := g.decryptBatch(ctx, objs)
 	if err != nil {
 		return 0, err
@@ -145,6 +149,35 @@ func (g *Gateway) inboundOnce(ctx context.Context) (int, error) {
 	}
 	finished = true
 	return len(objs), nil
+}
+
+// renewObjects renews this instance's inbound leases every third of
+// InboundLease until the returned stop is called.
+func (g *Gateway) renewObjects(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(g.cfg.InboundLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := g.store.RenewObjects(ctx, g.owner, g.cfg.Now().Add(g.cfg.InboundLease)); err != nil && ctx.Err() == nil {
+					g.log.Warn("renew inbound leases", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // releaseObjects ends this instance's leases on unprocessed objects.

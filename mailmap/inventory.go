@@ -234,6 +234,19 @@ func (s *sqlStore) ClaimObjects(ctx context.Context, owner string, now time.Time
 	return out, nil
 }
 
+// RenewObjects extends owner's leases on unprocessed objects to until (a
+// batch still being worked on).
+func (s *sqlStore) RenewObjects(ctx context.Context, owner string, until time.Time) error {
+	if owner == "" {
+		return invalid("renew without an owner")
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE inventory SET lease_until = $1 WHERE lease_owner = $2 AND NOT processed`,
+		toMicros(until), owner); err != nil {
+		return fmt.Errorf("renew objects: %w", err)
+	}
+	return nil
+}
+
 // ReleaseObjects gives back the unprocessed objects leased to owner (a
 // graceful shutdown), so another instance or a restart takes them at once.
 func (s *sqlStore) ReleaseObjects(ctx context.Context, owner string) error {

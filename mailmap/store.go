@@ -544,6 +544,8 @@ type Inventory interface {
 	// claimed again when the lease runs out (deliveries are idempotent,
 	// DeliverOnce, so a batch processed twice files nothing twice).
 	ClaimObjects(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]inventory.StoredObject, error)
+	// RenewObjects extends owner's leases on unprocessed objects to until.
+	RenewObjects(ctx context.Context, owner string, until time.Time) error
 	// ReleaseObjects ends owner's leases on unprocessed objects.
 	ReleaseObjects(ctx context.Context, owner string) error
 	// MarkProcessed is the checked step to processed, at now: it applies

@@ -97,6 +97,7 @@ func gatewayTiming(net *params.Network, gc *gateway.Config) {
 	gc.PubkeyPoll = time.Second
 	gc.MaintenanceInterval = 2 * time.Second
 	gc.Lease = 30 * time.Second
+	gc.InboundLease = 30 * time.Second
 }
 
 func (s *server) build() error {

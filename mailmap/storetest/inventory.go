@@ -281,4 +281,20 @@ func testClaimObjects(t *testing.T, s mailmap.Store) {
 		t.Fatalf("rate = %v, want %v", bl.Rate(), 6.0/300)
 	}
 	wantErr(t, s.MarkProcessed(ctx, object(250, 1, now).Hash, "D", now), mailmap.ErrNotFound, "MarkProcessed unknown")
+
+	// A long batch: F renews its lease, so G gets nothing until the
+	// renewed lease runs out.
+	o := object(70, 1, now.Add(time.Hour))
+	_, err = s.Put(ctx, o)
+	noErr(t, err, "Put")
+	if f, _ := s.ClaimObjects(ctx, "F", later, time.Minute, 10); len(f) != 1 {
+		t.Fatalf("F claimed %d objects, want 1", len(f))
+	}
+	noErr(t, s.RenewObjects(ctx, "F", later.Add(3*time.Minute)), "RenewObjects")
+	if g, _ := s.ClaimObjects(ctx, "G", later.Add(2*time.Minute), time.Minute, 10); len(g) != 0 {
+		t.Fatalf("G claimed %x under F's renewed lease", hashes(g))
+	}
+	if g, _ := s.ClaimObjects(ctx, "G", later.Add(4*time.Minute), time.Minute, 10); len(g) != 1 {
+		t.Fatalf("G claimed %d objects after F's lease ran out, want 1", len(g))
+	}
 }
