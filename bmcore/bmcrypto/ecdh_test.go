@@ -137,7 +137,7 @@ func TestPointTableRandom(t *testing.T) {
 		if !s.table.build(r, w, s) {
 			t.Fatal("table build failed")
 		}
-		ks := make([]*secp256k1.ModNScalar, 2000)
+		ks := make([]*secp256k1.ModNScalar, mulBatch+300)
 		for i := range ks {
 			ks[i] = &newKey(t, rng).Key
 		}
@@ -238,17 +238,17 @@ func sameTry(t testing.TB, what string, e *Envelope, keys []*secp256k1.PrivateKe
 // or absent, among nil, zero and duplicate keys.
 func TestTryDecryptAgrees(t *testing.T) {
 	rng := rand.NewChaCha8([32]byte{35})
-	pool := make([]*secp256k1.PrivateKey, 1100)
+	pool := make([]*secp256k1.PrivateKey, 2*mulBatch+10)
 	for i := range pool {
 		pool[i] = newKey(t, rng)
 	}
 	counts := []int{1, 2, 3, 15, 16, 17, 31, 32, 33, 64, 511, 512, 513}
 	if !testing.Short() {
-		counts = append(counts, 1024, 1025, 1100)
+		counts = append(counts, mulBatch-1, mulBatch, mulBatch+1, 2*mulBatch+10)
 	}
-	for n := uint(1); n <= 1100; n++ {
-		if w := chooseWindow(int(n)); w != chooseWindow(int(n)-1) {
-			counts = append(counts, int(n)-1, int(n), int(n)+1)
+	for n := 1; n <= 1100; n++ {
+		if w := chooseWindow(n); w != chooseWindow(n-1) {
+			counts = append(counts, n-1, n, n+1)
 		}
 	}
 	for _, n := range counts {
@@ -418,4 +418,49 @@ func fuzzSeedMsg(t testing.TB) []byte {
 	}
 	obj, _ := hex.DecodeString(v.Msg.Object)
 	return obj[22:]
+}
+
+// Concurrent calls share pooled tables of different sizes without mixing
+// them up.
+func TestTryDecryptConcurrent(t *testing.T) {
+	rng := rand.NewChaCha8([32]byte{40})
+	keys := make([]*secp256k1.PrivateKey, 1000)
+	for i := range keys {
+		keys[i] = newKey(t, rng)
+	}
+	type job struct {
+		e     *Envelope
+		n, to int
+	}
+	var jobs []job
+	for i, n := range []int{40, 300, 1000, 17, 600, 1000, 200, 64} {
+		to := (i * 97) % n
+		ct, _ := Encrypt([]byte(fmt.Sprint(i)), keys[to].PubKey(), rng)
+		e, err := ParseEnvelope(ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, job{e, n, to})
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for r := range 3 {
+				for i := range jobs {
+					j := jobs[(i+g+r)%len(jobs)]
+					pt, idx, err := j.e.TryDecrypt(keys[:j.n])
+					if err != nil || idx != j.to || string(pt) != fmt.Sprint((i+g+r)%len(jobs)) {
+						errs <- fmt.Errorf("job %d: %q, %d, %v", (i+g+r)%len(jobs), pt, idx, err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -311,6 +311,7 @@ func (e *Envelope) TryDecrypt(keys []*secp256k1.PrivateKey) ([]byte, int, error)
 				found, keyE = s.keyIdx[j], ke
 			}
 		}
+		clear(out) // no ECDH results stay in the pool
 		s.scalar, s.keyIdx = s.scalar[:0], s.keyIdx[:0]
 	}
 	s.scalar, s.keyIdx = s.scalar[:0], s.keyIdx[:0]
