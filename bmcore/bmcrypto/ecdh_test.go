@@ -99,7 +99,7 @@ func TestPointTable(t *testing.T) {
 		// Every table entry is d·2^(w·i)·R.
 		if w <= 5 {
 			for i := 0; i < s.table.windows; i++ {
-				for d := 1; d < 1<<windowWidth(w, i); d++ {
+				for d := 1; d <= s.table.digits(i); d++ {
 					var k secp256k1.ModNScalar
 					k.SetInt(uint32(d))
 					for range int(w) * i {
@@ -118,6 +118,10 @@ func TestPointTable(t *testing.T) {
 			ks = append(ks, &newKey(t, rng).Key)
 		}
 		checkMulKeys(t, &s.table, s, r, ks)
+		if s.slow != 0 {
+			t.Errorf("w=%d: %d keys needed the generic way", w, s.slow)
+		}
+
 		// A batch of one and the same table reused for another point.
 		checkMulKeys(t, &s.table, s, r, ks[:1])
 		r2 := newKey(t, rng).PubKey()
