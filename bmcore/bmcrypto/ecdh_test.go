@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"unsafe"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
@@ -211,6 +212,9 @@ func TestChooseWindow(t *testing.T) {
 		}
 		prev = w
 		t.Logf("%d keys: window %d", n, w)
+	}
+	if unsafe.Sizeof(affinePoint{}) != sizeofAffine {
+		t.Errorf("affinePoint is %d bytes, sizeofAffine says %d", unsafe.Sizeof(affinePoint{}), sizeofAffine)
 	}
 	if chooseWindow(1) != 0 {
 		t.Error("a table for one key")
