@@ -258,7 +258,9 @@ func (a *affineAdder) reset() {
 	a.p1, a.p2, a.out = a.p1[:0], a.p2[:0], a.out[:0]
 }
 
-// queue adds out = p1 + p2 to the batch; out may be p1 (but not p2).
+// queue adds out = p1 + p2 to the batch; out may be p1 (but not p2). All
+// coordinates must be normalized except p2's y, which may have magnitude 2
+// (a negated table point); out's come out normalized.
 func (a *affineAdder) queue(p1, p2, out *affinePoint) {
 	a.p1 = append(a.p1, p1)
 	a.p2 = append(a.p2, p2)
@@ -279,19 +281,29 @@ func (a *affineAdder) run() int {
 		a.failed = make([]bool, n, max(n, mulBatch))
 	}
 	d, prefix, failed := a.d[:n], a.prefix[:n], a.failed[:n]
-	bad := 0
 	var acc secp256k1.FieldVal
 	acc.SetInt(1)
 	for j := range n {
-		// d = x2 - x1
-		d[j].NegateVal(&a.p1[j].x, 1).Add(&a.p2[j].x).Normalize()
-		failed[j] = d[j].IsZero()
-		if failed[j] {
-			d[j].SetInt(1)
-			bad++
-		}
+		d[j].NegateVal(&a.p1[j].x, 1).Add(&a.p2[j].x) // x2 - x1, mag 3
 		acc.Mul(&d[j])
 		prefix[j].Set(&acc)
+	}
+	bad := 0
+	if acc.Normalize().IsZero() {
+		// Some x2 = x1 (never with a correct table and keys in [1, N-1]):
+		// find them and leave them out.
+		acc.SetInt(1)
+		for j := range n {
+			failed[j] = d[j].Normalize().IsZero()
+			if failed[j] {
+				d[j].SetInt(1)
+				bad++
+			}
+			acc.Mul(&d[j])
+			prefix[j].Set(&acc)
+		}
+	} else {
+		clear(failed)
 	}
 	inv := acc.Inverse() // 1/(d_0···d_(n-1))
 	var dInv, lambda, t, x3, y3 secp256k1.FieldVal
@@ -307,7 +319,7 @@ func (a *affineAdder) run() int {
 		}
 		p1, p2 := a.p1[j], a.p2[j]
 		// λ = (y2 - y1)/(x2 - x1), x3 = λ² - x1 - x2, y3 = λ(x1 - x3) - y1
-		lambda.NegateVal(&p1.y, 1).Add(&p2.y).Mul(&dInv) // mag 3 → 1
+		lambda.NegateVal(&p1.y, 1).Add(&p2.y).Mul(&dInv) // mag ≤ 4 → 1
 		t.Set(&p1.x).Add(&p2.x).Negate(2)                // mag 3
 		x3.SquareVal(&lambda).Add(&t).Normalize()        // mag 4 → 1
 		y3.NegateVal(&x3, 1).Add(&p1.x).Mul(&lambda)     // mag 3 → 1
@@ -385,7 +397,10 @@ func (t *pointTable) mulKeys(ks []*secp256k1.ModNScalar, out []affinePoint, s *t
 				state[j] = stateSet
 			}
 			if neg {
-				p.y.Negate(1).Normalize()
+				p.y.Negate(1) // the adder takes magnitude 2 here
+				if p == &out[j] {
+					p.y.Normalize() // an accumulator is normalized
+				}
 			}
 		}
 		for q, j := range s.index {
