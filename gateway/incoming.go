@@ -179,12 +179,16 @@ func mime2047(s string) string {
 	return strings.Join(words, " ")
 }
 
-// encodeText gives the body in CRLF canonical form with the transfer
+// encodeText gives the body in CRLF canonical form (every line the sender
+// wrote, trailing blank lines included) with the transfer
 // encoding to declare: 7bit when it is plain ASCII with legal line
 // lengths, base64 when most of it is not ASCII (Cyrillic, CJK…: smaller),
 // quoted-printable otherwise. go-message's writer applies the encoding.
 func encodeText(s string) ([]byte, string) {
-	s = strings.TrimRight(normalizeText(s), "\n") + "\n"
+	s = normalizeText(s)
+	if !strings.HasSuffix(s, "\n") {
+		s += "\n" // a MIME body ends with a line end; nothing is dropped
+	}
 	b := []byte(strings.ReplaceAll(s, "\n", "\r\n"))
 
 	nonASCII, line, longest := 0, 0, 0

@@ -96,6 +96,7 @@ func (x *extractor) entity(e *message.Entity, decodeErr error, depth int) (strin
 func (x *extractor) mixed(e *message.Entity, depth int) (string, int, error) {
 	var texts []string
 	rank := rankNone
+	tail := "" // the line ends after the last text, kept as they were
 	err := x.eachPart(e, func(p *message.Entity, perr error) error {
 		t, r, err := x.entity(p, perr, depth+1)
 		if err != nil {
@@ -104,8 +105,9 @@ func (x *extractor) mixed(e *message.Entity, depth int) (string, int, error) {
 		if r < rank || rank == rankNone {
 			rank = r
 		}
-		if t = strings.TrimRight(t, "\r\n"); t != "" {
-			texts = append(texts, t)
+		if trimmed := strings.TrimRight(t, "\r\n"); trimmed != "" {
+			texts = append(texts, trimmed)
+			tail = t[len(trimmed):]
 		}
 		return nil
 	})
@@ -115,7 +117,7 @@ func (x *extractor) mixed(e *message.Entity, depth int) (string, int, error) {
 	if len(texts) == 0 {
 		rank = rankPlain // an empty multipart is an empty text
 	}
-	return strings.Join(texts, "\n\n"), rank, nil
+	return strings.Join(texts, "\n\n") + tail, rank, nil
 }
 
 // alternative picks the best rendering the client offered. Parts that are

@@ -140,7 +140,7 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Subject != "Grüße" || c.Body != "Zeile eins\nZeile zwei" {
+	if c.Subject != "Grüße" || c.Body != "Zeile eins\nZeile zwei\n" {
 		t.Errorf("content %q / %q", c.Subject, c.Body)
 	}
 	if c.Extra["messageid"] != "m1@client.test" || c.Extra["inreplyto"] != "m0@client.test" {

@@ -50,7 +50,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 			Body: "On 20/11/2026 Bob wrote:\n" +
 				"> This is a long quoted paragraph that Thunderbird wrapped because it was longer than seventy-two characters.\n" +
 				"\nHallo Bob, this line is flowed and goes on over the next line.\n" +
-				"From the start of a line (space-stuffed).\n\n-- \nAlice",
+				"From the start of a line (space-stuffed).\n\n-- \nAlice\n",
 			MessageID:  "3b2c5e1a-1c1e-4a8e-9d0e-1a2b3c4d5e6f@bmgate.local",
 			InReplyTo:  "root.1@example.org",
 			References: []string{"root.1@example.org"},
@@ -59,7 +59,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 		{"gmail-alternative", Outgoing{
 			From:      addrV4 + "@" + domain,
 			Subject:   "Alternative",
-			Body:      "Café at noon? This line is long enough that quoted-printable needs a soft line break to carry it.",
+			Body:      "Café at noon? This line is long enough that quoted-printable needs a soft line break to carry it.\n",
 			MessageID: "alt.1@mail.example",
 		}},
 		{"html-only", Outgoing{
@@ -70,7 +70,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 				"* first\n* second\n  1. one\n  2. two\n\n" +
 				"> quoted\n> text\n\n" +
 				"  keep\n    this\n\n" +
-				"Café ☺ <tag>",
+				"Café ☺ <tag>\n",
 		}},
 	}
 	for _, tc := range tests {
@@ -110,7 +110,7 @@ func TestParseOutgoingBodies(t *testing.T) {
 		body    string
 		subject string
 	}{
-		{"no content type", msg(stdHeaders, "plain text\nsecond line\n\n\n"), "plain text\nsecond line", "test"},
+		{"no content type", msg(stdHeaders, "plain text\nsecond line\n\n\n"), "plain text\nsecond line\n\n\n", "test"},
 		{"header only", []byte(strings.Join(stdHeaders, "\r\n") + "\r\n"), "", "test"},
 		{"latin-1 without charset", msg(withHeaders("Content-Type: text/plain"), "caf\xe9"), "café", "test"},
 		{"8-bit utf-8 without charset", msg(withHeaders("Content-Type: text/plain"), "café"), "café", "test"},
@@ -118,8 +118,8 @@ func TestParseOutgoingBodies(t *testing.T) {
 		{"koi8-r", msg(withHeaders("Content-Type: text/plain; charset=koi8-r"), "\xf0\xd2\xc9\xd7\xc5\xd4"), "Привет", "test"},
 		{"base64", msg(withHeaders("Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"), "w6TDtsO8\n"), "äöü", "test"},
 		{"control characters dropped", msg(stdHeaders, "a\x00b\x07c\td\re"), "abc\td\ne", "test"},
-		{"flowed delsp", msg(withHeaders("Content-Type: text/plain; format=flowed; delsp=yes"), "Zusammen \ngeschrieben\n"), "Zusammengeschrieben", "test"},
-		{"flowed quote depth change", msg(withHeaders("Content-Type: text/plain; format=flowed"), ">> deep \n> shallow\nnone \n"), ">> deep\n> shallow\nnone", "test"},
+		{"flowed delsp", msg(withHeaders("Content-Type: text/plain; format=flowed; delsp=yes"), "Zusammen \ngeschrieben\n"), "Zusammengeschrieben\n", "test"},
+		{"flowed quote depth change", msg(withHeaders("Content-Type: text/plain; format=flowed"), ">> deep \n> shallow\nnone \n"), ">> deep\n> shallow\nnone\n", "test"},
 		{"encoded subject with CRLF", msg([]string{"Subject: =?utf-8?q?a=0D=0ABcc:_x?="}, "b"), "b", "a  Bcc: x"},
 		{"unknown charset in subject", msg([]string{"Subject: =?x-unknown?q?abc?="}, "b"), "b", "=?x-unknown?q?abc?="},
 		{"mixed with inline footer", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
@@ -136,13 +136,13 @@ func TestParseOutgoingBodies(t *testing.T) {
 			"Plain.", "test"},
 		{"alternative html only", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/calendar\n\nBEGIN:VCALENDAR\n--a\nContent-Type: text/html\n\n<p>HTML</p>\n--a--\n"),
-			"HTML", "test"},
+			"HTML\n", "test"},
 		{"mixed containing alternative", msg(withHeaders(`Content-Type: multipart/mixed; boundary="m"`),
 			"--m\nContent-Type: multipart/alternative; boundary=\"a\"\n\n--a\nContent-Type: text/plain\n\nInner plain.\n--a\nContent-Type: text/html\n\n<b>x</b>\n--a--\n--m--\n"),
 			"Inner plain.", "test"},
 		{"related with html only root", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
 			"--r\nContent-Type: text/html\n\n<p>Just HTML</p>\n--r--\n"),
-			"Just HTML", "test"},
+			"Just HTML\n", "test"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,4 +381,39 @@ func FuzzParseOutgoing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBodyKeepsItsEnd: nothing is dropped from the end of a body, from
+// submission to the recipient's mailbox (the final line end used to be cut
+// off by ParseOutgoing, and trailing blank lines by BuildIncoming).
+func TestBodyKeepsItsEnd(t *testing.T) {
+	for _, tc := range []struct{ name, raw, want string }{
+		{"plain", "Subject: s\r\n\r\nHello\r\n", "Hello\n"},
+		{"blank lines and spaces", "Subject: s\r\n\r\nHello\r\n  \r\n\r\n", "Hello\n  \n\n"},
+		{"no final line end", "Subject: s\r\n\r\nHello", "Hello"},
+		{"mixed with one text part", "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+			"Content-Type: text/plain\r\n\r\nHello\r\n\r\n--b--\r\n", "Hello\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseOutgoing([]byte(tc.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Body != tc.want {
+				t.Fatalf("ParseOutgoing body = %q, want %q", o.Body, tc.want)
+			}
+			raw, err := BuildIncoming(Incoming{Domain: "bm.test", From: "BM-2cW", To: "BM-2cX", Subject: o.Subject, Body: o.Body,
+				Date: time.Unix(1, 0), Kind: IncomingMsg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.ReplaceAll(tc.want, "\n", "\r\n")
+			if !strings.HasSuffix(want, "\r\n") {
+				want += "\r\n"
+			}
+			if _, body, _ := strings.Cut(string(raw), "\r\n\r\n"); body != want {
+				t.Fatalf("delivered body = %q, want %q", body, want)
+			}
+		})
+	}
 }
