@@ -423,6 +423,16 @@ func (g *Gateway) awaitPubkey(ctx context.Context, it mailmap.OutboxItem, to add
 	if it.State != mailmap.OutboxAwaitingPubkey {
 		attempts, sentAt = 0, time.Time{}
 	}
+	// Another row waiting for the same pubkey (another mail to that
+	// address, of any user) may have asked already: its request serves
+	// this row too. The dedupe key of the job only covers a request still
+	// in the queue; this covers one already published.
+	switch n, at, err := g.store.PubkeyRequest(ctx, it.ToAddress); {
+	case err == nil && at.After(sentAt):
+		attempts, sentAt = n, at
+	case err != nil && !errors.Is(err, mailmap.ErrNotFound):
+		return fmt.Errorf("find an earlier getpubkey: %w", err)
+	}
 	step := mailmap.OutboxStep{ID: it.ID, From: []mailmap.OutboxState{it.State}, Owner: g.owner, To: mailmap.OutboxAwaitingPubkey}
 	// The previous request's TTL decides when to ask again; each request
 	// doubles it (docs/protocol.md §5.4).

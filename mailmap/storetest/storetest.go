@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"ObjectBackoffFromStore", testObjectBackoffFromStore},
 		{"PoWJobsOfOutbox", testPoWJobsOfOutbox},
 		{"OutboxTo", testOutboxTo},
+		{"OutboxLookups", testOutboxLookups},
+		{"Encodings", testEncodings},
 		{"Inventory", testInventory},
 		{"PendingObjects", testPendingObjects},
 		{"DeliverOnce", testDeliverOnce},
