@@ -140,9 +140,16 @@ type Gateway struct {
 	}
 }
 
+// pendingDelivered is an acked row whose Sent copy is to get $Delivered.
+// A copy is found by the row's Message-ID or, for a mail sent without
+// one, by its content (see sentCopyMatches).
 type pendingDelivered struct {
 	userID    int64
 	messageID string
+	subject   string
+	body      string
+	original  []byte
+	created   time.Time
 	until     time.Time
 }
 

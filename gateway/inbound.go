@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -309,6 +310,17 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 	if m.Encoding == 0 {
 		return nil // IGNORE: not shown, no ack (docs/protocol.md §12)
 	}
+	// What the sender writes it reads: remember it, so that replies to it
+	// may carry threading in encoding 3. A chan's post also says its
+	// members' clients include one that writes (and reads) it.
+	if err := g.noteEncoding(ctx, sender.String(), m.Encoding); err != nil {
+		return err
+	}
+	if isChan {
+		if err := g.noteEncoding(ctx, rcpt.Address, m.Encoding); err != nil {
+			return err
+		}
+	}
 	// A chan's post goes to every member; a personal address has one owner.
 	for _, j := range ids.owners[i] {
 		owner := ids.stored[j]
@@ -321,6 +333,9 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 			Kind:    IncomingMsg,
 		}
 		g.fillContent(&in, m.Encoding, m.Message)
+		if err := g.resolveOwnIDs(ctx, owner.UserID, &in); err != nil {
+			return err
+		}
 		folder := "INBOX"
 		if !isChan && in.InReplyTo == "" {
 			if err := g.guessThread(ctx, owner, &in); err != nil {
@@ -365,6 +380,58 @@ func (g *Gateway) guessThread(ctx context.Context, owner mailmap.Identity, in *I
 			in.InReplyTo = it.MessageID
 			in.References = []string{it.MessageID}
 			return nil
+		}
+	}
+	return nil
+}
+
+// noteEncoding remembers the highest message encoding seen from an
+// address (encodings 1 to 3; others say nothing about what it reads).
+func (g *Gateway) noteEncoding(ctx context.Context, addr string, encoding uint64) error {
+	if encoding < 1 || encoding > encodingExtended {
+		return nil
+	}
+	if err := g.store.NoteEncoding(ctx, addr, encoding); err != nil {
+		return fmt.Errorf("remember the sender's encoding: %w", err)
+	}
+	return nil
+}
+
+// resolveOwnIDs makes threading exact for replies to our own msgs sent
+// without a Message-ID in the object (encoding 2): the other side's
+// bmgate showed such a msg as <hex(inventory hash)@its domain>, and a
+// reply names that id. When it is the inventory hash of a msg this user
+// published, the id becomes the Message-ID of the mail it came from, the
+// one the user's Sent copy carries.
+func (g *Gateway) resolveOwnIDs(ctx context.Context, userID int64, in *Incoming) error {
+	cache := map[string]string{}
+	resolve := func(id string) (string, error) {
+		if r, ok := cache[id]; ok {
+			return r, nil
+		}
+		r := id
+		left, _, _ := strings.Cut(id, "@")
+		if h, err := hex.DecodeString(left); err == nil && len(h) == 32 {
+			it, err := g.store.OutboxByInvHash(ctx, userID, h)
+			switch {
+			case err == nil && ValidMsgID(it.MessageID):
+				r = it.MessageID
+			case err != nil && !errors.Is(err, mailmap.ErrNotFound):
+				return id, fmt.Errorf("find the replied-to message: %w", err)
+			}
+		}
+		cache[id] = r
+		return r, nil
+	}
+	var err error
+	if in.InReplyTo != "" {
+		if in.InReplyTo, err = resolve(in.InReplyTo); err != nil {
+			return err
+		}
+	}
+	for i, id := range in.References {
+		if in.References[i], err = resolve(id); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -492,6 +559,9 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 	if b.Encoding == 0 {
 		return nil
 	}
+	if err := g.noteEncoding(ctx, from.String(), b.Encoding); err != nil {
+		return err
+	}
 	for _, s := range subs.subs {
 		if s.Address != from.String() {
 			continue
@@ -504,6 +574,9 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 			Kind:    IncomingBroadcast,
 		}
 		g.fillContent(&in, b.Encoding, b.Message)
+		if err := g.resolveOwnIDs(ctx, s.UserID, &in); err != nil {
+			return err
+		}
 		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); err != nil {
 			return err
 		} else if ok {

@@ -482,11 +482,11 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	g.stats.acks.Add(1)
 	g.log.Info("acknowledged", "outbox", it.ID, "to", it.ToAddress)
 	g.countReport(it, got, ActionDelivered)
-	if it.MessageID != "" {
-		g.deliveredMu.Lock()
-		g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, until: now.Add(deliveredWatch)}
-		g.deliveredMu.Unlock()
-		g.markDelivered(ctx)
-	}
+	// The Sent copy is the row's, whether or not the mail had a Message-ID.
+	g.deliveredMu.Lock()
+	g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, subject: it.Subject, body: it.Body,
+		original: it.Original, created: it.CreatedAt, until: now.Add(deliveredWatch)}
+	g.deliveredMu.Unlock()
+	g.markDelivered(ctx)
 	return nil
 }

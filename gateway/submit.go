@@ -113,9 +113,7 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 		return refuse(550, [3]int{5, 7, 1}, "no sender identity")
 	}
 	extra := out.Extra()
-	content := object.Extended{Subject: out.Subject, Body: out.Body, Extra: extra}
-	encoding, _, err := encodeContent(content)
-	if err != nil {
+	if _, _, err := encodeContent(object.Extended{Subject: out.Subject, Body: out.Body, Extra: extra}); err != nil {
 		return refuse(554, [3]int{5, 6, 0}, fmt.Sprintf("message cannot be encoded: %v", err))
 	}
 	extraJSON, err := json.Marshal(extra)
@@ -125,6 +123,16 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 	now := g.cfg.Now()
 	items := make([]mailmap.OutboxItem, 0, len(s.Recipients))
 	for _, r := range s.Recipients {
+		encoding, rowExtra := uint64(encodingSimple), []byte(nil)
+		if needsExtended(out) {
+			ok, err := g.readsExtended(ctx, r)
+			if err != nil {
+				return err
+			}
+			if ok {
+				encoding, rowExtra = encodingExtended, extraJSON
+			}
+		}
 		it := mailmap.OutboxItem{
 			UserID:      s.User.ID,
 			FromAddress: sender,
@@ -133,7 +141,7 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 			Subject:     out.Subject,
 			Body:        out.Body,
 			Encoding:    encoding,
-			Extra:       extraJSON,
+			Extra:       rowExtra,
 			MessageID:   out.MessageID,
 			State:       mailmap.OutboxQueued,
 			NextAttempt: now,
@@ -164,10 +172,49 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 	return nil
 }
 
-// encodeContent picks the message encoding (docs/protocol.md §12). Extended (3) is
-// used when there are threading headers to carry, so a bmgate on the other
-// side restores them; PyBitmessage shows encoding 3 correctly because the
-// subject and body are packed as msgpack bin. Otherwise simple (2).
+// Which encoding a mail goes out in (docs/compatibility.md, "Which encoding
+// bmgate sends"). Encoding 2 (subject and body) is read by every client;
+// encoding 3 (a zlib'd msgpack map) only by some: notbit shows its zlib
+// bytes as the body, with no subject. So a mail goes as encoding 2 unless it
+// carries something only encoding 3 can carry AND the recipient is known to
+// read it. A Message-ID alone is not such a thing: the receiving bmgate
+// makes <hex(inventory hash)@domain> for a msg without one, and a reply
+// naming that id is resolved back to the Sent copy's Message-ID
+// (resolveOwnIDs); acks and reports are matched by outbox row.
+
+// needsExtended reports whether a mail carries something only encoding 3
+// can: threading headers that name another message.
+func needsExtended(o Outgoing) bool {
+	return o.InReplyTo != "" || len(o.References) > 0
+}
+
+// readsExtended reports whether the recipient is known to read encoding 3:
+// a personal address of this gateway, or an address (a person or a chan)
+// from which a msg in encoding 3 has arrived. A broadcast's readers are
+// unknown, so never.
+func (g *Gateway) readsExtended(ctx context.Context, r Recipient) (bool, error) {
+	switch r.Kind {
+	case mailmap.OutboxBroadcast:
+		return false, nil
+	case mailmap.OutboxMsg:
+		_, err := g.store.IdentityByAddress(ctx, r.Address)
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, mailmap.ErrNotFound):
+			return false, fmt.Errorf("look up recipient: %w", err)
+		}
+	}
+	seen, err := g.store.EncodingSeen(ctx, r.Address)
+	if err != nil {
+		return false, fmt.Errorf("look up the recipient's encoding: %w", err)
+	}
+	return seen >= encodingExtended, nil
+}
+
+// encodeContent encodes a message: extended (3) when it has extras to
+// carry, else simple (2). PyBitmessage shows encoding 3 correctly because
+// the subject and body are packed as msgpack bin.
 func encodeContent(c object.Extended) (uint64, []byte, error) {
 	if len(c.Extra) > 0 {
 		b, err := object.EncodeExtended(c)

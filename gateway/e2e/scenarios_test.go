@@ -48,8 +48,11 @@ func TestSendReplyAndAck(t *testing.T) {
 	if got := header(raw, "To"); !strings.Contains(got, bobBM+"@"+testDomain) {
 		t.Errorf("To = %q", got)
 	}
-	if got := header(raw, "Message-Id"); got != "<"+msgID+">" {
-		t.Errorf("Message-ID = %q, want the sender's <%s> carried in encoding 3", got, msgID)
+	// A Message-ID alone does not make it encoding 3 (notbit reads only 2):
+	// Bob's side names it by its inventory hash.
+	theirID := header(raw, "X-Bitmessage-Inventory") + "@" + testDomain
+	if got := header(raw, "Message-Id"); got != "<"+theirID+">" {
+		t.Errorf("Message-ID = %q, want <%s> (encoding 2)", got, theirID)
 	}
 	if body := bodyOf(t, raw); !strings.Contains(body, "Grüße über Bitmessage.") {
 		t.Errorf("body = %q", body)
@@ -85,9 +88,10 @@ func TestSendReplyAndAck(t *testing.T) {
 		t.Errorf("%d unasked delivery reports", n)
 	}
 
-	// Bob replies; the reply threads under Alice's message on her side.
+	// Bob replies to the id his client saw; the reply threads under
+	// Alice's message on her side.
 	_, err = b.send("bob", bobBM, []string{mailOf(aliceBM)}, "Re: Hello Bob", "Thanks!",
-		"In-Reply-To: <"+msgID+">\r\nReferences: <"+msgID+">\r\n", sendOpts{})
+		"In-Reply-To: <"+theirID+">\r\nReferences: <"+theirID+">\r\n", sendOpts{})
 	if err != nil {
 		t.Fatalf("reply: %v", err)
 	}
@@ -545,5 +549,124 @@ func TestReplyWithoutThreadingHeaders(t *testing.T) {
 	got = a.waitMail(alice, "INBOX", wait, hasSubject("Re: something else"))
 	if irt := header(got, "In-Reply-To"); irt != "" {
 		t.Errorf("unrelated reply threaded under %q", irt)
+	}
+}
+
+// sendRaw submits a whole message over SMTP as user name.
+func (s *site) sendRaw(name, from, to, raw string) {
+	s.t.Helper()
+	c, err := smtp.Dial(s.smtpAddr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(plainAuth(name, "pw-"+name)); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := c.SendMail(from, []string{to}, strings.NewReader(raw)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// fileSent files a client's Sent copy, as Thunderbird does by APPEND.
+func (s *site) fileSent(u mailmap.User, raw string) {
+	s.t.Helper()
+	mb, err := s.store.MailboxBySpecialUse(context.Background(), u.ID, mailmap.SpecialSent)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.store.AppendMessage(context.Background(), u.ID, mb.ID, []byte(raw), []string{`\Seen`}, time.Now()); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// waitSentDelivered waits until every Sent copy carries $Delivered.
+func (s *site) waitSentDelivered(u mailmap.User, n int) {
+	s.t.Helper()
+	mb, err := s.store.MailboxBySpecialUse(context.Background(), u.ID, mailmap.SpecialSent)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		msgs, err := s.store.Messages(context.Background(), u.ID, mb.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		done := 0
+		for _, m := range msgs {
+			if hasFlagTest(m.Flags, gateway.DeliveredKeyword) {
+				done++
+			}
+		}
+		if len(msgs) == n && done == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: %d of %d Sent copies have %s", s.name, done, len(msgs), gateway.DeliveredKeyword)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEncodingPolicyAcrossGateways (issue 16): a mail with no threading
+// headers goes as encoding 2, with or without a Message-ID, and its Sent
+// copy still gets $Delivered; a reply that names the inventory-hash id the
+// recipient's side made threads exactly under the Sent copy, also with a
+// new subject, once the replier's gateway knows the other reads
+// encoding 3.
+func TestEncodingPolicyAcrossGateways(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	hdr := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\n"
+
+	// A script's mail: no Message-ID at all.
+	script := hdr + "Subject: nightly backup\r\n\r\nAll good.\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), script)
+	a.fileSent(alice, script)
+	got := b.waitMail(bob, "INBOX", wait, hasSubject("nightly backup"))
+	if body := bodyOf(t, got); body != "All good.\r\n" {
+		t.Errorf("body %q", body)
+	}
+	// Thunderbird's mail: a Message-ID, nothing else.
+	tb := hdr + "Subject: Plans\r\nMessage-ID: <plans.1@client.test>\r\n\r\nDinner on Friday?\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), tb)
+	a.fileSent(alice, tb)
+	got = b.waitMail(bob, "INBOX", wait, hasSubject("Plans"))
+	theirID := header(got, "X-Bitmessage-Inventory") + "@" + testDomain
+	if mid := header(got, "Message-Id"); mid != "<"+theirID+">" {
+		t.Errorf("Message-ID %q: the mail did not go as encoding 2", mid)
+	}
+	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	for _, it := range a.waitOutbox(alice, mailmap.OutboxAcked, wait) {
+		if it.Encoding != 2 {
+			t.Errorf("%q went as encoding %d", it.Subject, it.Encoding)
+		}
+	}
+	a.waitSentDelivered(alice, 2)
+
+	// Bob's gateway has seen encoding 3 from alice (another bmgate, a Jabit
+	// client): his reply carries its threading headers in encoding 3, and
+	// alice's side turns the id his client saw into her Sent copy's.
+	if err := b.store.NoteEncoding(context.Background(), aliceBM, 3); err != nil {
+		t.Fatal(err)
+	}
+	reply := "From: " + mailOf(bobBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: Friday works\r\nMessage-ID: <r.1@client.test>\r\n" +
+		"In-Reply-To: <" + theirID + ">\r\nReferences: <" + theirID + ">\r\n\r\nSee you.\r\n"
+	b.sendRaw("bob", mailOf(bobBM), mailOf(aliceBM), reply)
+	got = a.waitMail(alice, "INBOX", wait, hasSubject("Friday works"))
+	if irt := header(got, "In-Reply-To"); irt != "<plans.1@client.test>" {
+		t.Errorf("In-Reply-To = %q, want <plans.1@client.test>", irt)
+	}
+	if refs := header(got, "References"); refs != "<plans.1@client.test>" {
+		t.Errorf("References = %q", refs)
+	}
+	if mid := header(got, "Message-Id"); mid != "<r.1@client.test>" {
+		t.Errorf("Message-ID = %q, want bob's, carried in encoding 3", mid)
+	}
+	if enc, err := a.store.EncodingSeen(context.Background(), bobBM); err != nil || enc != 3 {
+		t.Errorf("alice's side: EncodingSeen(bob) = %d, %v", enc, err)
 	}
 }
