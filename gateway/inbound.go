@@ -473,6 +473,16 @@ func (g *Gateway) fillContent(in *Incoming, encoding uint64, data []byte) {
 	}
 	in.Subject, in.Body = c.Subject, c.Body
 	in.MessageID, in.InReplyTo, in.References = ThreadingFromExtra(c.Extra)
+	in.Files, in.Dropped = c.Files, c.Dropped
+	// Jabit names the messages it answers by inventory hash ("parents"):
+	// the ids a bmgate gives such messages (resolveOwnIDs turns our own
+	// into their Message-IDs).
+	if in.InReplyTo == "" && len(in.References) == 0 && len(c.Parents) > 0 {
+		for _, p := range c.Parents {
+			in.References = append(in.References, hex.EncodeToString(p[:])+"@"+in.Domain)
+		}
+		in.InReplyTo = in.References[len(in.References)-1]
+	}
 }
 
 // deliver builds the mail and files it in the user's folder, creating the
