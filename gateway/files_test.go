@@ -3,16 +3,24 @@ package gateway
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-message/mail"
 
+	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/object"
+	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/bmgate/bmgate/mailmap"
 )
 
 // mpw writes msgpack the way Jabit does (str for text, bin for data).
@@ -185,5 +193,130 @@ func TestIncomingHostileFiles(t *testing.T) {
 	if len(files) != 2 || files[0].name != "passwd" || files[0].typ != "application/octet-stream" || files[1].name != "ok.txt" ||
 		string(files[1].data) != "fine" {
 		t.Errorf("attachments %+v", files)
+	}
+}
+
+// attachmentMail is a mail from alice to bob with a text and the given
+// parts (each a full MIME part without the boundary line).
+func attachmentMail(from, to string, parts ...string) string {
+	var b strings.Builder
+	b.WriteString("From: " + from + "\r\nTo: " + to + "\r\nSubject: with files\r\nMessage-ID: <f1@client.test>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"xyz\"\r\n\r\n--xyz\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee attached.\r\n")
+	for _, p := range parts {
+		b.WriteString("--xyz\r\n" + p)
+	}
+	b.WriteString("--xyz--\r\n")
+	return b.String()
+}
+
+// base64Part is an attachment part carrying data.
+func base64Part(typ, disposition string, data []byte) string {
+	enc := base64.StdEncoding.EncodeToString(data)
+	var lines []string
+	for len(enc) > 76 {
+		lines, enc = append(lines, enc[:76]), enc[76:]
+	}
+	lines = append(lines, enc)
+	return "Content-Type: " + typ + "\r\nContent-Disposition: " + disposition + "\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		strings.Join(lines, "\r\n") + "\r\n"
+}
+
+// TestSubmitFiles: a mail with attachments goes as encoding 3 with Jabit's
+// "files" (even to an address never seen writing 3: nothing else carries
+// them), bytes, names, types and dispositions as submitted, and a body
+// that lists them for PyBitmessage users.
+func TestSubmitFiles(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	bin := make([]byte, 20<<10)
+	rand.Read(bin)
+	from, to := e.aliceID.Address.String()+"@bm.test", e.bob.Address.String()+"@bm.test"
+	raw := attachmentMail(from, to,
+		base64Part("application/octet-stream", "attachment; filename=\"random.bin\"", bin),
+		base64Part("text/plain; charset=utf-8", "attachment; filename*=utf-8''%C3%9Cbersicht.txt", []byte("Grüße\n")))
+	e.submitRaw(raw)
+	drive(t, ctx, e.g)
+	msgs := e.pub.ofType(wire.ObjectMsg)
+	if len(msgs) != 1 {
+		t.Fatalf("%d msgs", len(msgs))
+	}
+	m, _, err := object.DecryptMsg(msgs[0], []*identity.Identity{e.bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Encoding != 3 {
+		t.Fatalf("encoding %d", m.Encoding)
+	}
+	c, err := object.DecodeMessage(3, m.Message)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Files) != 2 || !bytes.Equal(c.Files[0].Data, bin) || c.Files[0].Name != "random.bin" ||
+		c.Files[1].Name != "Übersicht.txt" || c.Files[1].Type != "text/plain; charset=utf-8" || string(c.Files[1].Data) != "Grüße\n" {
+		t.Fatalf("files %+v", c.Files)
+	}
+	want := "See attached.\n\n[This message has 2 attachments that your client may not show: random.bin (20 KB), Übersicht.txt (8 bytes)]\n"
+	if c.Body != want || c.Extra["messageid"] != "f1@client.test" {
+		t.Fatalf("body %q extras %v", c.Body, c.Extra)
+	}
+}
+
+// TestSubmitTooLargeForOneObject: a mail whose compressed content cannot
+// fit in one object is refused at DATA (552 5.3.4, naming the limit and
+// the size), and no outbox row is made.
+func TestSubmitTooLargeForOneObject(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	bin := make([]byte, 300<<10)
+	rand.Read(bin)
+	from, to := e.aliceID.Address.String()+"@bm.test", e.bob.Address.String()+"@bm.test"
+	raw := attachmentMail(from, to, base64Part("application/octet-stream", "attachment; filename=\"big.bin\"", bin))
+	rcpt, err := e.g.CheckRecipient(context.Background(), e.alice, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.g.Submit(context.Background(), Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)})
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Code != 552 || ge.Enhanced != [3]int{5, 3, 4} ||
+		!strings.Contains(ge.Message, "bytes compressed") || !strings.Contains(ge.Message, strconv.Itoa(maxObjectContent)) {
+		t.Fatalf("err = %v", err)
+	}
+	if items, err := e.store.UserOutbox(context.Background(), e.alice.ID); err != nil || len(items) != 0 {
+		t.Fatalf("outbox: %d rows, %v", len(items), err)
+	}
+}
+
+// TestQueuedPoWCap: past the operator's cap on a user's queued proof of
+// work, a submission is refused with a 4xx that says why.
+func TestQueuedPoWCap(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, func(c *Config) { c.MaxQueuedPoWPerUser = time.Millisecond })
+	from, to := e.aliceID.Address.String()+"@bm.test", e.bob.Address.String()+"@bm.test"
+	rcpt, err := e.g.CheckRecipient(context.Background(), e.alice, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := "From: " + from + "\r\nTo: " + to + "\r\nSubject: s\r\n\r\nhello\r\n"
+	err = e.g.Submit(context.Background(), Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)})
+	var ge *Error
+	if !errors.As(err, &ge) || ge.Code != 452 || !ge.Temporary || !strings.Contains(ge.Message, "proof of work") || !strings.Contains(ge.Message, "limit") {
+		t.Fatalf("err = %v", err)
+	}
+	if items, _ := e.store.UserOutbox(context.Background(), e.alice.ID); len(items) != 0 {
+		t.Fatalf("%d rows", len(items))
+	}
+	if d := e.g.PoWEstimate(context.Background(), mailmap.OutboxItem{State: mailmap.OutboxQueued, Kind: mailmap.OutboxMsg,
+		ToAddress: e.bob.Address.String(), Body: "hello", TTL: time.Hour}); d <= 0 {
+		t.Fatalf("PoWEstimate = %v", d)
+	}
+}
+
+// submitRaw submits a whole mail from alice to bob.
+func (e *sendEnv) submitRaw(raw string) {
+	e.t.Helper()
+	rcpt, err := e.g.CheckRecipient(context.Background(), e.alice, e.bob.Address.String()+"@bm.test")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.g.Submit(context.Background(), Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
+		e.t.Fatal(err)
 	}
 }

@@ -72,6 +72,10 @@ type Config struct {
 	// MaxObjectAttempts is how many times the processing of an inbound
 	// object may fail before it is set aside for an operator (default 5).
 	MaxObjectAttempts int
+	// MaxQueuedPoWPerUser caps the proof-of-work time (as estimated on
+	// this machine) of one user's mail waiting to be sent; a submission
+	// that would pass it is refused with a 4xx (0 = no cap).
+	MaxQueuedPoWPerUser time.Duration
 }
 
 func (c *Config) setDefaults() {

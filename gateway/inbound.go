@@ -474,6 +474,7 @@ func (g *Gateway) fillContent(in *Incoming, encoding uint64, data []byte) {
 	in.Subject, in.Body = c.Subject, c.Body
 	in.MessageID, in.InReplyTo, in.References = ThreadingFromExtra(c.Extra)
 	in.Files, in.Dropped = c.Files, c.Dropped
+	in.Body = trimAttachmentNote(in.Body, in.Files)
 	// Jabit names the messages it answers by inventory hash ("parents"):
 	// the ids a bmgate gives such messages (resolveOwnIDs turns our own
 	// into their Message-IDs).

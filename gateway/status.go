@@ -32,6 +32,11 @@ func (g *Gateway) buildReport(it mailmap.OutboxItem, action Action, status DSNSt
 	if action == ActionDelivered && !it.AckedAt.IsZero() {
 		when = it.AckedAt
 	}
+	var estimate time.Duration
+	if action == ActionDelayed {
+		rate, _ := g.powRateEstimate()
+		estimate = trialsTime(g.expectedTrials(context.Background(), it.Kind, it.ToAddress, rowContentBytes(it), it.TTL), rate)
+	}
 	raw, err := BuildReport(Report{
 		Domain:            g.cfg.Domain,
 		To:                BMToMail(it.FromAddress, g.cfg.Domain),
@@ -52,6 +57,7 @@ func (g *Gateway) buildReport(it mailmap.OutboxItem, action Action, status DSNSt
 			WillRetryUntil: willRetry,
 			Attempts:       it.Attempts,
 			PoWDuration:    it.PoWDuration,
+			PoWEstimate:    estimate,
 		}},
 	})
 	if err != nil {

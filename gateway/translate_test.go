@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"github.com/bmgate/bmgate/bmcore/object"
 	"os"
 	"reflect"
 	"strings"
@@ -94,13 +95,71 @@ func TestParseOutgoingSamples(t *testing.T) {
 	}
 }
 
-func TestParseOutgoingAttachmentRefused(t *testing.T) {
+func TestParseOutgoingAttachment(t *testing.T) {
 	raw, err := os.ReadFile("testdata/mail/attachment.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ParseOutgoing(raw)
-	wantError(t, err, 554, [3]int{5, 6, 1}, "attachments cannot be carried over Bitmessage")
+	o, err := ParseOutgoing(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Files) != 1 || o.Files[0].Name != "report.pdf" || o.Files[0].Type != "application/pdf" ||
+		o.Files[0].Disposition != object.DispositionAttachment || string(o.Files[0].Data) != "%PDF-1.4\n" {
+		t.Fatalf("files %+v", o.Files)
+	}
+	if want := "See the file.\n\n[This message has 1 attachment that your client may not show: report.pdf (9 bytes)]\n"; o.Body != want {
+		t.Fatalf("body %q, want %q", o.Body, want)
+	}
+}
+
+// TestParseOutgoingFiles: every part that is not the text becomes a file,
+// with its name, type and disposition (the resources of a
+// multipart/related inline).
+func TestParseOutgoingFiles(t *testing.T) {
+	type file struct{ name, typ, disp, data string }
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		body string
+		want []file
+	}{
+		{"forwarded message", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nFYI\n--b\nContent-Type: message/rfc822\n\nSubject: old\n\nold\n--b--\n"),
+			"FYI\n", []file{{"part1.eml", "message/rfc822", "attachment", "Subject: old\r\n\r\nold"}}},
+		{"related image", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
+			"--r\nContent-Type: text/html\n\n<img src=cid:x>\n--r\nContent-Type: image/png; name=\"a.png\"\n\nPNG\n--r--\n"),
+			"\n", []file{{"a.png", "image/png", "inline", "PNG"}}},
+		{"inline image with filename", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/jpeg\nContent-Disposition: inline; filename=\"a.jpg\"\n\nJPG\n--b--\n"),
+			"see\n", []file{{"a.jpg", "image/jpeg", "inline", "JPG"}}},
+		{"text file attachment", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: text/plain; charset=iso-8859-1; name=\"notes.txt\"\n\nK\xf6ln\n--b--\n"),
+			"see\n", []file{{"notes.txt", "text/plain; charset=utf-8", "attachment", "Köln"}}},
+		{"UTF-8 name (RFC 2231)", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename*=utf-8''%C3%9Cbersicht%20%E2%82%AC.bin\nContent-Transfer-Encoding: base64\n\nAAEC/w==\n--b--\n"),
+			"see\n", []file{{"Übersicht €.bin", "application/octet-stream", "attachment", "\x00\x01\x02\xff"}}},
+		{"top-level image", msg(withHeaders("Content-Type: image/png"), "PNG"), "", []file{{"part1.png", "image/png", "attachment", "PNG"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseOutgoing(tc.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.Files) != len(tc.want) {
+				t.Fatalf("files %+v", o.Files)
+			}
+			for i, f := range o.Files {
+				w := tc.want[i]
+				if f.Name != w.name || f.Type != w.typ || f.Disposition != w.disp || string(f.Data) != w.data {
+					t.Errorf("file %d: %q %q %q %q, want %+v", i, f.Name, f.Type, f.Disposition, f.Data, w)
+				}
+			}
+			if body := trimAttachmentNote(o.Body, o.Files); body != tc.body {
+				t.Errorf("body %q (without the note %q), want %q", o.Body, body, tc.body)
+			}
+		})
+	}
 }
 
 func TestParseOutgoingBodies(t *testing.T) {
@@ -130,7 +189,7 @@ func TestParseOutgoingBodies(t *testing.T) {
 			"Signed text.", "test"},
 		{"alternative prefers plain over related html", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/plain\n\nPlain.\n--a\nContent-Type: multipart/related; boundary=\"r\"\n\n--r\nContent-Type: text/html\n\n<p>HTML <img src=\"cid:x\"></p>\n--r\nContent-Type: image/png\nContent-ID: <x>\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--r--\n--a--\n"),
-			"Plain.", "test"},
+			"Plain.\n\n[This message has 1 attachment that your client may not show: part1.png (8 bytes)]\n", "test"},
 		{"alternative html first plain last", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/html\n\n<p>HTML</p>\n--a\nContent-Type: text/plain\n\nPlain.\n--a--\n"),
 			"Plain.", "test"},
@@ -179,15 +238,6 @@ func TestParseOutgoingRefusals(t *testing.T) {
 		enhanced [3]int
 		mention  string
 	}{
-		{"forwarded message", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nFYI\n--b\nContent-Type: message/rfc822\n\nSubject: old\n\nold\n--b--\n"), 554, media, "forwarded messages"},
-		{"related image", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
-			"--r\nContent-Type: text/html\n\n<img src=cid:x>\n--r\nContent-Type: image/png\n\nPNG\n--r--\n"), 554, media, "embedded images"},
-		{"inline image with filename", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/jpeg\nContent-Disposition: inline; filename=\"a.jpg\"\n\nJPG\n--b--\n"), 554, media, "attachments"},
-		{"text file attachment", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: text/plain; name=\"notes.txt\"\n\nnotes\n--b--\n"), 554, media, "attachments"},
-		{"top-level image", msg(withHeaders("Content-Type: image/png"), "PNG"), 554, media, "images"},
 		{"encrypted", msg(withHeaders(`Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"`),
 			"--e\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--e--\n"), 554, media, "encrypted"},
 		{"smime", msg(withHeaders("Content-Type: application/pkcs7-mime; smime-type=enveloped-data"), "MIA"), 554, media, "encrypted"},

@@ -74,6 +74,7 @@ type Config struct {
 	BroadcastTTL   time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
 	PubkeyTimeout  time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
 	AckTimeout     time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
+	MaxQueuedPoW   time.Duration `key:"max_queued_pow_per_user" flag:"max-queued-pow-per-user" help:"Most proof-of-work time one user's unsent mail may need, as estimated on this machine (bmgate status shows the estimates); a submission past it is refused with 452 and the reason, to be sent again later. Attachments make proof of work longer. 0 means no limit."`
 
 	Admin     string `key:"admin" arg:"ADDR" flag:"admin" scope:"all" help:"Admin HTTP listener (/healthz, /metrics in Prometheus format, /status used by bmgate status), host:port, or off. Keep it on loopback: it has no authentication."`
 	LogFormat string `key:"log_format" arg:"text|json" flag:"log-format" scope:"all" help:"Log format: text or json."`

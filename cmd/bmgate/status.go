@@ -241,6 +241,16 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 		fmt.Fprintf(w, "  job %-6d %-9s %-8s %-12s %d/%d trials, %s\n", j.ID, j.Kind, j.State, row, j.Trials, j.Expected, eta)
 	}
 	printSetAside(w, s.SetAside)
+	if len(s.QueuedPoW) > 0 {
+		how := "at the measured rate"
+		if !s.QueuedPoWMeasured {
+			how = "at an assumed rate until the first proof of work is measured"
+		}
+		fmt.Fprintf(w, "pow ahead:  estimated on this machine, %s\n", how)
+		for _, u := range s.QueuedPoW {
+			fmt.Fprintf(w, "  %-20s %d messages, ~%s\n", u.User, u.Messages, u.Estimate.Round(time.Second))
+		}
+	}
 	if liveErr == nil {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
 		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)
