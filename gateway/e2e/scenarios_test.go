@@ -3,6 +3,9 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -669,4 +672,158 @@ func TestEncodingPolicyAcrossGateways(t *testing.T) {
 	if enc, err := a.store.EncodingSeen(context.Background(), bobBM); err != nil || enc != 3 {
 		t.Errorf("alice's side: EncodingSeen(bob) = %d, %v", enc, err)
 	}
+}
+
+// TestAttachmentsAcrossGateways (issue 16 part B): a mail with a 20 KB
+// random binary, a file with a UTF-8 name and an inline image (an HTML
+// mail with the image in a multipart/related) goes through SMTP, over the
+// test network, and the recipient reads it over IMAP: every attachment
+// byte for byte, with its name and type, and go-message parses it. A mail
+// too large for one object is refused at DATA and queues nothing.
+func TestAttachmentsAcrossGateways(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+
+	bin := make([]byte, 20<<10)
+	if _, err := rand.Read(bin); err != nil {
+		t.Fatal(err)
+	}
+	png := append([]byte("\x89PNG\r\n\x1a\n"), bin[:512]...)
+	notes := []byte("Köln, Zürich – Grüße\n")
+	b64 := func(d []byte) string { return wrap76(base64.StdEncoding.EncodeToString(d)) }
+	raw := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: Files\r\nMessage-ID: <files.1@client.test>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n" +
+		"--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n" +
+		"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files.\r\n" +
+		"--a\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n" +
+		"--r\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>The files.<img src=\"cid:img1\"></p>\r\n" +
+		"--r\r\nContent-Type: image/png; name=\"logo.png\"\r\nContent-ID: <img1>\r\nContent-Disposition: inline; filename=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(png) +
+		"--r--\r\n--a--\r\n" +
+		"--m\r\nContent-Type: application/octet-stream; name=\"random.bin\"\r\nContent-Disposition: attachment; filename=\"random.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(bin) +
+		"--m\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename*=utf-8''%C3%9Cbersicht%20M%C3%A4rz.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(notes) +
+		"--m--\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), raw)
+	b.waitMail(bob, "INBOX", wait, hasSubject("Files"))
+
+	// Read it as a client does: over IMAP.
+	c, err := imapclient.DialInsecure(b.imapAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("bob", "pw-bob").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sec := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("fetch: %v (%d)", err, len(msgs))
+	}
+	got := msgs[0].FindBodySection(sec)
+	mr, err := mail.CreateReader(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type part struct{ name, typ, disp string }
+	found := map[part][]byte{}
+	var text string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("go-message: %v", err)
+		}
+		data, err := io.ReadAll(p.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mh mail.AttachmentHeader
+		disp := "inline"
+		switch h := p.Header.(type) {
+		case *mail.InlineHeader:
+			mh.Header = h.Header
+		case *mail.AttachmentHeader:
+			mh.Header, disp = h.Header, "attachment"
+		}
+		typ, _, _ := mh.ContentType()
+		name, err := mh.Filename()
+		if err != nil {
+			t.Fatalf("filename: %v", err)
+		}
+		if name == "" && typ == "text/plain" {
+			text += string(data)
+			continue
+		}
+		found[part{name, typ, disp}] = data
+	}
+	if !strings.HasPrefix(text, "The files.") || strings.Contains(text, "your client may not show") {
+		t.Errorf("text %q", text)
+	}
+	want := map[part][]byte{
+		{"logo.png", "image/png", "inline"}:                      png,
+		{"random.bin", "application/octet-stream", "attachment"}: bin,
+		{"Übersicht März.txt", "text/plain", "attachment"}:       notes,
+	}
+	if len(found) != len(want) {
+		t.Errorf("attachments: %d, want %d", len(found), len(want))
+	}
+	for k, w := range want {
+		if g, ok := found[k]; !ok || !bytes.Equal(g, w) {
+			t.Errorf("attachment %+v: present %v, %d bytes, want %d identical bytes", k, ok, len(g), len(w))
+		}
+	}
+	if !bytes.Contains(got, []byte("filename*=utf-8''%C3%9Cbersicht")) {
+		t.Errorf("the UTF-8 name is not in RFC 2231 form")
+	}
+	if items := a.waitOutbox(alice, mailmap.OutboxAcked, wait); items[0].Encoding != 3 {
+		t.Errorf("encoding %d", items[0].Encoding)
+	}
+}
+
+// TestAttachmentOverLimitRefused: a mail that cannot fit in one object
+// is refused at DATA with a permanent 552 naming the limit, and nothing is
+// queued.
+func TestAttachmentOverLimitRefused(t *testing.T) {
+	a := newSite(t, "a", nil)
+	alice, aliceBM := a.user("alice")
+	bin := make([]byte, 400<<10)
+	if _, err := rand.Read(bin); err != nil {
+		t.Fatal(err)
+	}
+	raw := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: big\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		wrap76(base64.StdEncoding.EncodeToString(bin))
+	c, err := smtp.Dial(a.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(plainAuth("alice", "pw-alice")); err != nil {
+		t.Fatal(err)
+	}
+	err = c.SendMail(mailOf(aliceBM), []string{mailOf(aliceBM)}, strings.NewReader(raw))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 552 || !strings.Contains(se.Message, "compressed") || !strings.Contains(se.Message, "2^18") {
+		t.Fatalf("DATA answered %v, want 552 naming the limit", err)
+	}
+	if items, err := a.store.UserOutbox(context.Background(), alice.ID); err != nil || len(items) != 0 {
+		t.Fatalf("outbox: %d rows, %v", len(items), err)
+	}
+}
+
+// wrap76 breaks base64 text into lines of 76 characters.
+func wrap76(s string) string {
+	var out strings.Builder
+	for len(s) > 76 {
+		out.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	return out.String() + s + "\r\n"
 }
