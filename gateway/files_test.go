@@ -320,3 +320,65 @@ func (e *sendEnv) submitRaw(raw string) {
 		e.t.Fatal(err)
 	}
 }
+
+// TestFilesInBroadcastsAndChans: broadcasts and chan posts carry files the
+// same way, both ways.
+func TestFilesInBroadcastsAndChans(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	// Receiving: a broadcast with a file from a subscription.
+	if _, err := e.store.AddSubscription(ctx, mailmap.Subscription{UserID: e.alice.ID, Address: e.bob.Address.String(), Label: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := object.EncodeExtended(object.Extended{Subject: "news", Body: "with a file\n",
+		Files: []object.File{{Name: "a.bin", Type: "application/octet-stream", Disposition: object.DispositionAttachment, Data: []byte{0, 1, 2}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	headless, err := object.BuildBroadcast(e.bob, object.MsgContent{Encoding: 3, Message: msg}, e.expires(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(headless)
+	e.once()
+	raws := e.folderRaws(e.alice, SubscriptionFolder("Bob", e.bob.Address.String()))
+	if len(raws) != 1 {
+		t.Fatalf("%d broadcasts filed", len(raws))
+	}
+	if _, files := readParts(t, raws[0]); len(files) != 1 || files[0].name != "a.bin" || !bytes.Equal(files[0].data, []byte{0, 1, 2}) {
+		t.Fatalf("broadcast attachments %+v", files)
+	}
+	// Sending: a broadcast and a chan post with a file go as encoding 3.
+	ch, err := identity.NewRandom(1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addIdentity(e.alice, ch, mailmap.KindChan, "[chan] files")
+	from := e.aliceID.Address.String() + "@bm.test"
+	for _, to := range []string{"broadcast@bm.test", ch.Address.String() + "@bm.test"} {
+		rcpt, err := e.g.CheckRecipient(ctx, e.alice, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := attachmentMail(from, to, base64Part("image/png", "attachment; filename=\"p.png\"", []byte("PNGDATA")))
+		if err := e.g.Submit(ctx, Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
+			t.Fatal(err)
+		}
+		it := e.row()
+		if it.Encoding != 3 {
+			t.Fatalf("%s: encoding %d", to, it.Encoding)
+		}
+		content, err := contentOf(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := object.DecodeMessage(3, content)
+		if err != nil || len(c.Files) != 1 || string(c.Files[0].Data) != "PNGDATA" || c.Files[0].Type != "image/png" {
+			t.Fatalf("%s: %+v, %v", to, c.Files, err)
+		}
+	}
+	drive(t, ctx, e.g)
+	if n := len(e.pub.ofType(wire.ObjectBroadcast)); n != 1 {
+		t.Fatalf("%d broadcasts published", n)
+	}
+}
