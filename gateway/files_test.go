@@ -382,3 +382,20 @@ func TestFilesInBroadcastsAndChans(t *testing.T) {
 		t.Fatalf("%d broadcasts published", n)
 	}
 }
+
+// TestQueuedPoWStatus: the estimate `bmgate status` shows per user (from
+// an assumed rate until a proof of work is measured; the fake clock of
+// these tests never measures one).
+func TestQueuedPoWStatus(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	e.submit("first", 0)
+	q, measured, err := e.g.QueuedPoW(ctx)
+	if err != nil || measured || len(q) != 1 || q[0].User != "alice" || q[0].Rows != 1 || q[0].Estimate <= 0 {
+		t.Fatalf("QueuedPoW = %+v, %v, %v", q, measured, err)
+	}
+	drive(t, ctx, e.g)
+	if q, measured, err = e.g.QueuedPoW(ctx); err != nil || len(q) != 0 {
+		t.Fatalf("after sending: QueuedPoW = %+v, %v, %v", q, measured, err)
+	}
+}

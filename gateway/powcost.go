@@ -24,10 +24,23 @@ const ackObjectBytes = 60
 // the difficulty that recipient demands when its pubkey is cached (else the
 // network's), plus the embedded ack for a msg.
 func (g *Gateway) expectedTrials(ctx context.Context, kind mailmap.OutboxKind, to string, contentLen int, ttl time.Duration) uint64 {
+	return g.expectedTrialsCached(ctx, kind, to, contentLen, ttl, nil)
+}
+
+// expectedTrialsCached is expectedTrials with the recipients' demanded
+// difficulties kept in cache (nil: none kept).
+func (g *Gateway) expectedTrialsCached(ctx context.Context, kind mailmap.OutboxKind, to string, contentLen int, ttl time.Duration, cache map[string][2]uint64) uint64 {
 	ntpb, extra := g.cfg.Network.NonceTrialsPerByte, g.cfg.Network.ExtraBytes
 	if kind == mailmap.OutboxMsg {
-		if pk, err := g.store.Pubkey(ctx, to); err == nil {
-			ntpb, extra = g.cfg.Network.Clamp(pk.NonceTrialsPerByte, pk.ExtraBytes)
+		if d, ok := cache[to]; ok {
+			ntpb, extra = d[0], d[1]
+		} else {
+			if pk, err := g.store.Pubkey(ctx, to); err == nil {
+				ntpb, extra = g.cfg.Network.Clamp(pk.NonceTrialsPerByte, pk.ExtraBytes)
+			}
+			if cache != nil {
+				cache[to] = [2]uint64{ntpb, extra}
+			}
 		}
 	}
 	secs := int64(ttl/time.Second) + pow.SolveMargin
@@ -63,8 +76,7 @@ func trialsTime(trials uint64, rate float64) time.Duration {
 
 // PoWEstimate is the expected proof-of-work time of an outbox row that has
 // not had it yet (queued, waiting for a pubkey, or waiting for its proof
-// of work), on this machine; 0 for other rows. Shown by `bmgate status`
-// and in delay reports.
+// of work), on this machine; 0 for other rows.
 func (g *Gateway) PoWEstimate(ctx context.Context, it mailmap.OutboxItem) time.Duration {
 	switch it.State {
 	case mailmap.OutboxQueued, mailmap.OutboxAwaitingPubkey, mailmap.OutboxDoingPoW:
@@ -78,25 +90,40 @@ func (g *Gateway) PoWEstimate(ctx context.Context, it mailmap.OutboxItem) time.D
 // rowContentBytes estimates the encoded size of a row's message without
 // rebuilding it: a row with files is bounded by its submitted bytes.
 func rowContentBytes(it mailmap.OutboxItem) int {
-	n := len(it.Subject) + len(it.Body) + len(it.Extra) + 16
-	if it.Encoding == encodingExtended && len(it.Original) > n {
-		n = min(len(it.Original), maxObjectContent)
+	return contentBytes(it.Encoding, len(it.Subject)+len(it.Body)+len(it.Extra), len(it.Original))
+}
+
+func contentBytes(encoding uint64, text, original int) int {
+	n := text + 16
+	if encoding == encodingExtended && original > n {
+		n = min(original, maxObjectContent)
 	}
 	return n
+}
+
+// pendingPoW sums the expected proof-of-work time of rows that still
+// need it, per user, at this machine's rate. Pubkeys are looked up once per
+// address.
+func (g *Gateway) pendingPoW(ctx context.Context, userID int64) (map[int64]time.Duration, map[int64]int, error) {
+	sends, err := g.store.PendingSends(ctx, userID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the queued mail: %w", err)
+	}
+	rate, _ := g.powRateEstimate()
+	total, rows, demand := map[int64]time.Duration{}, map[int64]int{}, map[string][2]uint64{}
+	for _, p := range sends {
+		trials := g.expectedTrialsCached(ctx, p.Kind, p.ToAddress, contentBytes(p.Encoding, p.TextBytes, p.OriginalBytes), p.TTL, demand)
+		total[p.UserID] += trialsTime(trials, rate)
+		rows[p.UserID]++
+	}
+	return total, rows, nil
 }
 
 // queuedPoW is the expected proof-of-work time of the user's rows that
 // still need it, on this machine.
 func (g *Gateway) queuedPoW(ctx context.Context, userID int64) (time.Duration, error) {
-	items, err := g.store.UserOutbox(ctx, userID)
-	if err != nil {
-		return 0, fmt.Errorf("read the queued mail: %w", err)
-	}
-	var total time.Duration
-	for _, it := range items {
-		total += g.PoWEstimate(ctx, it)
-	}
-	return total, nil
+	total, _, err := g.pendingPoW(ctx, userID)
+	return total[userID], err
 }
 
 // UserPoW is one user's mail still needing proof of work.
@@ -109,24 +136,17 @@ type UserPoW struct {
 // QueuedPoW estimates, per user with any, the proof-of-work time of the
 // mail that still needs it; measured is false while the rate is assumed.
 func (g *Gateway) QueuedPoW(ctx context.Context) (out []UserPoW, measured bool, err error) {
+	total, rows, err := g.pendingPoW(ctx, 0)
+	if err != nil || len(rows) == 0 {
+		return nil, false, err
+	}
 	users, err := g.store.ListUsers(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("list users: %w", err)
 	}
 	for _, u := range users {
-		items, err := g.store.UserOutbox(ctx, u.ID)
-		if err != nil {
-			return nil, false, fmt.Errorf("read the queued mail: %w", err)
-		}
-		up := UserPoW{User: u.Name}
-		for _, it := range items {
-			if d := g.PoWEstimate(ctx, it); d > 0 {
-				up.Rows++
-				up.Estimate += d
-			}
-		}
-		if up.Rows > 0 {
-			out = append(out, up)
+		if rows[u.ID] > 0 {
+			out = append(out, UserPoW{User: u.Name, Rows: rows[u.ID], Estimate: total[u.ID]})
 		}
 	}
 	_, measured = g.powRateEstimate()

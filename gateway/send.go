@@ -484,8 +484,12 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	g.countReport(it, got, ActionDelivered)
 	// The Sent copy is the row's, whether or not the mail had a Message-ID.
 	g.deliveredMu.Lock()
-	g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, subject: it.Subject, body: it.Body,
-		original: it.Original, created: it.CreatedAt, until: now.Add(deliveredWatch)}
+	p := pendingDelivered{userID: it.UserID, messageID: it.MessageID, created: it.CreatedAt, until: now.Add(deliveredWatch)}
+	if it.MessageID == "" {
+		// Found by content: keep what it is compared with (only then).
+		p.subject, p.body, p.original = it.Subject, it.Body, it.Original
+	}
+	g.delivered[it.ID] = p
 	g.deliveredMu.Unlock()
 	g.markDelivered(ctx)
 	return nil

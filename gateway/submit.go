@@ -283,9 +283,8 @@ func (g *Gateway) parentsOf(ctx context.Context, userID int64, o Outgoing) ([][3
 
 // inventoryHeader returns the X-Bitmessage-Inventory of a delivered mail.
 func inventoryHeader(raw []byte) []byte {
-	e, err := message.ReadWithOptions(bytes.NewReader(raw), &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
+	e, _ := message.ReadWithOptions(bytes.NewReader(raw), &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
 	if e == nil {
-		_ = err
 		return nil
 	}
 	b, err := hex.DecodeString(strings.TrimSpace(e.Header.Get("X-Bitmessage-Inventory")))

@@ -73,3 +73,43 @@ func (s *sqlStore) PubkeyRequest(ctx context.Context, address string) (attempts 
 	}
 	return int(a), fromNullMicros(at), nil
 }
+
+// PendingSend is the size and destination of an outbox row that still
+// needs its proof of work, for estimates: no content is read.
+type PendingSend struct {
+	UserID        int64
+	Kind          OutboxKind
+	ToAddress     string
+	Encoding      uint64
+	TTL           time.Duration
+	TextBytes     int // subject, body and extras
+	OriginalBytes int // the submitted mail
+}
+
+// PendingSends lists the rows in queued, awaiting_pubkey or doing_pow, of
+// one user (userID > 0) or of all.
+func (s *sqlStore) PendingSends(ctx context.Context, userID int64) ([]PendingSend, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT user_id, kind, to_address, encoding, ttl,
+			length(subject) + length(body) + COALESCE(length(extra), 0), COALESCE(length(original), 0)
+		FROM outbox WHERE state IN ('queued', 'awaiting_pubkey', 'doing_pow') AND ($1 = 0 OR user_id = $1)
+		ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("pending sends: %w", err)
+	}
+	defer rows.Close()
+	var out []PendingSend
+	for rows.Next() {
+		var p PendingSend
+		var kind string
+		var enc, ttl, text, orig int64
+		if err := rows.Scan(&p.UserID, &kind, &p.ToAddress, &enc, &ttl, &text, &orig); err != nil {
+			return nil, fmt.Errorf("pending sends: %w", err)
+		}
+		p.Kind, p.Encoding, p.TTL, p.TextBytes, p.OriginalBytes = OutboxKind(kind), fromU64(enc), time.Duration(ttl), int(text), int(orig)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pending sends: %w", err)
+	}
+	return out, nil
+}

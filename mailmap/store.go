@@ -489,6 +489,10 @@ type Outbox interface {
 	// last (ErrNotFound: no waiting row has asked), so a second mail to an
 	// address does not ask again.
 	PubkeyRequest(ctx context.Context, address string) (attempts int, sentAt time.Time, err error)
+	// PendingSends lists the sizes and destinations of the rows that still
+	// need proof of work (queued, awaiting_pubkey, doing_pow), of one user
+	// (userID > 0) or of all, for estimates of the work ahead.
+	PendingSends(ctx context.Context, userID int64) ([]PendingSend, error)
 }
 
 // PoWQueue is the durable proof-of-work job queue. Used by the gateway's

@@ -66,3 +66,30 @@ func testOutboxLookups(t *testing.T, s mailmap.Store) {
 		t.Fatalf("PubkeyRequest(not waiting) = %v", err)
 	}
 }
+
+// testPendingSends: the rows still needing proof of work, with their
+// sizes, of one user or of all.
+func testPendingSends(t *testing.T, s mailmap.Store) {
+	ctx := context.Background()
+	a := newUser(t, s, "alice")
+	b := newUser(t, s, "bob")
+	queued, waiting, sent := testOutboxItem(a.ID, 1), testOutboxItem(b.ID, 2), testOutboxItem(a.ID, 3)
+	queued.Encoding = 3
+	waiting.State, sent.State = mailmap.OutboxAwaitingPubkey, mailmap.OutboxSent
+	_, err := s.EnqueueOutbox(ctx, []mailmap.OutboxItem{queued, waiting, sent})
+	noErr(t, err, "EnqueueOutbox")
+	all, err := s.PendingSends(ctx, 0)
+	noErr(t, err, "PendingSends")
+	if len(all) != 2 || all[0].UserID != a.ID || all[1].UserID != b.ID {
+		t.Fatalf("PendingSends(all) = %+v", all)
+	}
+	p := all[0]
+	if p.Kind != queued.Kind || p.ToAddress != queued.ToAddress || p.Encoding != 3 || p.TTL != queued.TTL ||
+		p.TextBytes != len(queued.Subject)+len(queued.Body)+len(queued.Extra) || p.OriginalBytes != len(queued.Original) {
+		t.Fatalf("PendingSend %+v", p)
+	}
+	mine, err := s.PendingSends(ctx, b.ID)
+	if err != nil || len(mine) != 1 || mine[0].ToAddress != waiting.ToAddress {
+		t.Fatalf("PendingSends(bob) = %+v, %v", mine, err)
+	}
+}

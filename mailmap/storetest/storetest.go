@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"OutboxTo", testOutboxTo},
 		{"OutboxLookups", testOutboxLookups},
 		{"Encodings", testEncodings},
+		{"PendingSends", testPendingSends},
 		{"Inventory", testInventory},
 		{"PendingObjects", testPendingObjects},
 		{"DeliverOnce", testDeliverOnce},
