@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -182,6 +183,13 @@ var cmdStatus = &command{
 		}
 		if liveErr == nil {
 			estimatePoW(s.PoWJobs, s.PoW.SolveRate, cfg.PoWConcurrency)
+		} else if gw, err := gateway.New(gateway.Config{Store: st, Network: cfg.NetworkParams(), Domain: cfg.Domain, PoWWorkers: cfg.PoWWorkers}); err == nil {
+			// No server to ask: the work ahead at an assumed rate.
+			if q, _, err := gw.QueuedPoW(ctx); err == nil {
+				for _, u := range q {
+					s.QueuedPoW = append(s.QueuedPoW, QueuedPoWStatus{User: u.User, Messages: u.Rows, Estimate: u.Estimate})
+				}
+			}
 		}
 		if *asJSON {
 			enc := json.NewEncoder(inv.stdout)
