@@ -77,6 +77,7 @@ type ReportRecipient struct {
 	WillRetryUntil time.Time     // for delayed
 	Attempts       int           // sends so far
 	PoWDuration    time.Duration // total proof-of-work time
+	PoWEstimate    time.Duration // for delayed: the proof of work still to do, as estimated here (0: not shown)
 }
 
 // Report is an RFC 3464 delivery status notification for one submitted
@@ -284,6 +285,9 @@ func humanReport(r Report, subject string) string {
 		}
 		if effort := effortText(rc.Attempts, rc.PoWDuration); effort != "" {
 			b.WriteString(effort + "\n")
+		}
+		if rc.Action == ActionDelayed && rc.PoWEstimate > 0 {
+			b.WriteString("Sending it again needs about " + fmtSeconds(rc.PoWEstimate) + " of proof of work on this server.\n")
 		}
 	}
 	return b.String()

@@ -183,7 +183,7 @@ func TestBuildReportDelayedAndFailed(t *testing.T) {
 	rp.Arrival = time.Time{}
 	rp.Recipients = []ReportRecipient{
 		{Final: addrV3 + "@" + domain, Action: ActionDelayed, Status: StatusAckPending, Diagnostic: "no ack after 2 sends",
-			When: dsnNow, WillRetryUntil: dsnNow.Add(28 * 24 * time.Hour), Attempts: 2},
+			When: dsnNow, WillRetryUntil: dsnNow.Add(28 * 24 * time.Hour), Attempts: 2, PoWEstimate: 90 * time.Second},
 		{Final: addrV2 + "@" + domain, Action: ActionFailed, Status: StatusPubkeyTimeout, Diagnostic: "getpubkey unanswered for 7 days",
 			When: dsnNow, Attempts: 1},
 		{Final: "broadcast@" + domain, Action: ActionRelayed, Status: StatusDelivered, When: dsnNow},
@@ -233,6 +233,7 @@ func TestBuildReportDelayedAndFailed(t *testing.T) {
 		"Technical detail: getpubkey unanswered for 7 days",
 		"1 attempt.",
 		"was published to the Bitmessage network",
+		"Sending it again needs about 90 s of proof of work on this server.",
 	} {
 		if !strings.Contains(human, s) {
 			t.Errorf("text part lacks %q:\n%s", s, human)

@@ -82,6 +82,10 @@ type Config struct {
 	// crash), another instance, or this one restarted, processes the
 	// batch; deliveries are idempotent, so nothing is filed twice.
 	InboundLease time.Duration
+	// MaxQueuedPoWPerUser caps the proof-of-work time (as estimated on
+	// this machine) of one user's mail waiting to be sent; a submission
+	// that would pass it is refused with a 4xx (0 = no cap).
+	MaxQueuedPoWPerUser time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -155,9 +159,16 @@ type Gateway struct {
 	}
 }
 
+// pendingDelivered is an acked row whose Sent copy is to get $Delivered.
+// A copy is found by the row's Message-ID or, for a mail sent without
+// one, by its content (see sentCopyMatches).
 type pendingDelivered struct {
 	userID    int64
 	messageID string
+	subject   string
+	body      string
+	original  []byte
+	created   time.Time
 	until     time.Time
 }
 

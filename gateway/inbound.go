@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -449,6 +450,17 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 	if m.Encoding == 0 {
 		return nil // IGNORE: not shown, no ack (docs/protocol.md §12)
 	}
+	// What the sender writes it reads: remember it, so that replies to it
+	// may carry threading in encoding 3. A chan's post also says its
+	// members' clients include one that writes (and reads) it.
+	if err := g.noteEncoding(ctx, sender.String(), m.Encoding); err != nil {
+		return err
+	}
+	if isChan {
+		if err := g.noteEncoding(ctx, rcpt.Address, m.Encoding); err != nil {
+			return err
+		}
+	}
 	// A chan's post goes to every member; a personal address has one owner.
 	var held error
 	for _, j := range ids.owners[i] {
@@ -462,6 +474,9 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 			Kind:    IncomingMsg,
 		}
 		g.fillContent(&in, m.Encoding, m.Message)
+		if err := g.resolveOwnIDs(ctx, owner.UserID, &in); err != nil {
+			return err
+		}
 		folder := "INBOX"
 		if !isChan && in.InReplyTo == "" {
 			if err := g.guessThread(ctx, owner, &in); err != nil {
@@ -516,6 +531,58 @@ func (g *Gateway) guessThread(ctx context.Context, owner mailmap.Identity, in *I
 	return nil
 }
 
+// noteEncoding remembers the highest message encoding seen from an
+// address (encodings 1 to 3; others say nothing about what it reads).
+func (g *Gateway) noteEncoding(ctx context.Context, addr string, encoding uint64) error {
+	if encoding < 1 || encoding > encodingExtended {
+		return nil
+	}
+	if err := g.store.NoteEncoding(ctx, addr, encoding); err != nil {
+		return fmt.Errorf("remember the sender's encoding: %w", err)
+	}
+	return nil
+}
+
+// resolveOwnIDs makes threading exact for replies to our own msgs sent
+// without a Message-ID in the object (encoding 2): the other side's
+// bmgate showed such a msg as <hex(inventory hash)@its domain>, and a
+// reply names that id. When it is the inventory hash of a msg this user
+// published, the id becomes the Message-ID of the mail it came from, the
+// one the user's Sent copy carries.
+func (g *Gateway) resolveOwnIDs(ctx context.Context, userID int64, in *Incoming) error {
+	cache := map[string]string{}
+	resolve := func(id string) (string, error) {
+		if r, ok := cache[id]; ok {
+			return r, nil
+		}
+		r := id
+		left, _, _ := strings.Cut(id, "@")
+		if h, err := hex.DecodeString(left); err == nil && len(h) == 32 {
+			it, err := g.store.OutboxByInvHash(ctx, userID, h)
+			switch {
+			case err == nil && ValidMsgID(it.MessageID):
+				r = it.MessageID
+			case err != nil && !errors.Is(err, mailmap.ErrNotFound):
+				return id, fmt.Errorf("find the replied-to message: %w", err)
+			}
+		}
+		cache[id] = r
+		return r, nil
+	}
+	var err error
+	if in.InReplyTo != "" {
+		if in.InReplyTo, err = resolve(in.InReplyTo); err != nil {
+			return err
+		}
+	}
+	for i, id := range in.References {
+		if in.References[i], err = resolve(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cutReplyPrefix removes one "Re:" (any case) from a subject.
 func cutReplyPrefix(subject string) (string, bool) {
 	if len(subject) < 3 || !strings.EqualFold(subject[:3], "re:") {
@@ -552,6 +619,17 @@ func (g *Gateway) fillContent(in *Incoming, encoding uint64, data []byte) {
 	}
 	in.Subject, in.Body = c.Subject, c.Body
 	in.MessageID, in.InReplyTo, in.References = ThreadingFromExtra(c.Extra)
+	in.Files, in.Dropped = c.Files, c.Dropped
+	in.Body = trimAttachmentNote(in.Body, in.Files)
+	// Jabit names the messages it answers by inventory hash ("parents"):
+	// the ids a bmgate gives such messages (resolveOwnIDs turns our own
+	// into their Message-IDs).
+	if in.InReplyTo == "" && len(in.References) == 0 && len(c.Parents) > 0 {
+		for _, p := range c.Parents {
+			in.References = append(in.References, hex.EncodeToString(p[:])+"@"+in.Domain)
+		}
+		in.InReplyTo = in.References[len(in.References)-1]
+	}
 }
 
 // deliver builds the mail and files it in the user's folder, creating the
@@ -640,6 +718,9 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 		return nil
 	}
 	var held error
+	if err := g.noteEncoding(ctx, from.String(), b.Encoding); err != nil {
+		return err
+	}
 	for _, s := range subs.subs {
 		if s.Address != from.String() {
 			continue
@@ -652,6 +733,9 @@ func (g *Gateway) handleBroadcast(ctx context.Context, so inventory.StoredObject
 			Kind:    IncomingBroadcast,
 		}
 		g.fillContent(&in, b.Encoding, b.Message)
+		if err := g.resolveOwnIDs(ctx, s.UserID, &in); err != nil {
+			return err
+		}
 		if ok, err := g.deliver(ctx, s.UserID, SubscriptionFolder(s.Label, s.Address), in); errors.Is(err, errHeld) {
 			held = err // the other subscribers still get theirs now
 		} else if err != nil {

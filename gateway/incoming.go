@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 )
@@ -38,7 +40,9 @@ type Incoming struct {
 	InReplyTo  string
 	References []string
 	Kind       IncomingKind
-	ChanLabel  string // the chan's name, for IncomingChan
+	ChanLabel  string        // the chan's name, for IncomingChan
+	Files      []object.File // attachments (encoding 3 "files"), untrusted names and types
+	Dropped    []string      // what could not be delivered (malformed attachments), said in the body
 }
 
 // Errors of BuildIncoming; they mean the caller passed something it should
@@ -108,7 +112,11 @@ func BuildIncoming(in Incoming) ([]byte, error) {
 			refs = append(refs, id)
 		}
 	}
-	body, cte := encodeText(in.Body)
+	text := in.Body
+	if len(in.Dropped) > 0 {
+		text = strings.TrimRight(text, "\n") + "\n\n" + droppedNote(in.Dropped)
+	}
+	body, cte := encodeText(text)
 
 	// Fields in the order they are written.
 	fields := [][2]string{
@@ -124,10 +132,15 @@ func BuildIncoming(in Incoming) ([]byte, error) {
 	if len(refs) > 0 {
 		fields = append(fields, [2]string{"References", "<" + strings.Join(refs, "> <") + ">"})
 	}
+	fields = append(fields, [2]string{"MIME-Version", "1.0"})
+	if len(in.Files) == 0 {
+		fields = append(fields,
+			[2]string{"Content-Type", "text/plain; charset=utf-8"},
+			[2]string{"Content-Transfer-Encoding", cte})
+	} else {
+		fields = append(fields, [2]string{"Content-Type", mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": boundaryFor(in.InvHash)})})
+	}
 	fields = append(fields,
-		[2]string{"MIME-Version", "1.0"},
-		[2]string{"Content-Type", "text/plain; charset=utf-8"},
-		[2]string{"Content-Transfer-Encoding", cte},
 		[2]string{"X-Bitmessage-Sender", in.From},
 		[2]string{"X-Bitmessage-Verified", "signature ok"},
 		[2]string{"X-Bitmessage-Inventory", hex.EncodeToString(in.InvHash[:])},
@@ -138,13 +151,102 @@ func BuildIncoming(in Incoming) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build incoming mail: %w", err)
 	}
-	if _, err := w.Write(body); err != nil {
+	if len(in.Files) == 0 {
+		if _, err := w.Write(body); err != nil {
+			return nil, fmt.Errorf("build incoming mail: %w", err)
+		}
+	} else if err := writeParts(w, body, cte, in.Files); err != nil {
 		return nil, fmt.Errorf("build incoming mail: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("build incoming mail: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeParts writes the text and the attachments as the parts of a
+// multipart/mixed: each file with its (cleaned) name, RFC 2231-encoded when
+// not ASCII, its MIME type and disposition, in base64, bytes unchanged.
+func writeParts(w *message.Writer, body []byte, cte string, files []object.File) error {
+	var th message.Header
+	th.Set("Content-Type", "text/plain; charset=utf-8")
+	th.Set("Content-Transfer-Encoding", cte)
+	pw, err := w.CreatePart(th)
+	if err != nil {
+		return err
+	}
+	if _, err := pw.Write(body); err != nil {
+		return err
+	}
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	for _, f := range files {
+		name := cleanFileName(f.Name)
+		disp := object.DispositionAttachment
+		if f.Disposition == object.DispositionInline {
+			disp = object.DispositionInline
+		}
+		var h message.Header
+		h.Set("Content-Type", mime.FormatMediaType(cleanMediaType(f.Type), map[string]string{"name": name}))
+		h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": name}))
+		h.Set("Content-Transfer-Encoding", "base64")
+		pw, err := w.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		if _, err := pw.Write(f.Data); err != nil {
+			return err
+		}
+		if err := pw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// droppedNote tells the reader what was left out of a message.
+func droppedNote(dropped []string) string {
+	var b strings.Builder
+	b.WriteString("[bmgate: part of this message could not be delivered:\n")
+	for i, d := range dropped {
+		if i == 20 {
+			fmt.Fprintf(&b, "  … and %d more\n", len(dropped)-i)
+			break
+		}
+		b.WriteString("  - " + oneLine(d) + "\n")
+	}
+	b.WriteString("]\n")
+	return b.String()
+}
+
+// cleanFileName makes a sender's file name safe to offer: no directories,
+// no control characters, at most 200 bytes, never empty.
+func cleanFileName(name string) string {
+	if i := strings.LastIndexAny(name, "/\\"); i >= 0 {
+		name = name[i+1:]
+	}
+	name = truncateUTF8(oneLine(name), 200)
+	if strings.Trim(name, ". ") == "" {
+		return "attachment"
+	}
+	return name
+}
+
+// cleanMediaType keeps a sender's MIME type when it is a plain type/subtype
+// (parameters dropped), else application/octet-stream.
+func cleanMediaType(t string) string {
+	mt, _, err := mime.ParseMediaType(t)
+	if err != nil || strings.Count(mt, "/") != 1 || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "/") || strings.HasSuffix(mt, "/") {
+		return "application/octet-stream"
+	}
+	return mt
+}
+
+// boundaryFor is the multipart boundary of a delivered message: derived
+// from the inventory hash, so the same object builds the same bytes.
+func boundaryFor(h [32]byte) string {
+	return "bmgate-" + hex.EncodeToString(h[:12])
 }
 
 // headerOf builds a header whose fields are written in the given order
@@ -179,12 +281,16 @@ func mime2047(s string) string {
 	return strings.Join(words, " ")
 }
 
-// encodeText gives the body in CRLF canonical form with the transfer
+// encodeText gives the body in CRLF canonical form (every line the sender
+// wrote, trailing blank lines included) with the transfer
 // encoding to declare: 7bit when it is plain ASCII with legal line
 // lengths, base64 when most of it is not ASCII (Cyrillic, CJK…: smaller),
 // quoted-printable otherwise. go-message's writer applies the encoding.
 func encodeText(s string) ([]byte, string) {
-	s = strings.TrimRight(normalizeText(s), "\n") + "\n"
+	s = normalizeText(s)
+	if !strings.HasSuffix(s, "\n") {
+		s += "\n" // a MIME body ends with a line end; nothing is dropped
+	}
 	b := []byte(strings.ReplaceAll(s, "\n", "\r\n"))
 
 	nonASCII, line, longest := 0, 0, 0

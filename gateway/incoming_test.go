@@ -177,7 +177,7 @@ func TestBuildIncomingEncodings(t *testing.T) {
 		{"injection", "Hi\r\nBcc: victim@x.org\r\n\r\nfake body", "real", "7bit", "Hi  Bcc: victim@x.org    fake body", "real\n"},
 		{"encoded word lookalike", "=?utf-8?q?x?= plain", "b", "7bit", "=?utf-8?q?x?= plain", "b\n"},
 		{"empty", "", "", "7bit", "", "\n"},
-		{"trailing newlines", "s", "body\n\n\n", "7bit", "s", "body\n"},
+		{"trailing newlines kept", "s", "body\n\n\n", "7bit", "s", "body\n\n\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

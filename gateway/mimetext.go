@@ -5,32 +5,96 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/bmgate/bmgate/bmcore/object"
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
 )
 
 // The MIME side of ParseOutgoing: it walks the entity tree of a submitted
-// mail and picks the text Bitmessage will carry, refusing everything that
-// is not text.
+// mail, picks the text Bitmessage will carry and collects every other part
+// as a file (encoding 3 "files", Jabit's layout).
 
 // Part ranks inside multipart/alternative: the client's own plain text is
-// preferred to our rendering of its HTML.
+// preferred to our rendering of its HTML. rankFile is a part that became a
+// file: no rendering at all.
 const (
-	rankNone = iota
+	rankFile = iota - 1
+	rankNone
 	rankHTML
 	rankPlain
 )
 
-// errAttachments is the refusal for any part that is not text.
+// errAttachments is the refusal for a part that cannot travel.
 func errAttachments(what string) *Error {
-	return MediaUnsupported(what+" cannot be carried over Bitmessage, which carries text only; send the text alone", nil)
+	return MediaUnsupported(what+" cannot be carried over Bitmessage; send the text alone", nil)
 }
 
 type extractor struct {
-	parts int
+	parts     int
+	files     []object.File
+	fileBytes int
+}
+
+// file collects a non-text part as an attachment. disposition is the one to
+// use when the part does not say (inline for the resources of a
+// multipart/related, else attachment).
+func (x *extractor) file(e *message.Entity, decodeErr error, mediaType string, params map[string]string, disposition string) (string, int, error) {
+	if message.IsUnknownEncoding(decodeErr) {
+		return "", 0, BadContent(fmt.Sprintf("unsupported Content-Transfer-Encoding %q", oneLine(e.Header.Get("Content-Transfer-Encoding"))), decodeErr)
+	}
+	data, err := io.ReadAll(io.LimitReader(e.Body, maxPartBytes+1))
+	if err != nil {
+		return "", 0, BadContent("an attachment cannot be decoded (broken MIME structure or transfer encoding)", err)
+	}
+	if len(data) > maxPartBytes || x.fileBytes+len(data) > object.MaxDecompressed {
+		return "", 0, TooLarge(fmt.Sprintf("the attachments are over %d bytes; one Bitmessage message carries at most %d bytes before compression (and %d after)",
+			object.MaxDecompressed, object.MaxDecompressed, maxObjectContent))
+	}
+	x.fileBytes += len(data)
+	typ := mediaType
+	if cs, ok := params["charset"]; ok && strings.HasPrefix(mediaType, "text/") {
+		// go-message turned the text into UTF-8, unless it did not know the charset.
+		if !message.IsUnknownCharset(decodeErr) {
+			cs = "utf-8"
+		}
+		typ = mime.FormatMediaType(mediaType, map[string]string{"charset": cs})
+		if typ == "" {
+			typ = mediaType
+		}
+	}
+	if e.Header.Get("Content-Disposition") != "" {
+		if d, _, err := e.Header.ContentDisposition(); err == nil {
+			switch strings.ToLower(d) {
+			case object.DispositionInline:
+				disposition = object.DispositionInline
+			case object.DispositionAttachment:
+				disposition = object.DispositionAttachment
+			}
+		}
+	}
+	if disposition == "" {
+		disposition = object.DispositionAttachment
+	}
+	name, _ := (&mail.AttachmentHeader{Header: e.Header}).Filename()
+	if name == "" {
+		name = params["name"]
+	}
+	name = strings.ToValidUTF8(oneLine(name), "\uFFFD")
+	if name == "" {
+		name = fmt.Sprintf("part%d", len(x.files)+1)
+		if exts, _ := mime.ExtensionsByType(mediaType); len(exts) > 0 {
+			name += exts[0]
+		} else if mediaType == "message/rfc822" {
+			name += ".eml"
+		}
+	}
+	x.files = append(x.files, object.File{Name: name, Type: typ, Disposition: disposition, Data: data})
+	return "", rankFile, nil
 }
 
 // entity returns the text of one MIME entity and how good a rendering of
@@ -54,7 +118,7 @@ func (x *extractor) entity(e *message.Entity, decodeErr error, depth int) (strin
 		return "", 0, BadContent("a multipart has no boundary", nil)
 	}
 	if isAttachment(e.Header, params) && !multipart {
-		return "", 0, errAttachments("attachments")
+		return x.file(e, decodeErr, mediaType, params, "")
 	}
 	switch {
 	case mediaType == "text/plain":
@@ -82,12 +146,8 @@ func (x *extractor) entity(e *message.Entity, decodeErr error, depth int) (strin
 		return "", 0, MediaUnsupported("encrypted mail (PGP/MIME, S/MIME) cannot be carried over Bitmessage; send it unencrypted: Bitmessage encrypts every message end to end", nil)
 	case strings.HasPrefix(mediaType, "multipart/"):
 		return x.mixed(e, depth)
-	case mediaType == "message/rfc822", mediaType == "message/global":
-		return "", 0, errAttachments("forwarded messages (forward inline instead)")
-	case strings.HasPrefix(mediaType, "image/"):
-		return "", 0, errAttachments("images")
 	}
-	return "", 0, errAttachments(fmt.Sprintf("attachments (%s)", mediaType))
+	return x.file(e, decodeErr, mediaType, params, "")
 }
 
 // mixed joins the text parts of a multipart/mixed (or unknown multipart)
@@ -96,16 +156,21 @@ func (x *extractor) entity(e *message.Entity, decodeErr error, depth int) (strin
 func (x *extractor) mixed(e *message.Entity, depth int) (string, int, error) {
 	var texts []string
 	rank := rankNone
+	tail := "" // the line ends after the last text, kept as they were
 	err := x.eachPart(e, func(p *message.Entity, perr error) error {
 		t, r, err := x.entity(p, perr, depth+1)
 		if err != nil {
 			return err
 		}
+		if r == rankFile {
+			return nil
+		}
 		if r < rank || rank == rankNone {
 			rank = r
 		}
-		if t = strings.TrimRight(t, "\r\n"); t != "" {
-			texts = append(texts, t)
+		if trimmed := strings.TrimRight(t, "\r\n"); trimmed != "" {
+			texts = append(texts, trimmed)
+			tail = t[len(trimmed):]
 		}
 		return nil
 	})
@@ -115,7 +180,7 @@ func (x *extractor) mixed(e *message.Entity, depth int) (string, int, error) {
 	if len(texts) == 0 {
 		rank = rankPlain // an empty multipart is an empty text
 	}
-	return strings.Join(texts, "\n\n"), rank, nil
+	return strings.Join(texts, "\n\n") + tail, rank, nil
 }
 
 // alternative picks the best rendering the client offered. Parts that are
@@ -126,9 +191,19 @@ func (x *extractor) alternative(e *message.Entity, depth int) (string, int, erro
 	bestRank := rankNone
 	var firstErr error
 	err := x.eachPart(e, func(p *message.Entity, perr error) error {
+		files, fileBytes := len(x.files), x.fileBytes
 		t, r, err := x.entity(p, perr, depth+1)
 		var ge *Error
 		switch {
+		case err == nil && r == rankFile:
+			// A non-text alternative (a calendar invitation, say) is not
+			// a rendering of the text and is not sent. Resources inside a
+			// multipart alternative (the images of an HTML rendering) are.
+			x.files, x.fileBytes = x.files[:files], fileBytes
+			if firstErr == nil {
+				mt, _, _ := contentType(p.Header)
+				firstErr = errAttachments(fmt.Sprintf("a multipart/alternative whose only rendering is %s", mt))
+			}
 		case err == nil:
 			if r > bestRank {
 				best, bestRank = t, r
@@ -156,9 +231,8 @@ func (x *extractor) alternative(e *message.Entity, depth int) (string, int, erro
 }
 
 // related is an HTML (or text) root with embedded resources, usually
-// images. The resources cannot travel, so a related with any besides its
-// root is refused; a multipart/alternative around it can still offer a
-// plain-text rendering instead.
+// images: the root gives the text (HTML made text), the resources travel
+// as inline files.
 func (x *extractor) related(e *message.Entity, params map[string]string, depth int) (string, int, error) {
 	var text string
 	rank := rankNone
@@ -166,7 +240,19 @@ func (x *extractor) related(e *message.Entity, params map[string]string, depth i
 	err := x.eachPart(e, func(p *message.Entity, perr error) error {
 		n++
 		if n > 1 {
-			return errAttachments("embedded images and files")
+			x.parts++
+			if x.parts > maxMIMEParts {
+				return BadContent(fmt.Sprintf("the message has more than %d MIME parts", maxMIMEParts), nil)
+			}
+			mt, ps, err := contentType(p.Header)
+			if err != nil {
+				return BadContent("a Content-Type header cannot be parsed", err)
+			}
+			if strings.HasPrefix(mt, "multipart/") {
+				return errAttachments("a multipart inside the resources of a multipart/related")
+			}
+			_, _, err = x.file(p, perr, mt, ps, object.DispositionInline)
+			return err
 		}
 		var err error
 		text, rank, err = x.entity(p, perr, depth+1)
@@ -200,7 +286,8 @@ func (x *extractor) signed(e *message.Entity, depth int) (string, int, error) {
 			_, err := io.Copy(io.Discard, io.LimitReader(p.Body, maxPartBytes))
 			return err
 		}
-		return errAttachments("attachments")
+		_, _, err := x.entity(p, perr, depth+1)
+		return err
 	})
 	if err != nil {
 		return "", 0, err

@@ -96,6 +96,11 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Bob's node has sent us encoding 3: it reads it, so threading
+	// headers go to him in encoding 3 (TestEncodingPolicy has the rest).
+	if err := st.NoteEncoding(ctx, bob.Address.String(), 3); err != nil {
+		t.Fatal(err)
+	}
 	from, to := alice.Address.String()+"@bm.test", bob.Address.String()+"@bm.test"
 	raw := "From: " + from + "\r\nTo: " + to + "\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <m1@client.test>\r\n" +
 		"In-Reply-To: <m0@client.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZeile eins\r\nZeile zwei\r\n"
@@ -140,7 +145,7 @@ func TestBuiltMsgParsesFromBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Subject != "Grüße" || c.Body != "Zeile eins\nZeile zwei" {
+	if c.Subject != "Grüße" || c.Body != "Zeile eins\nZeile zwei\n" {
 		t.Errorf("content %q / %q", c.Subject, c.Body)
 	}
 	if c.Extra["messageid"] != "m1@client.test" || c.Extra["inreplyto"] != "m0@client.test" {
@@ -200,4 +205,81 @@ func drive(t *testing.T, ctx context.Context, g *Gateway) {
 		}
 	}
 	t.Fatal("drive: the pipeline did not settle in 100 steps")
+}
+
+// TestEncodingPolicy: a mail goes as encoding 2, which every client reads
+// (notbit reads nothing else), unless it carries threading headers that
+// name another message and the recipient is known to read encoding 3: a
+// personal address of this gateway, or an address (person or chan) from
+// which encoding 3 has arrived. A Message-ID alone never makes it 3.
+func TestEncodingPolicy(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	newID := func() *identity.Identity {
+		id, err := identity.NewRandom(1, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	carol, dave, chanID, remoteChan := newID(), newID(), newID(), newID()
+	e.addIdentity(e.user("dave"), dave, mailmap.KindNormal, "Dave")
+	e.addIdentity(e.alice, chanID, mailmap.KindChan, "[chan] local")
+	e.addIdentity(e.alice, remoteChan, mailmap.KindChan, "[chan] seen3")
+	if err := e.store.NoteEncoding(ctx, e.bob.Address.String(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.NoteEncoding(ctx, remoteChan.Address.String(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.NoteEncoding(ctx, carol.Address.String(), 2); err != nil {
+		t.Fatal(err)
+	}
+	const threading = "In-Reply-To: <parent@client.test>\r\nReferences: <root@client.test> <parent@client.test>\r\n"
+	for _, tc := range []struct {
+		name    string
+		to      string
+		headers string
+		want    uint64
+	}{
+		{"message-id only, reader of 3", e.bob.Address.String() + "@bm.test", "", 2},
+		{"threading, reader of 3", e.bob.Address.String() + "@bm.test", threading, 3},
+		{"threading, seen writing 2 only", carol.Address.String() + "@bm.test", threading, 2},
+		{"threading, never seen", newID().Address.String() + "@bm.test", threading, 2},
+		{"threading, local identity", dave.Address.String() + "@bm.test", threading, 3},
+		{"threading, chan never seen in 3", chanID.Address.String() + "@bm.test", threading, 2},
+		{"threading, chan seen in 3", remoteChan.Address.String() + "@bm.test", threading, 3},
+		{"threading, broadcast", "broadcast@bm.test", threading, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rcpt, err := e.g.CheckRecipient(ctx, e.alice, tc.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := "From: " + e.aliceID.Address.String() + "@bm.test\r\nTo: " + tc.to + "\r\nSubject: s\r\nMessage-ID: <m@client.test>\r\n" +
+				tc.headers + "\r\nhello\r\n"
+			if err := e.g.Submit(ctx, Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
+				t.Fatal(err)
+			}
+			it := e.row()
+			if it.Encoding != tc.want {
+				t.Fatalf("encoding %d, want %d", it.Encoding, tc.want)
+			}
+			msg, err := contentOf(it)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := object.DecodeMessage(it.Encoding, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Subject != "s" || c.Body != "hello\n" {
+				t.Errorf("content %q / %q", c.Subject, c.Body)
+			}
+			if tc.want == 3 && (c.Extra["messageid"] != "m@client.test" || c.Extra["inreplyto"] != "parent@client.test" ||
+				c.Extra["references"] != "root@client.test parent@client.test") {
+				t.Errorf("extras %v", c.Extra)
+			}
+		})
+	}
 }

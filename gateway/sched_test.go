@@ -357,3 +357,45 @@ func TestExpiredInQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestOneGetpubkeyPerAddress: two mails to one address whose pubkey is
+// unknown make one getpubkey, also when the first request was already
+// solved and published before the second mail was looked at.
+func TestOneGetpubkeyPerAddress(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	carol, err := identity.NewRandom(1, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := e.aliceID.Address.String()+"@bm.test", carol.Address.String()+"@bm.test"
+	rcpt, err := e.g.CheckRecipient(ctx, e.alice, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, subject := range []string{"first", "second"} {
+		raw := "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nhello\r\n"
+		if err := e.g.Submit(ctx, Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt}, Raw: []byte(raw)}); err != nil {
+			t.Fatal(err)
+		}
+		drive(t, ctx, e.g)
+		if n := len(e.pub.ofType(wire.ObjectGetPubkey)); n != 1 {
+			t.Fatalf("after mail %d: %d getpubkey objects published, want 1", i+1, n)
+		}
+	}
+	items, err := e.store.UserOutbox(ctx, e.alice.ID)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("outbox: %d rows, %v", len(items), err)
+	}
+	for _, it := range items {
+		if it.State != mailmap.OutboxAwaitingPubkey {
+			t.Errorf("row %d: %s, want awaiting_pubkey", it.ID, it.State)
+		}
+	}
+	// When the request's time is up, one new request serves both again.
+	e.clock.Advance(getpubkeyTTL*11/10 + time.Minute)
+	drive(t, ctx, e.g)
+	if n := len(e.pub.ofType(wire.ObjectGetPubkey)); n != 2 {
+		t.Fatalf("after the TTL: %d getpubkey objects published, want 2", n)
+	}
+}

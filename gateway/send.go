@@ -423,6 +423,16 @@ func (g *Gateway) awaitPubkey(ctx context.Context, it mailmap.OutboxItem, to add
 	if it.State != mailmap.OutboxAwaitingPubkey {
 		attempts, sentAt = 0, time.Time{}
 	}
+	// Another row waiting for the same pubkey (another mail to that
+	// address, of any user) may have asked already: its request serves
+	// this row too. The dedupe key of the job only covers a request still
+	// in the queue; this covers one already published.
+	switch n, at, err := g.store.PubkeyRequest(ctx, it.ToAddress); {
+	case err == nil && at.After(sentAt):
+		attempts, sentAt = n, at
+	case err != nil && !errors.Is(err, mailmap.ErrNotFound):
+		return fmt.Errorf("find an earlier getpubkey: %w", err)
+	}
 	step := mailmap.OutboxStep{ID: it.ID, From: []mailmap.OutboxState{it.State}, Owner: g.owner, To: mailmap.OutboxAwaitingPubkey}
 	// The previous request's TTL decides when to ask again; each request
 	// doubles it (docs/protocol.md §5.4).
@@ -472,11 +482,15 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	g.stats.acks.Add(1)
 	g.log.Info("acknowledged", "outbox", it.ID, "to", it.ToAddress)
 	g.countReport(it, got, ActionDelivered)
-	if it.MessageID != "" {
-		g.deliveredMu.Lock()
-		g.delivered[it.ID] = pendingDelivered{userID: it.UserID, messageID: it.MessageID, until: now.Add(deliveredWatch)}
-		g.deliveredMu.Unlock()
-		g.markDelivered(ctx)
+	// The Sent copy is the row's, whether or not the mail had a Message-ID.
+	g.deliveredMu.Lock()
+	p := pendingDelivered{userID: it.UserID, messageID: it.MessageID, created: it.CreatedAt, until: now.Add(deliveredWatch)}
+	if it.MessageID == "" {
+		// Found by content: keep what it is compared with (only then).
+		p.subject, p.body, p.original = it.Subject, it.Body, it.Original
 	}
+	g.delivered[it.ID] = p
+	g.deliveredMu.Unlock()
+	g.markDelivered(ctx)
 	return nil
 }

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/bmgate/bmgate/mailmap"
@@ -29,6 +32,11 @@ func (g *Gateway) buildReport(it mailmap.OutboxItem, action Action, status DSNSt
 	if action == ActionDelivered && !it.AckedAt.IsZero() {
 		when = it.AckedAt
 	}
+	var estimate time.Duration
+	if action == ActionDelayed {
+		rate, _ := g.powRateEstimate()
+		estimate = trialsTime(g.expectedTrials(context.Background(), it.Kind, it.ToAddress, rowContentBytes(it), it.TTL), rate)
+	}
 	raw, err := BuildReport(Report{
 		Domain:            g.cfg.Domain,
 		To:                BMToMail(it.FromAddress, g.cfg.Domain),
@@ -49,6 +57,7 @@ func (g *Gateway) buildReport(it mailmap.OutboxItem, action Action, status DSNSt
 			WillRetryUntil: willRetry,
 			Attempts:       it.Attempts,
 			PoWDuration:    it.PoWDuration,
+			PoWEstimate:    estimate,
 		}},
 	})
 	if err != nil {
@@ -72,7 +81,7 @@ func (g *Gateway) markDelivered(ctx context.Context) {
 	}
 	g.deliveredMu.Unlock()
 	for id, p := range pending {
-		msgs, err := g.store.FindByMessageID(ctx, p.userID, mailmap.SpecialSent, p.messageID)
+		msgs, err := g.sentCopies(ctx, p)
 		if err != nil {
 			g.log.Warn("find Sent copy", "err", err)
 			continue
@@ -102,4 +111,67 @@ func hasFlag(flags []string, f string) bool {
 		}
 	}
 	return false
+}
+
+// sentCopyWindow bounds the Sent copies looked at for a mail without a
+// Message-ID: the newest ones, filed since shortly before it was submitted.
+const (
+	sentCopyCandidates = 50
+	sentCopySlack      = 5 * time.Minute
+)
+
+// sentCopies finds the Sent copies of an acked row: by Message-ID when the
+// mail had one; otherwise among the newest copies without one, those with
+// the bytes that were submitted or, parsed as a submission is, the same
+// subject and body.
+func (g *Gateway) sentCopies(ctx context.Context, p pendingDelivered) ([]mailmap.Message, error) {
+	if p.messageID != "" {
+		return g.store.FindByMessageID(ctx, p.userID, mailmap.SpecialSent, p.messageID)
+	}
+	mb, err := g.store.MailboxBySpecialUse(ctx, p.userID, mailmap.SpecialSent)
+	if errors.Is(err, mailmap.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	all, err := g.store.Messages(ctx, p.userID, mb.ID)
+	if err != nil {
+		return nil, err
+	}
+	var cands []mailmap.Message
+	var uids []uint32
+	for i := len(all) - 1; i >= 0 && len(cands) < sentCopyCandidates; i-- {
+		m := all[i]
+		if m.MessageID != "" || m.InternalDate.Before(p.created.Add(-sentCopySlack)) {
+			continue
+		}
+		cands = append(cands, m)
+		uids = append(uids, m.UID)
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	slices.Sort(uids)
+	raws, err := g.store.MessagesRaw(ctx, p.userID, mb.ID, uids)
+	if err != nil {
+		return nil, err
+	}
+	var out []mailmap.Message
+	for _, m := range cands {
+		if raw, ok := raws[m.UID]; ok && sentCopyMatches(p, raw) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// sentCopyMatches reports whether raw is the Sent copy of a mail without
+// a Message-ID.
+func sentCopyMatches(p pendingDelivered, raw []byte) bool {
+	if len(p.original) > 0 && bytes.Equal(raw, p.original) {
+		return true
+	}
+	o, err := ParseOutgoing(raw)
+	return err == nil && o.MessageID == "" && o.Subject == p.subject && o.Body == p.body
 }

@@ -16,10 +16,11 @@ func oneLine(s string) string {
 }
 
 // cleanBody gives text the form Bitmessage carries: valid UTF-8, LF line
-// ends, no control characters but tab and newline, no trailing white space
-// or blank lines.
+// ends, no control characters but tab and newline. Nothing is dropped from
+// the end: the final line end (and any trailing blank lines or spaces the
+// writer typed) travels as written.
 func cleanBody(s string) string {
-	return strings.TrimRight(normalizeText(s), " \t\n")
+	return normalizeText(s)
 }
 
 // normalizeText repairs invalid UTF-8, turns every line end into LF and

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"github.com/bmgate/bmgate/bmcore/object"
 	"os"
 	"reflect"
 	"strings"
@@ -50,7 +51,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 			Body: "On 20/11/2026 Bob wrote:\n" +
 				"> This is a long quoted paragraph that Thunderbird wrapped because it was longer than seventy-two characters.\n" +
 				"\nHallo Bob, this line is flowed and goes on over the next line.\n" +
-				"From the start of a line (space-stuffed).\n\n-- \nAlice",
+				"From the start of a line (space-stuffed).\n\n-- \nAlice\n",
 			MessageID:  "3b2c5e1a-1c1e-4a8e-9d0e-1a2b3c4d5e6f@bmgate.local",
 			InReplyTo:  "root.1@example.org",
 			References: []string{"root.1@example.org"},
@@ -59,7 +60,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 		{"gmail-alternative", Outgoing{
 			From:      addrV4 + "@" + domain,
 			Subject:   "Alternative",
-			Body:      "Café at noon? This line is long enough that quoted-printable needs a soft line break to carry it.",
+			Body:      "Café at noon? This line is long enough that quoted-printable needs a soft line break to carry it.\n",
 			MessageID: "alt.1@mail.example",
 		}},
 		{"html-only", Outgoing{
@@ -70,7 +71,7 @@ func TestParseOutgoingSamples(t *testing.T) {
 				"* first\n* second\n  1. one\n  2. two\n\n" +
 				"> quoted\n> text\n\n" +
 				"  keep\n    this\n\n" +
-				"Café ☺ <tag>",
+				"Café ☺ <tag>\n",
 		}},
 	}
 	for _, tc := range tests {
@@ -94,13 +95,71 @@ func TestParseOutgoingSamples(t *testing.T) {
 	}
 }
 
-func TestParseOutgoingAttachmentRefused(t *testing.T) {
+func TestParseOutgoingAttachment(t *testing.T) {
 	raw, err := os.ReadFile("testdata/mail/attachment.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ParseOutgoing(raw)
-	wantError(t, err, 554, [3]int{5, 6, 1}, "attachments cannot be carried over Bitmessage")
+	o, err := ParseOutgoing(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Files) != 1 || o.Files[0].Name != "report.pdf" || o.Files[0].Type != "application/pdf" ||
+		o.Files[0].Disposition != object.DispositionAttachment || string(o.Files[0].Data) != "%PDF-1.4\n" {
+		t.Fatalf("files %+v", o.Files)
+	}
+	if want := "See the file.\n\n[This message has 1 attachment that your client may not show: report.pdf (9 bytes)]\n"; o.Body != want {
+		t.Fatalf("body %q, want %q", o.Body, want)
+	}
+}
+
+// TestParseOutgoingFiles: every part that is not the text becomes a file,
+// with its name, type and disposition (the resources of a
+// multipart/related inline).
+func TestParseOutgoingFiles(t *testing.T) {
+	type file struct{ name, typ, disp, data string }
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		body string
+		want []file
+	}{
+		{"forwarded message", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nFYI\n--b\nContent-Type: message/rfc822\n\nSubject: old\n\nold\n--b--\n"),
+			"FYI\n", []file{{"part1.eml", "message/rfc822", "attachment", "Subject: old\r\n\r\nold"}}},
+		{"related image", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
+			"--r\nContent-Type: text/html\n\n<img src=cid:x>\n--r\nContent-Type: image/png; name=\"a.png\"\n\nPNG\n--r--\n"),
+			"\n", []file{{"a.png", "image/png", "inline", "PNG"}}},
+		{"inline image with filename", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/jpeg\nContent-Disposition: inline; filename=\"a.jpg\"\n\nJPG\n--b--\n"),
+			"see\n", []file{{"a.jpg", "image/jpeg", "inline", "JPG"}}},
+		{"text file attachment", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: text/plain; charset=iso-8859-1; name=\"notes.txt\"\n\nK\xf6ln\n--b--\n"),
+			"see\n", []file{{"notes.txt", "text/plain; charset=utf-8", "attachment", "Köln"}}},
+		{"UTF-8 name (RFC 2231)", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
+			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename*=utf-8''%C3%9Cbersicht%20%E2%82%AC.bin\nContent-Transfer-Encoding: base64\n\nAAEC/w==\n--b--\n"),
+			"see\n", []file{{"Übersicht €.bin", "application/octet-stream", "attachment", "\x00\x01\x02\xff"}}},
+		{"top-level image", msg(withHeaders("Content-Type: image/png"), "PNG"), "", []file{{"part1.png", "image/png", "attachment", "PNG"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseOutgoing(tc.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.Files) != len(tc.want) {
+				t.Fatalf("files %+v", o.Files)
+			}
+			for i, f := range o.Files {
+				w := tc.want[i]
+				if f.Name != w.name || f.Type != w.typ || f.Disposition != w.disp || string(f.Data) != w.data {
+					t.Errorf("file %d: %q %q %q %q, want %+v", i, f.Name, f.Type, f.Disposition, f.Data, w)
+				}
+			}
+			if body := trimAttachmentNote(o.Body, o.Files); body != tc.body {
+				t.Errorf("body %q (without the note %q), want %q", o.Body, body, tc.body)
+			}
+		})
+	}
 }
 
 func TestParseOutgoingBodies(t *testing.T) {
@@ -110,7 +169,7 @@ func TestParseOutgoingBodies(t *testing.T) {
 		body    string
 		subject string
 	}{
-		{"no content type", msg(stdHeaders, "plain text\nsecond line\n\n\n"), "plain text\nsecond line", "test"},
+		{"no content type", msg(stdHeaders, "plain text\nsecond line\n\n\n"), "plain text\nsecond line\n\n\n", "test"},
 		{"header only", []byte(strings.Join(stdHeaders, "\r\n") + "\r\n"), "", "test"},
 		{"latin-1 without charset", msg(withHeaders("Content-Type: text/plain"), "caf\xe9"), "café", "test"},
 		{"8-bit utf-8 without charset", msg(withHeaders("Content-Type: text/plain"), "café"), "café", "test"},
@@ -118,8 +177,8 @@ func TestParseOutgoingBodies(t *testing.T) {
 		{"koi8-r", msg(withHeaders("Content-Type: text/plain; charset=koi8-r"), "\xf0\xd2\xc9\xd7\xc5\xd4"), "Привет", "test"},
 		{"base64", msg(withHeaders("Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64"), "w6TDtsO8\n"), "äöü", "test"},
 		{"control characters dropped", msg(stdHeaders, "a\x00b\x07c\td\re"), "abc\td\ne", "test"},
-		{"flowed delsp", msg(withHeaders("Content-Type: text/plain; format=flowed; delsp=yes"), "Zusammen \ngeschrieben\n"), "Zusammengeschrieben", "test"},
-		{"flowed quote depth change", msg(withHeaders("Content-Type: text/plain; format=flowed"), ">> deep \n> shallow\nnone \n"), ">> deep\n> shallow\nnone", "test"},
+		{"flowed delsp", msg(withHeaders("Content-Type: text/plain; format=flowed; delsp=yes"), "Zusammen \ngeschrieben\n"), "Zusammengeschrieben\n", "test"},
+		{"flowed quote depth change", msg(withHeaders("Content-Type: text/plain; format=flowed"), ">> deep \n> shallow\nnone \n"), ">> deep\n> shallow\nnone\n", "test"},
 		{"encoded subject with CRLF", msg([]string{"Subject: =?utf-8?q?a=0D=0ABcc:_x?="}, "b"), "b", "a  Bcc: x"},
 		{"unknown charset in subject", msg([]string{"Subject: =?x-unknown?q?abc?="}, "b"), "b", "=?x-unknown?q?abc?="},
 		{"mixed with inline footer", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
@@ -130,19 +189,19 @@ func TestParseOutgoingBodies(t *testing.T) {
 			"Signed text.", "test"},
 		{"alternative prefers plain over related html", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/plain\n\nPlain.\n--a\nContent-Type: multipart/related; boundary=\"r\"\n\n--r\nContent-Type: text/html\n\n<p>HTML <img src=\"cid:x\"></p>\n--r\nContent-Type: image/png\nContent-ID: <x>\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--r--\n--a--\n"),
-			"Plain.", "test"},
+			"Plain.\n\n[This message has 1 attachment that your client may not show: part1.png (8 bytes)]\n", "test"},
 		{"alternative html first plain last", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/html\n\n<p>HTML</p>\n--a\nContent-Type: text/plain\n\nPlain.\n--a--\n"),
 			"Plain.", "test"},
 		{"alternative html only", msg(withHeaders(`Content-Type: multipart/alternative; boundary="a"`),
 			"--a\nContent-Type: text/calendar\n\nBEGIN:VCALENDAR\n--a\nContent-Type: text/html\n\n<p>HTML</p>\n--a--\n"),
-			"HTML", "test"},
+			"HTML\n", "test"},
 		{"mixed containing alternative", msg(withHeaders(`Content-Type: multipart/mixed; boundary="m"`),
 			"--m\nContent-Type: multipart/alternative; boundary=\"a\"\n\n--a\nContent-Type: text/plain\n\nInner plain.\n--a\nContent-Type: text/html\n\n<b>x</b>\n--a--\n--m--\n"),
 			"Inner plain.", "test"},
 		{"related with html only root", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
 			"--r\nContent-Type: text/html\n\n<p>Just HTML</p>\n--r--\n"),
-			"Just HTML", "test"},
+			"Just HTML\n", "test"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,15 +238,6 @@ func TestParseOutgoingRefusals(t *testing.T) {
 		enhanced [3]int
 		mention  string
 	}{
-		{"forwarded message", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nFYI\n--b\nContent-Type: message/rfc822\n\nSubject: old\n\nold\n--b--\n"), 554, media, "forwarded messages"},
-		{"related image", msg(withHeaders(`Content-Type: multipart/related; boundary="r"`),
-			"--r\nContent-Type: text/html\n\n<img src=cid:x>\n--r\nContent-Type: image/png\n\nPNG\n--r--\n"), 554, media, "embedded images"},
-		{"inline image with filename", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/jpeg\nContent-Disposition: inline; filename=\"a.jpg\"\n\nJPG\n--b--\n"), 554, media, "attachments"},
-		{"text file attachment", msg(withHeaders(`Content-Type: multipart/mixed; boundary="b"`),
-			"--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: text/plain; name=\"notes.txt\"\n\nnotes\n--b--\n"), 554, media, "attachments"},
-		{"top-level image", msg(withHeaders("Content-Type: image/png"), "PNG"), 554, media, "images"},
 		{"encrypted", msg(withHeaders(`Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"`),
 			"--e\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--e--\n"), 554, media, "encrypted"},
 		{"smime", msg(withHeaders("Content-Type: application/pkcs7-mime; smime-type=enveloped-data"), "MIA"), 554, media, "encrypted"},
@@ -381,4 +431,39 @@ func FuzzParseOutgoing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBodyKeepsItsEnd: nothing is dropped from the end of a body, from
+// submission to the recipient's mailbox (the final line end used to be cut
+// off by ParseOutgoing, and trailing blank lines by BuildIncoming).
+func TestBodyKeepsItsEnd(t *testing.T) {
+	for _, tc := range []struct{ name, raw, want string }{
+		{"plain", "Subject: s\r\n\r\nHello\r\n", "Hello\n"},
+		{"blank lines and spaces", "Subject: s\r\n\r\nHello\r\n  \r\n\r\n", "Hello\n  \n\n"},
+		{"no final line end", "Subject: s\r\n\r\nHello", "Hello"},
+		{"mixed with one text part", "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+			"Content-Type: text/plain\r\n\r\nHello\r\n\r\n--b--\r\n", "Hello\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseOutgoing([]byte(tc.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Body != tc.want {
+				t.Fatalf("ParseOutgoing body = %q, want %q", o.Body, tc.want)
+			}
+			raw, err := BuildIncoming(Incoming{Domain: "bm.test", From: "BM-2cW", To: "BM-2cX", Subject: o.Subject, Body: o.Body,
+				Date: time.Unix(1, 0), Kind: IncomingMsg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.ReplaceAll(tc.want, "\n", "\r\n")
+			if !strings.HasSuffix(want, "\r\n") {
+				want += "\r\n"
+			}
+			if _, body, _ := strings.Cut(string(raw), "\r\n\r\n"); body != want {
+				t.Fatalf("delivered body = %q, want %q", body, want)
+			}
+		})
+	}
 }

@@ -410,6 +410,13 @@ type Accounts interface {
 type Pubkeys interface {
 	PutPubkey(ctx context.Context, p Pubkey) error
 	Pubkey(ctx context.Context, address string) (Pubkey, error)
+
+	// NoteEncoding records that a msg or broadcast in that message
+	// encoding arrived from address; EncodingSeen returns the highest one
+	// recorded (0: none). The gateway sends encoding 3 only to addresses
+	// known to read it.
+	NoteEncoding(ctx context.Context, address string, encoding uint64) error
+	EncodingSeen(ctx context.Context, address string) (uint64, error)
 }
 
 // Mail is mailboxes and messages: folders, appends, flags, copy, move and
@@ -481,6 +488,18 @@ type Outbox interface {
 	// OutboxTo returns the user's latest rows (newest first, at most limit)
 	// sent from one address to another.
 	OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error)
+	// OutboxByInvHash returns the user's row whose last published msg has
+	// that inventory hash (ErrNotFound: none).
+	OutboxByInvHash(ctx context.Context, userID int64, hash []byte) (OutboxItem, error)
+	// PubkeyRequest returns the getpubkey request count and the time of
+	// the latest request of the row waiting for address's pubkey that asked
+	// last (ErrNotFound: no waiting row has asked), so a second mail to an
+	// address does not ask again.
+	PubkeyRequest(ctx context.Context, address string) (attempts int, sentAt time.Time, err error)
+	// PendingSends lists the sizes and destinations of the rows that still
+	// need proof of work (queued, awaiting_pubkey, doing_pow), of one user
+	// (userID > 0) or of all, for estimates of the work ahead.
+	PendingSends(ctx context.Context, userID int64) ([]PendingSend, error)
 }
 
 // PoWQueue is the durable proof-of-work job queue. Used by the gateway's

@@ -49,7 +49,7 @@ type Config struct {
 	Domain            string      // announced in the greeting; default "localhost"
 	TLSConfig         *tls.Config // enables STARTTLS (Serve) and implicit TLS (ServeTLS)
 	AllowInsecureAuth bool        // allow AUTH without TLS (tests, loopback-only setups)
-	MaxMessageBytes   int64       // default 256 KiB
+	MaxMessageBytes   int64       // default gateway.MaxSubmissionBytes (advertised as SIZE)
 	MaxRecipients     int         // default 50
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration // both default 60 s
@@ -82,7 +82,7 @@ type TrustedLocal struct {
 
 // Defaults.
 const (
-	DefaultMaxMessageBytes = 256 << 10
+	DefaultMaxMessageBytes = gateway.MaxSubmissionBytes
 	DefaultMaxRecipients   = 50
 	DefaultTimeout         = 60 * time.Second
 	DefaultMaxConnsPerIP   = 20

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestEHLOCapabilities(t *testing.T) {
 	if err := c.Hello("client.test"); err != nil {
 		t.Fatal(err)
 	}
-	for ext, want := range map[string]string{"STARTTLS": "", "DSN": "", "SIZE": "262144", "LIMITS": "RCPTMAX=50", "PIPELINING": "", "ENHANCEDSTATUSCODES": ""} {
+	for ext, want := range map[string]string{"STARTTLS": "", "DSN": "", "SIZE": strconv.Itoa(gateway.MaxSubmissionBytes), "LIMITS": "RCPTMAX=50", "PIPELINING": "", "ENHANCEDSTATUSCODES": ""} {
 		if ok, param := c.Extension(ext); !ok || param != want {
 			t.Errorf("before TLS: %s = %v %q, want %q", ext, ok, param, want)
 		}

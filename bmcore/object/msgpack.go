@@ -26,6 +26,17 @@ func appendMapHeader(b []byte, n int) []byte {
 	}
 }
 
+func appendArrayHeader(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n < 1<<16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+	}
+}
+
 func appendStr(b []byte, s string) []byte {
 	switch n := len(s); {
 	case n < 32:
@@ -40,7 +51,7 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendBin(b []byte, s string) []byte {
+func appendBin[T string | []byte](b []byte, s T) []byte {
 	switch n := len(s); {
 	case n < 1<<8:
 		b = append(b, 0xc4, byte(n))
@@ -61,11 +72,15 @@ const (
 	kindMap
 )
 
-// mpValue is one decoded item: text for str/bin, a count for array/map.
+// mpValue is one decoded item: text for str/bin (bin tells which), a
+// count for array/map. raw is the whole encoded value, for the top-level
+// map's entries only (unpackStringMap), so containers can be read again.
 type mpValue struct {
 	kind mpKind
+	bin  bool
 	text []byte
 	n    int
+	raw  []byte
 }
 
 type mpReader struct {
@@ -134,11 +149,15 @@ func (r *mpReader) next() (mpValue, error) {
 		return mpValue{kind: kindText, text: b}, err
 	}
 	switch c {
-	case 0xc4, 0xd9:
+	case 0xc4, 0xc5, 0xc6:
+		v, err := text(1 << (c - 0xc4))
+		v.bin = true
+		return v, err
+	case 0xd9:
 		return text(1)
-	case 0xc5, 0xda:
+	case 0xda:
 		return text(2)
-	case 0xc6, 0xdb:
+	case 0xdb:
 		return text(4)
 	case 0xc7, 0xc8, 0xc9: // ext 8/16/32: length, type byte, data
 		n, err := r.length(1 << (c - 0xc7))
@@ -213,6 +232,7 @@ func unpackStringMap(b []byte) (map[string]mpValue, error) {
 		if err := r.skip(k, 1); err != nil {
 			return nil, err
 		}
+		start := r.off
 		v, err := r.next()
 		if err != nil {
 			return nil, err
@@ -221,7 +241,8 @@ func unpackStringMap(b []byte) (map[string]mpValue, error) {
 			return nil, err
 		}
 		if k.kind == kindText {
-			out[string(k.text)] = mpValue{kind: v.kind, text: v.text}
+			v.raw = b[start:r.off]
+			out[string(k.text)] = v
 		}
 	}
 	if r.off != len(b) {

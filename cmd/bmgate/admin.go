@@ -40,12 +40,23 @@ type Status struct {
 	SetAside   []SetAsideStatus `json:"set_aside"` // inbound objects given up on (at most setAsideListed)
 	Inbound    InboundStatus    `json:"inbound"`
 	Sessions   SessionCounts    `json:"sessions"`
+	// QueuedPoW is, per user, the proof of work their unsent mail still
+	// needs, estimated on this machine (serve only).
+	QueuedPoW         []QueuedPoWStatus `json:"queued_pow,omitempty"`
+	QueuedPoWMeasured bool              `json:"queued_pow_rate_measured"`
 
 	// Connection and login limits (serve's limitsStatus).
 	Listeners           []ListenerStatus   `json:"listeners,omitempty"`
 	Logins              LoginStatus        `json:"logins"`
 	PasswordHash        PasswordHashStatus `json:"password_hash"`
 	IMAPLiteralRefusals uint64             `json:"imap_literal_refusals"`
+}
+
+// QueuedPoWStatus is one user's mail waiting for proof of work.
+type QueuedPoWStatus struct {
+	User     string        `json:"user"`
+	Messages int           `json:"messages"`
+	Estimate time.Duration `json:"estimate_ns"`
 }
 
 // ListenerStatus is one SMTP or IMAP listener's connections.

@@ -79,6 +79,7 @@ type Config struct {
 	BroadcastTTL   time.Duration `key:"broadcast_ttl" flag:"broadcast-ttl" help:"Lifetime of broadcasts and chan posts on the network (1h…672h)."`
 	PubkeyTimeout  time.Duration `key:"pubkey_timeout" flag:"pubkey-timeout" help:"How long a message waits for its recipient's public key before it bounces."`
 	AckTimeout     time.Duration `key:"ack_timeout" flag:"ack-timeout" help:"How long a sent message may stay unacknowledged, resends included, before it bounces."`
+	MaxQueuedPoW   time.Duration `key:"max_queued_pow_per_user" flag:"max-queued-pow-per-user" help:"Most proof-of-work time one user's unsent mail may need, as estimated on this machine (bmgate status shows the estimates); a submission past it is refused with 452 and the reason, to be sent again later. Attachments make proof of work longer. 0 means no limit."`
 
 	Autoconfig string `key:"autoconfig" arg:"ADDR" flag:"autoconfig" help:"HTTP listener for mail client autoconfiguration (Thunderbird's /mail/config-v1.1.xml and /.well-known/autoconfig/mail/config-v1.1.xml, Outlook's /autodiscover/autodiscover.xml), host:port, or off. It describes the IMAP and SMTP listeners at hostname; expose it as autoconfig.<domain> on port 80 (README)."`
 

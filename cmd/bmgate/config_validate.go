@@ -169,6 +169,9 @@ func (c *Config) Validate() error {
 	if c.PubkeyTimeout <= 0 {
 		bad("pubkey_timeout", "must be positive")
 	}
+	if c.MaxQueuedPoW < 0 {
+		bad("max_queued_pow_per_user", "must not be negative (0 means no limit)")
+	}
 	if c.AckTimeout < c.MessageTTL {
 		bad("ack_timeout", "must be at least message_ttl (%v)", c.MessageTTL)
 	}

@@ -182,7 +182,8 @@ func runSendmail(ctx context.Context, inv *invocation) error {
 		return &exitError{storeExitCode(err), err}
 	}
 	defer store.Close()
-	gw, err := gateway.New(gateway.Config{Store: store, Network: cfg.NetworkParams(), Domain: cfg.Domain})
+	gw, err := gateway.New(gateway.Config{Store: store, Network: cfg.NetworkParams(), Domain: cfg.Domain,
+		PoWWorkers: cfg.PoWWorkers, MaxQueuedPoWPerUser: cfg.MaxQueuedPoW})
 	if err != nil {
 		return &exitError{exSoftware, err}
 	}

@@ -116,6 +116,8 @@ func (s *server) build() error {
 		BroadcastTTL:   cfg.BroadcastTTL,
 		PubkeyGiveUp:   cfg.PubkeyTimeout,
 		AckGiveUp:      cfg.AckTimeout,
+
+		MaxQueuedPoWPerUser: cfg.MaxQueuedPoW,
 	}
 	gatewayTiming(netp, &gcfg)
 	listen := cfg.P2P
@@ -522,6 +524,12 @@ func (s *server) status(ctx context.Context) (Status, error) {
 		}
 	}
 	estimatePoW(st.PoWJobs, gs.PoWRate, s.cfg.PoWConcurrency)
+	if q, measured, err := s.gw.QueuedPoW(ctx); err == nil {
+		st.QueuedPoWMeasured = measured
+		for _, u := range q {
+			st.QueuedPoW = append(st.QueuedPoW, QueuedPoWStatus{User: u.User, Messages: u.Rows, Estimate: u.Estimate})
+		}
+	}
 	st.Sessions = SessionCounts{SMTP: s.smtp.Sessions(), IMAP: s.imap.Sessions()}
 	s.limitsStatus(&st)
 	return st, storeErr

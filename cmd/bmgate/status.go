@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/bmgate/bmgate/bmcore/wire"
+	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
 )
 
@@ -213,6 +214,13 @@ var cmdStatus = &command{
 		}
 		if liveErr == nil {
 			estimatePoW(s.PoWJobs, s.PoW.SolveRate, cfg.PoWConcurrency)
+		} else if gw, err := gateway.New(gateway.Config{Store: st, Network: cfg.NetworkParams(), Domain: cfg.Domain, PoWWorkers: cfg.PoWWorkers}); err == nil {
+			// No server to ask: the work ahead at an assumed rate.
+			if q, _, err := gw.QueuedPoW(ctx); err == nil {
+				for _, u := range q {
+					s.QueuedPoW = append(s.QueuedPoW, QueuedPoWStatus{User: u.User, Messages: u.Rows, Estimate: u.Estimate})
+				}
+			}
 		}
 		if *asJSON {
 			enc := json.NewEncoder(inv.stdout)
@@ -275,6 +283,16 @@ func printStatus(w io.Writer, s Status, liveErr error, now time.Time) {
 	}
 	printInbound(w, s.Inbound)
 	printSetAside(w, s.SetAside)
+	if len(s.QueuedPoW) > 0 {
+		how := "at the measured rate"
+		if !s.QueuedPoWMeasured {
+			how = "at an assumed rate until the first proof of work is measured"
+		}
+		fmt.Fprintf(w, "pow ahead:  estimated on this machine, %s\n", how)
+		for _, u := range s.QueuedPoW {
+			fmt.Fprintf(w, "  %-20s %d messages, ~%s\n", u.User, u.Messages, u.Estimate.Round(time.Second))
+		}
+	}
 	if liveErr == nil {
 		fmt.Fprintf(w, "pow:        %d in progress, %.0f trials/s\n", s.PoW.InProgress, s.PoW.TrialsPerSecond)
 		fmt.Fprintf(w, "objects:    %d received, %d relayed, %d invalid\n", s.Objects.Received, s.Objects.Relayed, s.Objects.Invalid)

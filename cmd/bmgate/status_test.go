@@ -35,6 +35,14 @@ func TestPoWQueueStatus(t *testing.T) {
 			t.Errorf("status output lacks %q:\n%s", line, out.String())
 		}
 	}
+	// The proof of work ahead, per user.
+	out.Reset()
+	printStatus(&out, Status{Network: "test", QueuedPoW: []QueuedPoWStatus{{User: "alice", Messages: 2, Estimate: 95 * time.Second}}}, nil, time.Now())
+	for _, line := range []string{"pow ahead:  estimated on this machine, at an assumed rate", "alice                2 messages, ~1m35s"} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("status output lacks %q:\n%s", line, out.String())
+		}
+	}
 	// Without a measured rate nothing is guessed.
 	unknown := []PoWJobStatus{{ID: 1, Kind: "msg", State: "pending", Expected: 10}}
 	estimatePoW(unknown, 0, 1)

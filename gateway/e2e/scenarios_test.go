@@ -3,6 +3,9 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -48,8 +51,11 @@ func TestSendReplyAndAck(t *testing.T) {
 	if got := header(raw, "To"); !strings.Contains(got, bobBM+"@"+testDomain) {
 		t.Errorf("To = %q", got)
 	}
-	if got := header(raw, "Message-Id"); got != "<"+msgID+">" {
-		t.Errorf("Message-ID = %q, want the sender's <%s> carried in encoding 3", got, msgID)
+	// A Message-ID alone does not make it encoding 3 (notbit reads only 2):
+	// Bob's side names it by its inventory hash.
+	theirID := header(raw, "X-Bitmessage-Inventory") + "@" + testDomain
+	if got := header(raw, "Message-Id"); got != "<"+theirID+">" {
+		t.Errorf("Message-ID = %q, want <%s> (encoding 2)", got, theirID)
 	}
 	if body := bodyOf(t, raw); !strings.Contains(body, "Grüße über Bitmessage.") {
 		t.Errorf("body = %q", body)
@@ -85,9 +91,10 @@ func TestSendReplyAndAck(t *testing.T) {
 		t.Errorf("%d unasked delivery reports", n)
 	}
 
-	// Bob replies; the reply threads under Alice's message on her side.
+	// Bob replies to the id his client saw; the reply threads under
+	// Alice's message on her side.
 	_, err = b.send("bob", bobBM, []string{mailOf(aliceBM)}, "Re: Hello Bob", "Thanks!",
-		"In-Reply-To: <"+msgID+">\r\nReferences: <"+msgID+">\r\n", sendOpts{})
+		"In-Reply-To: <"+theirID+">\r\nReferences: <"+theirID+">\r\n", sendOpts{})
 	if err != nil {
 		t.Fatalf("reply: %v", err)
 	}
@@ -231,7 +238,9 @@ func TestSubmissionRefusals(t *testing.T) {
 			}
 		})
 	}
-	t.Run("attachment", func(t *testing.T) {
+	// Attachments travel now (TestAttachmentsAcrossGateways); encrypted
+	// MIME still cannot.
+	t.Run("encrypted", func(t *testing.T) {
 		c, err := smtp.Dial(a.smtpAddr)
 		if err != nil {
 			t.Fatal(err)
@@ -240,12 +249,12 @@ func TestSubmissionRefusals(t *testing.T) {
 		if err := c.Auth(plainAuth("alice", "pw-alice")); err != nil {
 			t.Fatal(err)
 		}
-		msg := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: att\r\nMIME-Version: 1.0\r\n" +
-			"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
-			"--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--XX--\r\n"
+		msg := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: enc\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=XX\r\n\r\n" +
+			"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--XX--\r\n"
 		err = c.SendMail(mailOf(aliceBM), []string{mailOf(bobBM)}, strings.NewReader(msg))
-		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "attach") {
-			t.Fatalf("attachment accepted or unclear refusal: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "554") || !strings.Contains(strings.ToLower(err.Error()), "encrypt") {
+			t.Fatalf("encrypted mail accepted or unclear refusal: %v", err)
 		}
 	})
 	t.Run("no auth", func(t *testing.T) {
@@ -546,4 +555,277 @@ func TestReplyWithoutThreadingHeaders(t *testing.T) {
 	if irt := header(got, "In-Reply-To"); irt != "" {
 		t.Errorf("unrelated reply threaded under %q", irt)
 	}
+}
+
+// sendRaw submits a whole message over SMTP as user name.
+func (s *site) sendRaw(name, from, to, raw string) {
+	s.t.Helper()
+	c, err := smtp.Dial(s.smtpAddr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(plainAuth(name, "pw-"+name)); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := c.SendMail(from, []string{to}, strings.NewReader(raw)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// fileSent files a client's Sent copy, as Thunderbird does by APPEND.
+func (s *site) fileSent(u mailmap.User, raw string) {
+	s.t.Helper()
+	mb, err := s.store.MailboxBySpecialUse(context.Background(), u.ID, mailmap.SpecialSent)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.store.AppendMessage(context.Background(), u.ID, mb.ID, []byte(raw), []string{`\Seen`}, time.Now()); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// waitSentDelivered waits until every Sent copy carries $Delivered.
+func (s *site) waitSentDelivered(u mailmap.User, n int) {
+	s.t.Helper()
+	mb, err := s.store.MailboxBySpecialUse(context.Background(), u.ID, mailmap.SpecialSent)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		msgs, err := s.store.Messages(context.Background(), u.ID, mb.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		done := 0
+		for _, m := range msgs {
+			if hasFlagTest(m.Flags, gateway.DeliveredKeyword) {
+				done++
+			}
+		}
+		if len(msgs) == n && done == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: %d of %d Sent copies have %s", s.name, done, len(msgs), gateway.DeliveredKeyword)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEncodingPolicyAcrossGateways (issue 16): a mail with no threading
+// headers goes as encoding 2, with or without a Message-ID, and its Sent
+// copy still gets $Delivered; a reply that names the inventory-hash id the
+// recipient's side made threads exactly under the Sent copy, also with a
+// new subject, once the replier's gateway knows the other reads
+// encoding 3.
+func TestEncodingPolicyAcrossGateways(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+	hdr := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\n"
+
+	// A script's mail: no Message-ID at all.
+	script := hdr + "Subject: nightly backup\r\n\r\nAll good.\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), script)
+	a.fileSent(alice, script)
+	got := b.waitMail(bob, "INBOX", wait, hasSubject("nightly backup"))
+	if body := bodyOf(t, got); body != "All good.\r\n" {
+		t.Errorf("body %q", body)
+	}
+	// Thunderbird's mail: a Message-ID, nothing else.
+	tb := hdr + "Subject: Plans\r\nMessage-ID: <plans.1@client.test>\r\n\r\nDinner on Friday?\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), tb)
+	a.fileSent(alice, tb)
+	got = b.waitMail(bob, "INBOX", wait, hasSubject("Plans"))
+	theirID := header(got, "X-Bitmessage-Inventory") + "@" + testDomain
+	if mid := header(got, "Message-Id"); mid != "<"+theirID+">" {
+		t.Errorf("Message-ID %q: the mail did not go as encoding 2", mid)
+	}
+	a.waitOutbox(alice, mailmap.OutboxAcked, wait)
+	for _, it := range a.waitOutbox(alice, mailmap.OutboxAcked, wait) {
+		if it.Encoding != 2 {
+			t.Errorf("%q went as encoding %d", it.Subject, it.Encoding)
+		}
+	}
+	a.waitSentDelivered(alice, 2)
+
+	// Bob's gateway has seen encoding 3 from alice (another bmgate, a Jabit
+	// client): his reply carries its threading headers in encoding 3, and
+	// alice's side turns the id his client saw into her Sent copy's.
+	if err := b.store.NoteEncoding(context.Background(), aliceBM, 3); err != nil {
+		t.Fatal(err)
+	}
+	reply := "From: " + mailOf(bobBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: Friday works\r\nMessage-ID: <r.1@client.test>\r\n" +
+		"In-Reply-To: <" + theirID + ">\r\nReferences: <" + theirID + ">\r\n\r\nSee you.\r\n"
+	b.sendRaw("bob", mailOf(bobBM), mailOf(aliceBM), reply)
+	got = a.waitMail(alice, "INBOX", wait, hasSubject("Friday works"))
+	if irt := header(got, "In-Reply-To"); irt != "<plans.1@client.test>" {
+		t.Errorf("In-Reply-To = %q, want <plans.1@client.test>", irt)
+	}
+	if refs := header(got, "References"); refs != "<plans.1@client.test>" {
+		t.Errorf("References = %q", refs)
+	}
+	if mid := header(got, "Message-Id"); mid != "<r.1@client.test>" {
+		t.Errorf("Message-ID = %q, want bob's, carried in encoding 3", mid)
+	}
+	if enc, err := a.store.EncodingSeen(context.Background(), bobBM); err != nil || enc != 3 {
+		t.Errorf("alice's side: EncodingSeen(bob) = %d, %v", enc, err)
+	}
+}
+
+// TestAttachmentsAcrossGateways (issue 16 part B): a mail with a 20 KB
+// random binary, a file with a UTF-8 name and an inline image (an HTML
+// mail with the image in a multipart/related) goes through SMTP, over the
+// test network, and the recipient reads it over IMAP: every attachment
+// byte for byte, with its name and type, and go-message parses it. A mail
+// too large for one object is refused at DATA and queues nothing.
+func TestAttachmentsAcrossGateways(t *testing.T) {
+	a := newSite(t, "a", nil)
+	b := newSite(t, "b", nil, a)
+	alice, aliceBM := a.user("alice")
+	bob, bobBM := b.user("bob")
+
+	bin := make([]byte, 20<<10)
+	if _, err := rand.Read(bin); err != nil {
+		t.Fatal(err)
+	}
+	png := append([]byte("\x89PNG\r\n\x1a\n"), bin[:512]...)
+	notes := []byte("Köln, Zürich – Grüße\n")
+	b64 := func(d []byte) string { return wrap76(base64.StdEncoding.EncodeToString(d)) }
+	raw := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(bobBM) + "\r\nSubject: Files\r\nMessage-ID: <files.1@client.test>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n" +
+		"--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n" +
+		"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files.\r\n" +
+		"--a\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n" +
+		"--r\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>The files.<img src=\"cid:img1\"></p>\r\n" +
+		"--r\r\nContent-Type: image/png; name=\"logo.png\"\r\nContent-ID: <img1>\r\nContent-Disposition: inline; filename=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(png) +
+		"--r--\r\n--a--\r\n" +
+		"--m\r\nContent-Type: application/octet-stream; name=\"random.bin\"\r\nContent-Disposition: attachment; filename=\"random.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(bin) +
+		"--m\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename*=utf-8''%C3%9Cbersicht%20M%C3%A4rz.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(notes) +
+		"--m--\r\n"
+	a.sendRaw("alice", mailOf(aliceBM), mailOf(bobBM), raw)
+	b.waitMail(bob, "INBOX", wait, hasSubject("Files"))
+
+	// Read it as a client does: over IMAP.
+	c, err := imapclient.DialInsecure(b.imapAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("bob", "pw-bob").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sec := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("fetch: %v (%d)", err, len(msgs))
+	}
+	got := msgs[0].FindBodySection(sec)
+	mr, err := mail.CreateReader(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type part struct{ name, typ, disp string }
+	found := map[part][]byte{}
+	var text string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("go-message: %v", err)
+		}
+		data, err := io.ReadAll(p.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mh mail.AttachmentHeader
+		disp := "inline"
+		switch h := p.Header.(type) {
+		case *mail.InlineHeader:
+			mh.Header = h.Header
+		case *mail.AttachmentHeader:
+			mh.Header, disp = h.Header, "attachment"
+		}
+		typ, _, _ := mh.ContentType()
+		name, err := mh.Filename()
+		if err != nil {
+			t.Fatalf("filename: %v", err)
+		}
+		if name == "" && typ == "text/plain" {
+			text += string(data)
+			continue
+		}
+		found[part{name, typ, disp}] = data
+	}
+	if !strings.HasPrefix(text, "The files.") || strings.Contains(text, "your client may not show") {
+		t.Errorf("text %q", text)
+	}
+	want := map[part][]byte{
+		{"logo.png", "image/png", "inline"}:                      png,
+		{"random.bin", "application/octet-stream", "attachment"}: bin,
+		{"Übersicht März.txt", "text/plain", "attachment"}:       notes,
+	}
+	if len(found) != len(want) {
+		t.Errorf("attachments: %d, want %d", len(found), len(want))
+	}
+	for k, w := range want {
+		if g, ok := found[k]; !ok || !bytes.Equal(g, w) {
+			t.Errorf("attachment %+v: present %v, %d bytes, want %d identical bytes", k, ok, len(g), len(w))
+		}
+	}
+	if !bytes.Contains(got, []byte("filename*=utf-8''%C3%9Cbersicht")) {
+		t.Errorf("the UTF-8 name is not in RFC 2231 form")
+	}
+	if items := a.waitOutbox(alice, mailmap.OutboxAcked, wait); items[0].Encoding != 3 {
+		t.Errorf("encoding %d", items[0].Encoding)
+	}
+}
+
+// TestAttachmentOverLimitRefused: a mail that cannot fit in one object
+// is refused at DATA with a permanent 552 naming the limit, and nothing is
+// queued.
+func TestAttachmentOverLimitRefused(t *testing.T) {
+	a := newSite(t, "a", nil)
+	alice, aliceBM := a.user("alice")
+	bin := make([]byte, 400<<10)
+	if _, err := rand.Read(bin); err != nil {
+		t.Fatal(err)
+	}
+	raw := "From: " + mailOf(aliceBM) + "\r\nTo: " + mailOf(aliceBM) + "\r\nSubject: big\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		wrap76(base64.StdEncoding.EncodeToString(bin))
+	c, err := smtp.Dial(a.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(plainAuth("alice", "pw-alice")); err != nil {
+		t.Fatal(err)
+	}
+	err = c.SendMail(mailOf(aliceBM), []string{mailOf(aliceBM)}, strings.NewReader(raw))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 552 || !strings.Contains(se.Message, "compressed") || !strings.Contains(se.Message, "2^18") {
+		t.Fatalf("DATA answered %v, want 552 naming the limit", err)
+	}
+	if items, err := a.store.UserOutbox(context.Background(), alice.ID); err != nil || len(items) != 0 {
+		t.Fatalf("outbox: %d rows, %v", len(items), err)
+	}
+}
+
+// wrap76 breaks base64 text into lines of 76 characters.
+func wrap76(s string) string {
+	var out strings.Builder
+	for len(s) > 76 {
+		out.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	return out.String() + s + "\r\n"
 }
