@@ -43,7 +43,7 @@ type command struct {
 // register it here from init (serve.go, sendmail.go).
 var commands = []*command{
 	cmdUserAdd, cmdUserList, cmdUserPasswd, cmdUserDel, cmdUserSet,
-	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe,
+	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe, cmdImportPyBitmessage, cmdExportKeys,
 	cmdStatus, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
 }
 
