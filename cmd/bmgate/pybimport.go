@@ -27,7 +27,7 @@ var cmdImportPyBitmessage = &command{
 		"from messages.dat, the inbox (INBOX, chan and subscription folders), sent messages (Sent; unsent ones in Drafts; " +
 		"those awaiting an ack also in the outbox, so the ack completes them), trash (Trash), subscriptions and the " +
 		"address book (contacts, usable as LABEL@domain). DIR is PyBitmessage's data directory. Everything is checked " +
-		"before anything is written; running it again changes nothing. Stop PyBitmessage first.",
+		"before anything is written, and written in one transaction: a failed import writes nothing; running it again changes nothing. Stop PyBitmessage first.",
 	run: func(ctx context.Context, inv *invocation) error {
 		user := inv.fs.String("user", "", "the `NAME` of the bmgate user the identities and mail go to")
 		dryRun := inv.fs.Bool("dry-run", false, "check and summarise, write nothing")
@@ -55,7 +55,7 @@ var cmdImportPyBitmessage = &command{
 				return nil
 			}
 			if err := plan.write(ctx, st, u); err != nil {
-				return fmt.Errorf("%w (what was written so far stays; run the import again to complete it)", err)
+				return err
 			}
 			plan.summary(inv.stdout, u, false)
 			return nil
@@ -112,10 +112,8 @@ type pybPlan struct {
 	presentSubs   int
 	skipped       []string
 	notes         []string
-	filed         map[string]int // folder → messages filed by write
-	present       map[string]int // folder → messages already there
-	outboxNew     int
 	outboxAlready int
+	res           mailmap.ImportResult // what write wrote
 }
 
 // pybMail is one message to file.
@@ -171,7 +169,6 @@ func plural(n int, one, many string) string {
 // every mail, and refuses the whole import when an identity belongs to
 // another user. It writes nothing.
 func (p *pybPlan) check(ctx context.Context, st mailmap.Store, u mailmap.User) error {
-	p.filed, p.present = map[string]int{}, map[string]int{}
 	own := map[string]mailmap.Identity{}
 	mine, err := st.Identities(ctx, u.ID)
 	if err != nil {
@@ -544,102 +541,43 @@ func (p *pybPlan) outboxItem(u mailmap.User, r pybSentRow, msgID string, kinds m
 	}, nil
 }
 
-// write stores the plan: identities, subscriptions, contacts, folders,
-// messages (each at most once: DeliverOnce with the row's key, and not
-// when a message with its Message-ID is already in the folder) and the
-// outbox rows.
+// write stores the plan in one transaction (Store.Import): all of it, or
+// nothing. What is already there (identities by address, messages by
+// PyBitmessage's msgid or ackdata and by Message-ID, contacts by alias,
+// subscriptions by address, outbox rows by ackdata) is counted, not
+// written again.
 func (p *pybPlan) write(ctx context.Context, st mailmap.Store, u mailmap.User) error {
+	b := mailmap.ImportBatch{UserID: u.ID, Identities: p.newIDs, Subscriptions: p.subs, Contacts: p.contacts, Outbox: p.outbox}
 	for _, id := range p.newIDs {
-		if _, err := st.AddIdentity(ctx, id); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return fmt.Errorf("store identity %s: %w", id.Address, err)
-		}
 		if id.Kind == mailmap.KindChan {
-			if err := ensureFolder(ctx, st, u.ID, gateway.ChanFolder(id.Label, id.Address)); err != nil {
-				return err
-			}
+			b.Folders = append(b.Folders, mailmap.ImportFolder{Name: gateway.ChanFolder(id.Label, id.Address)})
 		}
 	}
 	for _, s := range p.subs {
-		if _, err := st.AddSubscription(ctx, s); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return fmt.Errorf("store subscription %s: %w", s.Address, err)
-		}
-		if err := ensureFolder(ctx, st, u.ID, gateway.SubscriptionFolder(s.Label, s.Address)); err != nil {
-			return err
-		}
+		b.Folders = append(b.Folders, mailmap.ImportFolder{Name: gateway.SubscriptionFolder(s.Label, s.Address)})
 	}
-	for _, c := range p.contacts {
-		if _, err := st.AddContact(ctx, c); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return fmt.Errorf("store contact %s: %w", c.Alias, err)
-		}
-	}
-	boxes := map[string]mailmap.Mailbox{}
 	for _, m := range p.mails {
-		mb, ok := boxes[m.folder]
-		if !ok {
-			var err error
-			if mb, err = pybMailbox(ctx, st, u.ID, m.folder, m.special); err != nil {
-				return err
-			}
-			boxes[m.folder] = mb
-		}
-		there, err := st.FindByMessageID(ctx, u.ID, "", m.msgID)
-		if err != nil {
-			return fmt.Errorf("look up message: %w", err)
-		}
-		if slices.ContainsFunc(there, func(x mailmap.Message) bool { return x.MailboxID == mb.ID }) {
-			p.present[mb.Name]++
-			continue
-		}
-		_, dup, err := st.DeliverOnce(ctx, u.ID, mb.ID, m.key, m.raw, m.flags, m.date)
-		if err != nil {
-			return fmt.Errorf("file message in %s: %w", mb.Name, err)
-		}
-		if dup {
-			p.present[mb.Name]++
-		} else {
-			p.filed[mb.Name]++
-		}
+		b.Messages = append(b.Messages, mailmap.ImportMessage{Folder: mailmap.ImportFolder{Name: m.folder, SpecialUse: m.special},
+			Key: m.key, Raw: m.raw, Flags: m.flags, Date: m.date})
 	}
-	if len(p.outbox) > 0 {
-		if _, err := st.EnqueueOutbox(ctx, p.outbox); err != nil {
-			return fmt.Errorf("store outbox: %w", err)
-		}
-		p.outboxNew = len(p.outbox)
-	}
-	return nil
-}
-
-// pybMailbox finds the folder a message goes to: a special-use one by its
-// use (whatever the user renamed it to), others by name, created (and
-// subscribed) when missing.
-func pybMailbox(ctx context.Context, st mailmap.Store, userID int64, name, special string) (mailmap.Mailbox, error) {
-	if special != "" {
-		mb, err := st.MailboxBySpecialUse(ctx, userID, special)
-		if err == nil {
-			return mb, nil
-		}
-		if !errors.Is(err, mailmap.ErrNotFound) {
-			return mb, fmt.Errorf("find folder %s: %w", name, err)
-		}
-		if _, err := st.CreateMailbox(ctx, userID, name, special); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return mb, fmt.Errorf("create folder %s: %w", name, err)
-		}
-	}
-	if name != "INBOX" {
-		if err := ensureFolder(ctx, st, userID, name); err != nil {
-			return mailmap.Mailbox{}, err
-		}
-	}
-	mb, err := st.Mailbox(ctx, userID, name)
+	res, err := st.Import(ctx, b)
 	if err != nil {
-		return mb, fmt.Errorf("find folder %s: %w", name, err)
+		return fmt.Errorf("nothing imported: %w", err)
 	}
-	return mb, nil
+	p.res = res
+	return nil
 }
 
 // summary prints what the import did (or, with dry, would do).
 func (p *pybPlan) summary(w io.Writer, u mailmap.User, dry bool) {
 	verb := "imported"
+	// n is what was written (dry: what would be) and what was there already.
+	n := func(planned, written, present, presentThen int) (int, int) {
+		if dry {
+			return planned, present
+		}
+		return written, present + presentThen
+	}
 	if dry {
 		verb = "would import"
 	}
@@ -647,40 +585,44 @@ func (p *pybPlan) summary(w io.Writer, u mailmap.User, dry bool) {
 	for _, id := range p.newIDs {
 		kinds[string(id.Kind)]++
 	}
+	ids, idsThere := n(len(p.newIDs), p.res.Identities, p.presentIDs, p.res.IdentitiesPresent)
 	fmt.Fprintf(w, "%s for %s: %d identit%s (%d address%s, %d chan%s), %d already there\n", verb, u.Name,
-		len(p.newIDs), plural(len(p.newIDs), "y", "ies"), kinds["normal"], plural(kinds["normal"], "", "es"),
-		kinds["chan"], plural(kinds["chan"], "", "s"), p.presentIDs)
-	if p.msgs != nil {
+		ids, plural(ids, "y", "ies"), kinds["normal"], plural(kinds["normal"], "", "es"),
+		kinds["chan"], plural(kinds["chan"], "", "s"), idsThere)
+	if p.msgs == nil {
+		fmt.Fprintf(w, "no messages.dat: messages, subscriptions and the address book not imported\n")
+	} else {
 		if dry {
 			folders := map[string]int{}
 			for _, m := range p.mails {
 				folders[m.folder]++
 			}
-			fmt.Fprintf(w, "messages (before checking what is already there):\n")
+			fmt.Fprintf(w, "messages (some may be there already):\n")
 			for _, f := range sortedKeys(folders) {
 				fmt.Fprintf(w, "  %s: %d\n", f, folders[f])
 			}
 		} else {
 			fmt.Fprintf(w, "messages:\n")
-			names := sortedKeys(p.filed)
-			for _, f := range sortedKeys(p.present) {
+			names := sortedKeys(p.res.Filed)
+			for _, f := range sortedKeys(p.res.Present) {
 				if !slices.Contains(names, f) {
 					names = append(names, f)
 				}
 			}
 			slices.Sort(names)
 			for _, f := range names {
-				fmt.Fprintf(w, "  %s: %d new, %d already there\n", f, p.filed[f], p.present[f])
+				fmt.Fprintf(w, "  %s: %d new, %d already there\n", f, p.res.Filed[f], p.res.Present[f])
 			}
 		}
-		fmt.Fprintf(w, "outbox (awaiting an ack): %d new, %d already there\n", len(p.outbox), p.outboxAlready)
-		fmt.Fprintf(w, "subscriptions: %d new, %d already there\n", len(p.subs), p.presentSubs)
-		fmt.Fprintf(w, "contacts: %d new, %d already there\n", len(p.contacts), p.presentCont)
+		o, oThere := n(len(p.outbox), p.res.Outbox, p.outboxAlready, p.res.OutboxPresent)
+		fmt.Fprintf(w, "outbox (awaiting an ack): %d new, %d already there\n", o, oThere)
+		sb, sbThere := n(len(p.subs), p.res.Subscriptions, p.presentSubs, p.res.SubscriptionsPresent)
+		fmt.Fprintf(w, "subscriptions: %d new, %d already there\n", sb, sbThere)
+		c, cThere := n(len(p.contacts), p.res.Contacts, p.presentCont, p.res.ContactsPresent)
+		fmt.Fprintf(w, "contacts: %d new, %d already there\n", c, cThere)
 		for _, c := range p.contacts {
 			fmt.Fprintf(w, "  %s → %s\n", c.Alias, c.Address)
 		}
-	} else {
-		fmt.Fprintf(w, "no messages.dat: messages, subscriptions and the address book not imported\n")
 	}
 	if len(p.notes) > 0 {
 		fmt.Fprintf(w, "notes:\n")

@@ -420,6 +420,16 @@ func TestImportPyBitmessageBadInput(t *testing.T) {
 			editKeys(t, dir, func(s string) string { return strings.Replace(s, "[bitmessagesettings]", "[settings]", 1) })
 			fail("no settings", "no [bitmessagesettings]", dir)
 
+			// A failure while writing (here: alice's quota) undoes the
+			// whole import, identities included.
+			if err := st.SetQuota(ctx, alice.ID, 2000); err != nil {
+				t.Fatal(err)
+			}
+			fail("over quota", "over quota", pybFixture(t))
+			if err := st.SetQuota(ctx, alice.ID, 0); err != nil {
+				t.Fatal(err)
+			}
+
 			// An address another user owns: bob imports first. The chan may
 			// be shared, the addresses not.
 			mustRun(t, env, "", "import", "pybitmessage", "--user", "bob", filepath.Join(pybFixture(t), "keys.dat"))
