@@ -347,6 +347,14 @@ func aliasLocal(label string) string {
 	var b strings.Builder
 	dot := false
 	for _, r := range strings.ToLower(label) {
+		if t, ok := latinASCII[r]; ok {
+			if dot && b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			dot = false
+			b.WriteString(t)
+			continue
+		}
 		switch {
 		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_':
 			if dot && b.Len() > 0 {
@@ -367,6 +375,24 @@ func aliasLocal(label string) string {
 	}
 	return s
 }
+
+// latinASCII spells the lower-case Latin letters with diacritics of
+// Latin-1 and Latin Extended-A in ASCII, for aliases ("Zoë" → zoe).
+var latinASCII = func() map[rune]string {
+	m := map[rune]string{'ß': "ss", 'æ': "ae", 'œ': "oe", 'ø': "o", 'ð': "d", 'þ': "th", 'ł': "l", 'đ': "d", 'ħ': "h", 'ı': "i", 'ŀ': "l", 'ŋ': "n", 'ĸ': "k"}
+	for base, letters := range map[string]string{
+		"a": "àáâãäåāăą", "c": "çćĉċč", "d": "ď", "e": "èéêëēĕėęě", "g": "ĝğġģ", "h": "ĥ", "i": "ìíîïĩīĭį",
+		"j": "ĵ", "k": "ķ", "l": "ĺļľ", "n": "ñńņňŉ", "o": "òóôõöōŏő", "r": "ŕŗř", "s": "śŝşšſ", "t": "ţťŧ",
+		"u": "ùúûüũūŭůűų", "w": "ŵ", "y": "ýÿŷ", "z": "źżž",
+	} {
+		for _, r := range letters {
+			if r >= 0x80 {
+				m[r] = base
+			}
+		}
+	}
+	return m
+}()
 
 // Sent statuses of PyBitmessage 0.6.3.2 (class_singleWorker, class_objectProcessor).
 var (

@@ -202,7 +202,20 @@ func TestImportPyBitmessageFixture(t *testing.T) {
 			ctx := context.Background()
 			dir := pybFixture(t)
 			mustRun(t, env, "pw\n", "user", "add", "alice")
-			out := mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", dir)
+			st := openTestStore(t, env)
+			u, err := st.UserByName(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			empty := storeState(t, st, u.ID)
+			out := mustRun(t, env, "", "import", "pybitmessage", "--dry-run", "--user", "alice", dir)
+			if !strings.Contains(out, "would import for alice: 4 identities") || !strings.Contains(out, "INBOX: 2") {
+				t.Errorf("dry run summary:\n%s", out)
+			}
+			if got := storeState(t, st, u.ID); got != empty {
+				t.Errorf("the dry run wrote:\n%s", got)
+			}
+			out = mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", dir)
 			for _, want := range []string{
 				"4 identities (3 addresses, 1 chan), 0 already there",
 				"INBOX: 2 new, 0 already there",
@@ -219,11 +232,6 @@ func TestImportPyBitmessageFixture(t *testing.T) {
 				if !strings.Contains(out, want) {
 					t.Errorf("summary lacks %q:\n%s", want, out)
 				}
-			}
-			st := openTestStore(t, env)
-			u, err := st.UserByName(ctx, "alice")
-			if err != nil {
-				t.Fatal(err)
 			}
 			keys, err := os.ReadFile(filepath.Join(dir, "keys.dat"))
 			if err != nil {
@@ -626,4 +634,21 @@ func decodeCTE(t *testing.T, cte string, body []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestAliasLocal(t *testing.T) {
+	for in, want := range map[string]string{
+		"Carol Friend":  "carol.friend",
+		"Bob Ünïcode":   "bob.unicode",
+		"  Zoë  O'Neil": "zoe.o.neil",
+		"Straße 5":      "strasse.5",
+		"BM-2cXY":       "contact.bm-2cxy",
+		"broadcast":     "contact.broadcast",
+		"日本":            "",
+		"a_b-c":         "a_b-c",
+	} {
+		if got := aliasLocal(in); got != want {
+			t.Errorf("aliasLocal(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
