@@ -46,6 +46,12 @@ var cmdImportPyBitmessage = &command{
 		if err != nil {
 			return err
 		}
+		// PyBitmessage holds singleton.lock in its directory while it runs
+		// (and leaves it after a crash).
+		if _, err := os.Stat(filepath.Join(filepath.Dir(keysPath), "singleton.lock")); err == nil {
+			plan.notes = append(plan.notes, "singleton.lock is in PyBitmessage's directory: if PyBitmessage is running, "+
+				"what it receives from now on is not imported (stop it and import again: nothing is imported twice)")
+		}
 		return withOwner(ctx, inv, cfg, *user, func(st mailmap.Store, u mailmap.User) error {
 			if err := plan.check(ctx, st, u); err != nil {
 				return err
