@@ -237,6 +237,17 @@ func (p *pybPlan) check(ctx context.Context, st mailmap.Store, u mailmap.User) e
 			if m.ChanPassphrase == "" {
 				p.notes = append(p.notes, fmt.Sprintf("chan %s: its label is not its passphrase, so bmgate has the keys only (posts work; joining again needs the passphrase)", pi.Address))
 			}
+			// Each chan of a user has a folder of its own (as chan join
+			// makes sure).
+			folder := gateway.ChanFolder(m.Label, m.Address)
+			for addr, l := range labels {
+				if kinds[addr] == mailmap.KindChan && (l == m.Label || gateway.ChanFolder(l, addr) == folder) {
+					p.notes = append(p.notes, fmt.Sprintf("chan %s: named %s, since another chan of %s is named %q", pi.Address,
+						mailmap.DefaultChanName(pi.Address), u.Name, m.Label))
+					m.Label = mailmap.DefaultChanName(pi.Address)
+					break
+				}
+			}
 		}
 		if pi.MailingList {
 			p.notes = append(p.notes, fmt.Sprintf("%s is a PyBitmessage mailing list (%q): bmgate has no mailing lists, it is imported as a normal address (messages to it are not rebroadcast)", pi.Address, pi.MailingListName))

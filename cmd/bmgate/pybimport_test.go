@@ -509,6 +509,22 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 	if msgs, _ := folderMessages(t, st, u.ID, "Chans/Our chan"); len(msgs) != 1 {
 		t.Errorf("Chans/Our chan: %d messages", len(msgs))
 	}
+
+	// Another user who already has a chan named "Our chan": the imported
+	// one gets a name of its own.
+	mustRun(t, env, "pw\n", "user", "add", "bob")
+	mustRun(t, env, "", "chan", "join", "--user", "bob", "--name", "Our chan", "another passphrase")
+	chanOnly := filepath.Join(t.TempDir(), "keys.dat")
+	keys, _ := os.ReadFile(filepath.Join(dir, "keys.dat"))
+	os.WriteFile(chanOnly, []byte("[bitmessagesettings]\nsettingsversion = 10\n\n"+string(keys[strings.Index(string(keys), "["+fxChan+"]"):])), 0o600)
+	out = mustRun(t, env, "", "import", "pybitmessage", "--user", "bob", chanOnly)
+	if !strings.Contains(out, "named chan-2cWTiU4zMf, since another chan of bob is named \"Our chan\"") {
+		t.Errorf("summary:\n%s", out)
+	}
+	bob, _ := st.UserByName(ctx, "bob")
+	if _, err := st.Mailbox(ctx, bob.ID, "Chans/chan-2cWTiU4zMf"); err != nil {
+		t.Errorf("bob's imported chan folder: %v", err)
+	}
 }
 
 func TestExportKeysRoundTrip(t *testing.T) {
