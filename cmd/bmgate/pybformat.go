@@ -289,7 +289,7 @@ func readMessagesDat(ctx context.Context, path string) (*pybMessages, error) {
 	}
 	// immutable=1: read the file as it is, creating no -wal or -shm next to
 	// the user's PyBitmessage data (PyBitmessage must not be running).
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	db, err := sql.Open("sqlite", "file:"+sqliteURIPath(path)+"?mode=ro&immutable=1")
 	if err != nil {
 		return nil, err
 	}
@@ -404,6 +404,12 @@ func readMessagesDat(ctx context.Context, path string) (*pybMessages, error) {
 		}
 	}
 	return m, nil
+}
+
+// sqliteURIPath escapes a file name for an SQLite URI filename, in which
+// '?' starts the parameters, '#' a fragment, and %HH is decoded.
+func sqliteURIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 func closeRows(rows *sql.Rows) error {

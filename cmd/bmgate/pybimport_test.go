@@ -668,3 +668,25 @@ func TestAliasLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestImportOddPath: a directory name with characters that mean something
+// in an SQLite URI (?, #, %) is read as it is, and nothing is created.
+func TestImportOddPath(t *testing.T) {
+	env := testEnv(t)
+	mustRun(t, env, "pw\n", "user", "add", "alice")
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "py b#1?x%41")
+	if err := os.Rename(pybFixture(t), dir); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, env, "", "import", "pybitmessage", "--dry-run", "--user", "alice", dir)
+	if !strings.Contains(out, "INBOX: 2") {
+		t.Errorf("summary:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+		t.Errorf("%d entries next to the directory, want it alone", len(ents))
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("%d files in the directory, want keys.dat and messages.dat", len(ents))
+	}
+}
