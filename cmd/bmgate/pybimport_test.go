@@ -327,6 +327,10 @@ func TestImportPyBitmessageFixture(t *testing.T) {
 				it.Subject != "Awaiting an ack" || it.TTL != 4*24*time.Hour || it.UserID != u.ID || it.MessageID == "" {
 				t.Errorf("outbox row: %+v", it)
 			}
+			// Its Message-ID is its Sent copy's, so the ack marks that copy.
+			if copies, err := st.FindByMessageID(ctx, u.ID, mailmap.SpecialSent, it.MessageID); err != nil || len(copies) != 1 {
+				t.Errorf("Sent copy of the outbox row %q: %+v, %v", it.MessageID, copies, err)
+			}
 
 			// Subscriptions and contacts.
 			subs, err := st.Subscriptions(ctx, u.ID)
