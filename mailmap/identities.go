@@ -52,55 +52,20 @@ func (s *sqlStore) scanIdentity(row interface{ Scan(...any) error }) (Identity, 
 }
 
 func (s *sqlStore) AddIdentity(ctx context.Context, id Identity) (Identity, error) {
-	if id.Kind == "" {
-		id.Kind = KindNormal
-	}
-	switch {
-	case id.Address == "" || !validText(id.Address, 128):
-		return Identity{}, invalid("identity address")
-	case !validText(id.Label, 1024):
-		return Identity{}, invalid("identity label")
-	case id.Kind != KindNormal && id.Kind != KindChan:
-		return Identity{}, invalid("identity kind")
-	case len(id.SigningKey) != 32 || len(id.EncryptionKey) != 32:
-		return Identity{}, invalid("identity private keys must be 32 bytes")
-	case id.ChanPassphrase != "" && id.Kind != KindChan:
-		return Identity{}, invalid("only a chan has a passphrase")
-	case len(id.ChanPassphrase) > maxChanPassphrase:
-		return Identity{}, invalid("chan passphrase too long")
-	}
-	sk, err := s.keys.seal(id.SigningKey, signingContext(id.Address))
+	sealed, err := s.sealIdentity(&id)
 	if err != nil {
 		return Identity{}, err
 	}
-	ek, err := s.keys.seal(id.EncryptionKey, encryptionContext(id.Address))
-	if err != nil {
-		return Identity{}, err
-	}
-	var pp any // NULL: no passphrase
-	if id.ChanPassphrase != "" {
-		if pp, err = s.keys.seal([]byte(id.ChanPassphrase), passphraseContext(id.Address)); err != nil {
-			return Identity{}, err
-		}
-	}
-	if id.CreatedAt.IsZero() {
-		id.CreatedAt = s.now()
-	}
-	id.CreatedAt, id.LastPubkeySent = stored(id.CreatedAt), stored(id.LastPubkeySent)
 	err = s.write(ctx, func(w *wtx) error {
 		if err := userExists(ctx, w, id.UserID); err != nil {
 			return err
 		}
-		err := w.QueryRowContext(ctx, `INSERT INTO identities (user_id, address, label, kind, signing_key, encryption_key,
-				publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id`,
-			id.UserID, id.Address, id.Label, string(id.Kind), sk, ek, id.PublishPubkey,
-			u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt), pp).Scan(&id.ID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrExists
-		}
+		ok, err := insertIdentity(ctx, w, &id, sealed)
 		if err != nil {
-			return fmt.Errorf("add identity: %w", err)
+			return err
+		}
+		if !ok {
+			return ErrExists
 		}
 		return nil
 	})
@@ -108,6 +73,69 @@ func (s *sqlStore) AddIdentity(ctx context.Context, id Identity) (Identity, erro
 		return Identity{}, err
 	}
 	return id, nil
+}
+
+// sealedIdentity is an identity's secrets as stored.
+type sealedIdentity struct {
+	sk, ek []byte
+	pp     any // NULL: no passphrase
+}
+
+// sealIdentity checks an identity to be added, fills its defaults and
+// seals its secrets.
+func (s *sqlStore) sealIdentity(id *Identity) (sealedIdentity, error) {
+	var out sealedIdentity
+	if id.Kind == "" {
+		id.Kind = KindNormal
+	}
+	switch {
+	case id.Address == "" || !validText(id.Address, 128):
+		return out, invalid("identity address")
+	case !validText(id.Label, 1024):
+		return out, invalid("identity label")
+	case id.Kind != KindNormal && id.Kind != KindChan:
+		return out, invalid("identity kind")
+	case len(id.SigningKey) != 32 || len(id.EncryptionKey) != 32:
+		return out, invalid("identity private keys must be 32 bytes")
+	case id.ChanPassphrase != "" && id.Kind != KindChan:
+		return out, invalid("only a chan has a passphrase")
+	case len(id.ChanPassphrase) > maxChanPassphrase:
+		return out, invalid("chan passphrase too long")
+	}
+	var err error
+	if out.sk, err = s.keys.seal(id.SigningKey, signingContext(id.Address)); err != nil {
+		return out, err
+	}
+	if out.ek, err = s.keys.seal(id.EncryptionKey, encryptionContext(id.Address)); err != nil {
+		return out, err
+	}
+	if id.ChanPassphrase != "" {
+		if out.pp, err = s.keys.seal([]byte(id.ChanPassphrase), passphraseContext(id.Address)); err != nil {
+			return out, err
+		}
+	}
+	if id.CreatedAt.IsZero() {
+		id.CreatedAt = s.now()
+	}
+	id.CreatedAt, id.LastPubkeySent = stored(id.CreatedAt), stored(id.LastPubkeySent)
+	return out, nil
+}
+
+// insertIdentity inserts a sealed identity and sets its ID; false when the
+// user already has that address.
+func insertIdentity(ctx context.Context, w *wtx, id *Identity, sealed sealedIdentity) (bool, error) {
+	err := w.QueryRowContext(ctx, `INSERT INTO identities (user_id, address, label, kind, signing_key, encryption_key,
+			publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id`,
+		id.UserID, id.Address, id.Label, string(id.Kind), sealed.sk, sealed.ek, id.PublishPubkey,
+		u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt), sealed.pp).Scan(&id.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("add identity: %w", err)
+	}
+	return true, nil
 }
 
 // userExists returns ErrNotFound for an unknown user id.

@@ -329,6 +329,7 @@ type Store interface {
 	Inventory
 	LoginGuard
 	Locks
+	Importer
 
 	Close() error
 }
@@ -590,6 +591,15 @@ type LoginGuard interface {
 	LoginGuardEntries(ctx context.Context, limit int) ([]GuardEntry, error)
 	LoginGuardClear(ctx context.Context, ip, name string) (int64, error)
 	LoginGuardPrune(ctx context.Context, now time.Time, window, knownFor time.Duration, maxRows int) (int64, error)
+}
+
+// Importer writes what an import from another client brings (bmgate
+// import pybitmessage: identities, subscriptions, contacts, folders,
+// messages, outbox rows) in one transaction: all or, on any error
+// (ErrOwned, ErrOverQuota, …), nothing; what the user already has is
+// counted, not written again (import.go).
+type Importer interface {
+	Import(ctx context.Context, b ImportBatch) (ImportResult, error)
 }
 
 // Locks is deployment-wide named locks, used by the singleton jobs of

@@ -45,6 +45,7 @@ type command struct {
 var commands = []*command{
 	cmdUserAdd, cmdUserList, cmdUserPasswd, cmdUserDel, cmdUserSet,
 	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe, cmdAliasAdd, cmdAliasList, cmdAliasDel,
+	cmdImportPyBitmessage, cmdExportKeys,
 	cmdStatus, cmdOutboxList, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
 }
 

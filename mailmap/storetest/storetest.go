@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"PendingObjects", testPendingObjects},
 		{"ClaimObjects", testClaimObjects},
 		{"DeliverOnce", testDeliverOnce},
+		{"Import", testImport},
 		{"ObjectFailures", testObjectFailures},
 		{"ExpireDeliveries", testExpireDeliveries},
 		{"KnownNodes", testKnownNodes},
