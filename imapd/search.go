@@ -3,8 +3,8 @@ package imapd
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
+	nettextproto "net/textproto"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +14,8 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/bmgate/bmgate/mailmap"
 )
 
 // Search implements imapserver.Session (SEARCH, UID SEARCH, ESEARCH and
@@ -47,20 +49,36 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		hitUID []imap.UID
 	)
 	// When contents matter, narrow the candidates by the top-level
-	// metadata criteria first, then read the rest ahead in parallel.
-	var pf *prefetcher
-	if needsContents(&crit) {
+	// metadata criteria first, then read the rest ahead in parallel: the
+	// messages when a criterion searches text, else (header criteria
+	// only) their header index entries, which read no bodies.
+	var (
+		pfRaw *prefetcher[[]byte]
+		pfHdr *prefetcher[mailmap.MessageHeader]
+	)
+	if needsText(&crit) || searchesHeader(&crit) {
 		cands = slices.DeleteFunc(cands, func(t target) bool { return !matchMeta(&crit, t) })
-		pf = s.prefetch(ctx, v, uidsOf(cands))
-		defer pf.close()
+		if needsText(&crit) {
+			pfRaw = s.prefetchRaw(ctx, v, uidsOf(cands))
+			defer pfRaw.close()
+		} else {
+			pfHdr = s.prefetchHeaders(ctx, v, uidsOf(cands))
+			defer pfHdr.close()
+		}
 	}
 	for i, t := range cands {
-		ev := &evaluator{s: s, ctx: ctx, v: v, t: t}
-		if pf != nil {
-			ev.raw, ev.err = pf.next(i)
-			ev.loaded = true
+		ev := &evaluator{t: t}
+		var ok bool
+		switch {
+		case pfRaw != nil:
+			ev.raw, ok, ev.err = pfRaw.next(i)
+			ev.gone = !ok
+		case pfHdr != nil:
+			var h mailmap.MessageHeader
+			h, ok, ev.err = pfHdr.next(i)
+			ev.ih, ev.gone = &h, !ok
 		}
-		ok := ev.match(&crit)
+		ok = ev.match(&crit)
 		if ev.err != nil {
 			return nil, s.fail("SEARCH", ev.err, "")
 		}
@@ -148,53 +166,65 @@ func (s *session) staticCriteria(c imap.SearchCriteria, maxSeq uint32, maxUID im
 	return out
 }
 
-// evaluator matches one message, loading and parsing it at most once and
-// only if a criterion needs its contents.
+// evaluator matches one message. What criteria on its contents need was
+// read ahead: the message itself (raw) when any criterion searches text,
+// else its header index entry (ih); header criteria then use the entry's
+// decoded fields, or parse its header section, which gives what parsing
+// the message gives.
 type evaluator struct {
-	s   *session
-	ctx context.Context
-	v   *mailboxView
-	t   target
+	t target
 
 	raw    []byte
-	loaded bool
+	ih     *mailmap.MessageHeader
+	gone   bool // expunged since the view was synced: matches nothing on contents
 	header *mail.Header
 	err    error
 }
 
-func (ev *evaluator) load() []byte {
-	if !ev.loaded {
-		ev.loaded = true
-		raw, err := ev.s.loadRaw(ev.ctx, ev.v, ev.t.msg.uid)
-		if err != nil && ev.err == nil {
-			ev.err = err
-		}
-		ev.raw = raw
-	}
-	return ev.raw
-}
-
 func (ev *evaluator) hdr() *mail.Header {
 	if ev.header == nil {
-		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(ev.load())))
+		src := ev.raw
+		if ev.ih != nil {
+			src = ev.ih.Header
+		}
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(src)))
 		ev.header = &mail.Header{Header: gomessage.Header{Header: h}}
 	}
 	return ev.header
 }
 
-// needsContents reports whether any criterion, however nested, reads the
-// message itself.
-func needsContents(c *imap.SearchCriteria) bool {
-	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Body) > 0 || len(c.Text) > 0 {
+// needsText reports whether any criterion, however nested, searches the
+// message's text (BODY, TEXT), which takes the message itself.
+func needsText(c *imap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
 		return true
 	}
 	for i := range c.Not {
-		if needsContents(&c.Not[i]) {
+		if needsText(&c.Not[i]) {
 			return true
 		}
 	}
 	for i := range c.Or {
-		if needsContents(&c.Or[i][0]) || needsContents(&c.Or[i][1]) {
+		if needsText(&c.Or[i][0]) || needsText(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// searchesHeader reports whether any criterion, however nested, reads the
+// message's header (HEADER, FROM, TO, CC, BCC, SUBJECT, SENT*).
+func searchesHeader(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return true
+	}
+	for i := range c.Not {
+		if searchesHeader(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if searchesHeader(&c.Or[i][0]) || searchesHeader(&c.Or[i][1]) {
 			return true
 		}
 	}
@@ -255,11 +285,19 @@ func (ev *evaluator) match(c *imap.SearchCriteria) bool {
 
 	// Contents.
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Body) > 0 || len(c.Text) > 0 {
-		if ev.load() == nil {
+		if ev.gone || ev.err != nil || (ev.raw == nil && ev.ih == nil) {
 			return false
 		}
 	}
 	for _, hf := range c.Header {
+		if ev.ih != nil {
+			if vals, ok := ev.ih.Decoded(nettextproto.CanonicalMIMEHeaderKey(hf.Key)); ok {
+				if !matchValues(vals, hf.Value) {
+					return false
+				}
+				continue
+			}
+		}
 		if !matchHeaderField(ev.hdr().FieldsByKey(hf.Key), hf.Value) {
 			return false
 		}
@@ -312,6 +350,21 @@ func matchHeaderField(fields gomessage.HeaderFields, value string) bool {
 			text = fields.Value()
 		}
 		if strings.Contains(strings.ToLower(text), value) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchValues is matchHeaderField over a field's decoded values, as the
+// header index keeps them (one per field of that name; none when absent).
+func matchValues(vals []string, value string) bool {
+	if value == "" {
+		return len(vals) > 0
+	}
+	value = strings.ToLower(value)
+	for _, v := range vals {
+		if strings.Contains(strings.ToLower(v), value) {
 			return true
 		}
 	}

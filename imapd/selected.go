@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"context"
-	"errors"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -286,17 +285,6 @@ func flagBumps(updated []mailmap.Message, base uint64) uint64 {
 		}
 	}
 	return 0
-}
-
-// loadRaw reads a message's bytes. A message expunged by someone else since
-// the view was last synced is reported as (nil, nil) and the view is woken.
-func (s *session) loadRaw(ctx context.Context, v *mailboxView, uid uint32) ([]byte, error) {
-	raw, err := s.srv.store.MessageRaw(ctx, s.user.ID, v.id, uid)
-	if errors.Is(err, mailmap.ErrNotFound) {
-		v.wake()
-		return nil, nil
-	}
-	return raw, err
 }
 
 // markSeenLocked sets \Seen on targets that lack it (the side effect of a

@@ -157,6 +157,11 @@ func (s *sqlStore) appendTx(ctx context.Context, w *wtx, userID, mailboxID int64
 	if err := w.QueryRowContext(ctx, `INSERT INTO bodies (user_id, raw) VALUES ($1, $2) RETURNING id`, userID, raw).Scan(&bodyID); err != nil {
 		return Message{}, fmt.Errorf("store message: %w", err)
 	}
+	if s.headerIndex {
+		if err := insertHeaderIndex(ctx, w, bodyID, IndexHeader(raw), false); err != nil {
+			return Message{}, err
+		}
+	}
 	if err := w.QueryRowContext(ctx, `INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted,
 			internal_date, size, message_id, modseq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,

@@ -48,6 +48,9 @@ type sqlStore struct {
 
 	migrateTo int64 // > 0: apply migrations only up to this version (tests)
 
+	headerIndex  bool   // the schema has message_headers (not so only in tests of older schemas)
+	stopBackfill func() // stops the header index backfill; nil when none runs
+
 	gen   accountGen // PostgreSQL: the accounts generation, kept by the LISTEN loop
 	users userStates // per-command account checks (UserActive)
 
@@ -73,7 +76,8 @@ func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store
 	if err != nil {
 		return nil, err
 	}
-	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub(), migrateTo: migrateTo}
+	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub(), migrateTo: migrateTo,
+		headerIndex: migrateTo == 0 || migrateTo >= headerIndexVersion}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -121,6 +125,7 @@ func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store
 			return nil, err
 		}
 	}
+	s.startHeaderBackfill()
 	return s, nil
 }
 
@@ -213,6 +218,9 @@ func (s *sqlStore) closeDBs() {
 func (s *sqlStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.stopBackfill != nil {
+			s.stopBackfill()
+		}
 		s.releaseLocks()
 		if s.stopListen != nil {
 			s.stopListen()
