@@ -66,12 +66,18 @@ type sqlStore struct {
 // PostgreSQL connection string; anything else is an SQLite file path,
 // optionally prefixed with "sqlite:" or given as a "file:" URI.
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
-	return open(ctx, dsn, opts, 0)
+	s, err := open(ctx, dsn, opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.startHeaderBackfill()
+	return s, nil
 }
 
 // open is Open; migrateTo > 0 stops the schema at that version (tests of
 // migrations start from an older schema).
-func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store, error) {
+// The header index backfill is not started (Open starts it).
+func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (*sqlStore, error) {
 	keys, err := newKeySealer(opts.SecretKey)
 	if err != nil {
 		return nil, err
@@ -125,7 +131,6 @@ func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store
 			return nil, err
 		}
 	}
-	s.startHeaderBackfill()
 	return s, nil
 }
 
