@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -96,10 +97,19 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
+// legacyContents makes FETCH and SEARCH read whole messages for header
+// items too, and extract header fields with imapserver.ExtractBodySection,
+// as before the header index: tests compare the two paths' answers.
+var legacyContents atomic.Bool
+
 // needsRaw reports whether a FETCH needs the messages themselves: body
 // structure, binary sections, and body sections other than the top-level
 // header (whole or some fields).
 func needsRaw(options *imap.FetchOptions) bool {
+	if legacyContents.Load() {
+		return options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+			len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	}
 	if options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
 		return true
 	}
@@ -200,7 +210,7 @@ func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
 			return partial(raw[headerEnd(raw):], bs.Partial)
 		}
 	}
-	if headerOnly(bs) {
+	if headerOnly(bs) && !legacyContents.Load() {
 		return headerFieldsSection(raw, bs)
 	}
 	return imapserver.ExtractBodySection(bytes.NewReader(raw), bs)

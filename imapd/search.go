@@ -58,7 +58,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	)
 	if needsText(&crit) || searchesHeader(&crit) {
 		cands = slices.DeleteFunc(cands, func(t target) bool { return !matchMeta(&crit, t) })
-		if needsText(&crit) {
+		if needsText(&crit) || legacyContents.Load() {
 			pfRaw = s.prefetchRaw(ctx, v, uidsOf(cands))
 			defer pfRaw.close()
 		} else {
