@@ -51,7 +51,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 
 	switch {
 	case needsRaw(options):
-		pf := s.prefetchRaw(ctx, v, uidsOf(targets))
+		pf := s.prefetchRaw(ctx, v, targets)
 		defer pf.close()
 		for i, t := range targets {
 			raw, ok, err := pf.next(i)
@@ -69,7 +69,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		// Served from the header index: the header section stands in for
 		// the message, which gives the same answers for every item
 		// needsHeader admits (see there).
-		pf := s.prefetchHeaders(ctx, v, uidsOf(targets))
+		pf := s.prefetchHeaders(ctx, v, targets)
 		defer pf.close()
 		for i, t := range targets {
 			h, ok, err := pf.next(i)

@@ -8,17 +8,20 @@ import (
 )
 
 const (
-	// prefetchBatch is how many messages one store read (MessagesRaw)
-	// fetches: one round trip (and, on SQLite, one statement parse) per
-	// batch instead of per message, which dominates a 10,000-message
-	// fetch otherwise.
-	prefetchBatch = 16
+	// rawBatch and rawBatchBytes bound one store read of messages
+	// (MessagesRaw): at most that many messages, and no more bytes than
+	// that (by the sizes the view knows) unless one message alone is
+	// bigger. One round trip (and, on SQLite, one statement) per batch
+	// instead of per message is what a 10,000-message fetch or text
+	// search costs otherwise; the byte bound keeps big messages few.
+	rawBatch      = 128
+	rawBatchBytes = 512 << 10
 	// headerBatch is the same for header index entries (MessageHeaders),
-	// which are small: a header is a few hundred bytes where a message
-	// can be megabytes.
+	// which are small: a header is a few hundred bytes.
 	headerBatch = 256
 	// prefetchWorkers read batches from the store in parallel with the
-	// connection writing FETCH responses (or SEARCH matching).
+	// connection writing FETCH responses (or SEARCH matching). At most
+	// prefetchWorkers+1 batches are held at once.
 	prefetchWorkers = 2
 )
 
@@ -30,12 +33,13 @@ type result[T any] struct {
 	done chan struct{}
 }
 
-// prefetcher reads something of each message of uids (its bytes, its header
-// index entry) in the background, in batches, in order, at most
-// (prefetchWorkers+1) batches ahead of the consumer.
+// prefetcher reads something of each message of a list (its bytes, its
+// header index entry) in the background, in batches, in order, at most
+// prefetchWorkers+1 batches ahead of the consumer.
 type prefetcher[T any] struct {
 	results []result[T]
-	slots   chan struct{}
+	slots   chan struct{} // one per batch read and not yet consumed past
+	starts  map[int]bool  // indexes that begin a batch
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -45,38 +49,60 @@ type prefetcher[T any] struct {
 type loader[T any] func(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32]T, error)
 
 // prefetchRaw reads the messages' bytes ahead (MessagesRaw).
-func (s *session) prefetchRaw(ctx context.Context, v *mailboxView, uids []uint32) *prefetcher[[]byte] {
-	return startPrefetch(ctx, s, v, uids, prefetchBatch, s.srv.store.MessagesRaw)
+func (s *session) prefetchRaw(ctx context.Context, v *mailboxView, ts []target) *prefetcher[[]byte] {
+	var batches []int // each batch's first index, then len(ts)
+	var n, size int64
+	for i, t := range ts {
+		if i == 0 || n == rawBatch || (n > 0 && size+t.msg.size > rawBatchBytes) {
+			batches = append(batches, i)
+			n, size = 0, 0
+		}
+		n++
+		size += t.msg.size
+	}
+	return startPrefetch(ctx, s, v, uidsOf(ts), append(batches, len(ts)), s.srv.store.MessagesRaw)
 }
 
 // prefetchHeaders reads the messages' header index entries ahead
 // (MessageHeaders): no message bodies.
-func (s *session) prefetchHeaders(ctx context.Context, v *mailboxView, uids []uint32) *prefetcher[mailmap.MessageHeader] {
-	return startPrefetch(ctx, s, v, uids, headerBatch, s.srv.store.MessageHeaders)
+func (s *session) prefetchHeaders(ctx context.Context, v *mailboxView, ts []target) *prefetcher[mailmap.MessageHeader] {
+	var batches []int
+	for i := 0; i < len(ts); i += headerBatch {
+		batches = append(batches, i)
+	}
+	return startPrefetch(ctx, s, v, uidsOf(ts), append(batches, len(ts)), s.srv.store.MessageHeaders)
 }
 
-// startPrefetch starts reading. The caller must call next for each index in
+// startPrefetch starts reading uids in the given batches (the first index
+// of each, then len(uids)). The caller must call next for each index in
 // order (or stop early) and then close.
-func startPrefetch[T any](ctx context.Context, s *session, v *mailboxView, uids []uint32, batch int, load loader[T]) *prefetcher[T] {
+func startPrefetch[T any](ctx context.Context, s *session, v *mailboxView, uids []uint32, bounds []int, load loader[T]) *prefetcher[T] {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetcher[T]{
 		results: make([]result[T], len(uids)),
-		slots:   make(chan struct{}, (prefetchWorkers+1)*batch),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
 	for i := range p.results {
 		p.results[i].done = make(chan struct{})
 	}
-	batches := (len(uids) + batch - 1) / batch
-	work := make(chan int) // index of a batch's first message
+	batches := len(bounds) - 1
+	// A batch is read once the consumer is within prefetchWorkers+1
+	// batches of it: consuming the first message of batch i frees the
+	// read of batch i+prefetchWorkers+1.
+	p.slots = make(chan struct{}, prefetchWorkers+1)
+	p.starts = make(map[int]bool, batches)
+	for b := range batches {
+		p.starts[bounds[b]] = true
+	}
+	type span struct{ start, end int }
+	work := make(chan span)
 	for range min(prefetchWorkers, batches) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for start := range work {
-				end := min(start+batch, len(uids))
-				loadBatch(ctx, s, v, load, uids[start:end], p.results[start:end])
+			for sp := range work {
+				loadBatch(ctx, s, v, load, uids[sp.start:sp.end], p.results[sp.start:sp.end])
 			}
 		}()
 	}
@@ -84,16 +110,14 @@ func startPrefetch[T any](ctx context.Context, s *session, v *mailboxView, uids 
 	go func() {
 		defer p.wg.Done()
 		defer close(work)
-		for start := 0; start < len(uids); start += batch {
-			for range min(batch, len(uids)-start) {
-				select {
-				case p.slots <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
+		for b := range batches {
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
 			}
 			select {
-			case work <- start:
+			case work <- span{bounds[b], bounds[b+1]}:
 			case <-ctx.Done():
 				return
 			}
@@ -136,7 +160,9 @@ func (p *prefetcher[T]) next(i int) (val T, ok bool, err error) {
 	val, ok, err = r.val, r.ok, r.err
 	var zero T
 	r.val = zero
-	<-p.slots
+	if i > 0 && p.starts[i] {
+		<-p.slots // the previous batch is consumed
+	}
 	return val, ok, err
 }
 

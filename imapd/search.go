@@ -59,10 +59,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if needsText(&crit) || searchesHeader(&crit) {
 		cands = slices.DeleteFunc(cands, func(t target) bool { return !matchMeta(&crit, t) })
 		if needsText(&crit) || legacyContents.Load() {
-			pfRaw = s.prefetchRaw(ctx, v, uidsOf(cands))
+			pfRaw = s.prefetchRaw(ctx, v, cands)
 			defer pfRaw.close()
 		} else {
-			pfHdr = s.prefetchHeaders(ctx, v, uidsOf(cands))
+			pfHdr = s.prefetchHeaders(ctx, v, cands)
 			defer pfHdr.close()
 		}
 	}

@@ -362,9 +362,15 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 		for _, u := range uids {
 			want[u] = true
 		}
-		err := s.readHeaders(ctx, out, want, `SELECT `+headerCols+headerFrom+` AND m.uid >= $4 AND m.uid <= $5`,
-			userID, mailboxID, headerIndexFormat, int64(lo), int64(hi))
+		st, err := s.prepared(ctx, `SELECT `+headerCols+headerFrom+` AND m.uid >= $4 AND m.uid <= $5`)
 		if err != nil {
+			return nil, fmt.Errorf("read message headers: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, userID, mailboxID, headerIndexFormat, int64(lo), int64(hi))
+		if err != nil {
+			return nil, fmt.Errorf("read message headers: %w", err)
+		}
+		if err := s.scanHeaders(rows, out, want); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -375,20 +381,20 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 		for _, u := range c {
 			args = append(args, int64(u))
 		}
-		if err := s.readHeaders(ctx, out, nil, `SELECT `+headerCols+headerFrom+` AND m.uid IN (`+placeholders(4, len(c))+`)`, args...); err != nil {
+		rows, err := s.rdb.QueryContext(ctx, `SELECT `+headerCols+headerFrom+` AND m.uid IN (`+placeholders(4, len(c))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read message headers: %w", err)
+		}
+		if err := s.scanHeaders(rows, out, nil); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// readHeaders runs a headerCols query into out, keeping only the UIDs in
-// want (nil: all).
-func (s *sqlStore) readHeaders(ctx context.Context, out map[uint32]MessageHeader, want map[uint32]bool, query string, args ...any) error {
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("read message headers: %w", err)
-	}
+// scanHeaders reads the rows of a headerCols query into out, keeping only
+// the UIDs in want (nil: all), and closes them.
+func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, want map[uint32]bool) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
@@ -412,6 +418,7 @@ func (s *sqlStore) readHeaders(ctx context.Context, out map[uint32]MessageHeader
 		if ih.Header == nil {
 			ih.Header = []byte{}
 		}
+		var err error
 		if ih.Envelope, err = unpackEnvelope(env); err != nil {
 			return fmt.Errorf("read message headers: uid %d: %w", uid, err)
 		}

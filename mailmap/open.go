@@ -48,8 +48,10 @@ type sqlStore struct {
 
 	migrateTo int64 // > 0: apply migrations only up to this version (tests)
 
-	headerIndex  bool   // the schema has message_headers (not so only in tests of older schemas)
-	stopBackfill func() // stops the header index backfill; nil when none runs
+	headerIndex  bool // the schema has message_headers (not so only in tests of older schemas)
+	stmtMu       sync.Mutex
+	stmts        map[string]*sql.Stmt // prepared on rdb; see prepared
+	stopBackfill func()               // stops the header index backfill; nil when none runs
 
 	gen   accountGen // PostgreSQL: the accounts generation, kept by the LISTEN loop
 	users userStates // per-command account checks (UserActive)
@@ -227,6 +229,12 @@ func (s *sqlStore) Close() error {
 			s.stopBackfill()
 		}
 		s.releaseLocks()
+		s.stmtMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = nil
+		s.stmtMu.Unlock()
 		if s.stopListen != nil {
 			s.stopListen()
 		}
