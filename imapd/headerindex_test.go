@@ -59,6 +59,26 @@ func TestHeaderIndexAnswers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// Bodies for BODY and TEXT: each way a part's text is stored.
+			for _, raw := range []string{
+				"Subject: b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nCaf\u00e9 NEEDLE Stra\u00dfe \u212a\r\n",
+				"Subject: b2\r\nContent-Type: text/plain; charset=US-ASCII\r\nContent-Transfer-Encoding: 7BIT\r\n\r\nplain Needle text\r\n",
+				"Subject: b3\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9 needle\r\n",
+				"Subject: b4\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 ne=\r\nedle\r\n",
+				"Subject: b5\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nbmVlZGxlIGluIGJhc2U2NA==\r\n",
+				"Subject: b6\r\nContent-Type: application/octet-stream\r\n\r\nneedle in binary\r\n",
+				"Subject: b7\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner needle\r\n",
+				"Subject: b8\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nneedle unknown\r\n",
+				"Subject: b9\nContent-Type: text/html; charset=\"UTF-8\"\n\n<p>NeEdLe</p>\n",
+				"Subject: b10\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ninvalid \xff\xfe needle\r\n",
+				"Subject: b11\r\nContent-Type: ;;bad\r\n\r\nneedle with a bad type\r\n",
+				"Subject: b12\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nneedle unknown charset\r\n",
+				"Subject: b13\r\n\r\n",
+			} {
+				if _, err := st.AppendMessage(ctx, u.ID, e.inbox.ID, []byte(raw), nil, time.Time{}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			r := e.rawLogin()
 			r.ok("SELECT INBOX")
 			r.ok("COPY 1:* Archive")
@@ -99,6 +119,19 @@ func TestHeaderIndexAnswers(t *testing.T) {
 				"SEARCH CHARSET UTF-8 SUBJECT {5+}\r\nCAF\u00c9",
 				"SEARCH CHARSET UTF-8 FROM {5+}\r\nBJ\u00d6R",
 				"SEARCH CHARSET UTF-8 FROM {4+}\r\nzo\u00eb",
+				`SEARCH BODY "needle"`,
+				`SEARCH BODY "NEEDLE"`,
+				`SEARCH BODY "body"`,
+				`SEARCH BODY "ne edle"`,
+				`SEARCH BODY "k"`,
+				`SEARCH BODY "part one"`,
+				`SEARCH BODY "inner"`,
+				`SEARCH TEXT "needle"`,
+				`SEARCH TEXT "dup"`,
+				`SEARCH NOT BODY "body"`,
+				"SEARCH CHARSET UTF-8 BODY {5+}\r\nCAF\u00c9",
+				"SEARCH CHARSET UTF-8 BODY {6+}\r\nSTRASS",
+				"SEARCH CHARSET UTF-8 BODY {3+}\r\n\u212a",
 			}
 			answers := func(cmds []string) [][]string {
 				var out [][]string
@@ -191,6 +224,11 @@ func checkHeaderIndexed(t *testing.T, raw []byte) {
 	if fmt.Sprintf("%+v", envelopeText(want)) != fmt.Sprintf("%+v", envelopeText(got)) {
 		t.Fatalf("%q: envelope %+v, want %+v", raw, envelopeText(got), envelopeText(want))
 	}
+	for _, needle := range []string{"needle", "NEEDLE", "body", "é", "K", "\u212a", "ne edle", "\r\n", "\ufffd"} {
+		if a, b := matchText(raw, needle, false), matchEntities(raw, needle, false); a != b {
+			t.Fatalf("%q BODY %q: %v, read as entities %v", raw, needle, a, b)
+		}
+	}
 	ev := &evaluator{raw: raw}
 	for _, key := range mailmap.IndexedFields {
 		vals, _ := ih.Decoded(key)
@@ -222,6 +260,9 @@ func FuzzHeaderIndex(f *testing.F) {
 	for _, raw := range storetest.HeaderCorpus() {
 		f.Add([]byte(raw))
 	}
+	f.Add([]byte("Content-Type: text/plain; charset=utf-8\r\n\r\nCaf\u00e9 NEEDLE \u212a\r\n"))
+	f.Add([]byte("Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 8BIT\r\n\r\nNeedle\r\n"))
+	f.Add([]byte("Content-Type: message/rfc822\n\nSubject: x\n\nneedle"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if len(raw) > 1<<16 {
 			return

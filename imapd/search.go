@@ -7,6 +7,7 @@ import (
 	nettextproto "net/textproto"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -380,6 +381,19 @@ func matchText(raw []byte, text string, header bool) bool {
 	if text == "" {
 		return true
 	}
+	if !header && !legacyContents.Load() {
+		if match, ok := matchBodyFast(raw, strings.ToLower(text)); ok {
+			return match
+		}
+	}
+	return matchEntities(raw, text, header)
+}
+
+// matchEntities is matchText by go-message's reading of the message.
+func matchEntities(raw []byte, text string, header bool) bool {
+	if text == "" {
+		return true
+	}
 	e, err := gomessage.Read(bytes.NewReader(raw))
 	if e == nil {
 		// Unparseable: fall back to the raw bytes.
@@ -388,6 +402,77 @@ func matchText(raw []byte, text string, header bool) bool {
 	_ = err // an unknown charset or encoding still gives a usable entity
 	return matchEntity(e, strings.ToLower(text), header)
 }
+
+// matchBodyFast answers BODY for a message that is one part whose text is
+// its bytes (no multipart, no transfer encoding to undo, no charset to
+// convert): what matchText would answer, without building the entity.
+// ok is false for every other message, which matchText then reads as
+// before. lower is the lower-cased search text.
+func matchBodyFast(raw []byte, lower string) (match, ok bool) {
+	br := headerReaders.Get().(*bufio.Reader)
+	rd := bytes.NewReader(raw)
+	br.Reset(rd)
+	h, err := textproto.ReadHeader(br)
+	off := len(raw) - rd.Len() - br.Buffered() // where go-message's body starts
+	br.Reset(nil)
+	headerReaders.Put(br)
+	// A header near go-message's 1 MB limit takes the slow path, which
+	// knows what to do about it.
+	if err != nil || off > 256<<10 {
+		return false, false
+	}
+	mh := gomessage.Header{Header: h}
+	mt, params, _ := mh.ContentType()
+	if strings.HasPrefix(mt, "multipart/") {
+		return false, false
+	}
+	switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return false, false
+	}
+	if strings.HasPrefix(mt, "text/") {
+		if ch, ok := params["charset"]; ok {
+			switch strings.ToLower(ch) {
+			case "utf-8", "us-ascii": // go-message passes these through
+			default:
+				return false, false
+			}
+		}
+	}
+	if mt != "" && !strings.HasPrefix(mt, "text/") && !strings.HasPrefix(mt, "message/") {
+		return false, true
+	}
+	body := raw[off:]
+	if len(body) > maxSearchPart {
+		body = body[:maxSearchPart]
+	}
+	return containsLower(body, lower), true
+}
+
+// containsLower is strings.Contains(strings.ToLower(string(b)), lower),
+// lowering ASCII text byte by byte (which is what ToLower does to it)
+// without a string copy.
+func containsLower(b []byte, lower string) bool {
+	buf := lowerBufs.Get().(*[]byte)
+	defer lowerBufs.Put(buf)
+	out := (*buf)[:0]
+	for _, c := range b {
+		if c >= 0x80 {
+			return strings.Contains(strings.ToLower(string(b)), lower)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out = append(out, c)
+	}
+	if cap(out) <= 1<<20 {
+		*buf = out
+	}
+	return bytes.Contains(out, []byte(lower))
+}
+
+var lowerBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func matchEntity(e *gomessage.Entity, text string, header bool) bool {
 	if header {
