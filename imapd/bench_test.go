@@ -229,13 +229,23 @@ func BenchmarkSearchFlags10k(b *testing.B) {
 	runBench(b, `UID SEARCH UNSEEN LARGER 1000`, 1)
 }
 
-// BenchmarkSelect10k opens the folder (loads the shared view) each time.
+// BenchmarkSelect10k opens the folder (loads the shared view) each time,
+// and closes it again.
 func BenchmarkSelect10k(b *testing.B) {
-	r := benchEnv(b)
-	r.ok("UNSELECT")
-	b.ResetTimer()
-	for b.Loop() {
-		r.ok("SELECT INBOX")
+	run := func(b *testing.B, r *rawClient) {
 		r.ok("UNSELECT")
+		b.ResetTimer()
+		for b.Loop() {
+			r.ok("SELECT INBOX")
+			r.ok("UNSELECT")
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchMessages/1000, "µs/msg")
 	}
+	b.Run("imapd", func(b *testing.B) { run(b, benchEnv(b)) })
+	b.Run("dovecot", func(b *testing.B) {
+		if _, err := lookPath("doveadm"); err != nil {
+			b.Skip("doveadm not installed (apt package dovecot-imapd)")
+		}
+		run(b, benchDovecot(b))
+	})
 }
