@@ -56,11 +56,11 @@ func (s *failingStore) MessagesRaw(ctx context.Context, userID, mailboxID int64,
 	return s.Store.MessagesRaw(ctx, userID, mailboxID, uids)
 }
 
-func (s *failingStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32]mailmap.MessageHeader, error) {
+func (s *failingStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32, parts mailmap.HeaderParts) (map[uint32]mailmap.MessageHeader, error) {
 	if err := s.err("MessageHeaders"); err != nil {
 		return nil, err
 	}
-	return s.Store.MessageHeaders(ctx, userID, mailboxID, uids)
+	return s.Store.MessageHeaders(ctx, userID, mailboxID, uids, parts)
 }
 
 func (s *failingStore) AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (mailmap.Message, error) {

@@ -69,7 +69,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		// Served from the header index: the header section stands in for
 		// the message, which gives the same answers for every item
 		// needsHeader admits (see there).
-		pf := s.prefetchHeaders(ctx, v, targets)
+		var parts mailmap.HeaderParts
+		if options.Envelope {
+			parts |= mailmap.HeaderEnvelope
+		}
+		if len(options.BodySection) > 0 {
+			parts |= mailmap.HeaderSection
+		}
+		pf := s.prefetchHeaders(ctx, v, targets, parts)
 		defer pf.close()
 		for i, t := range targets {
 			h, ok, err := pf.next(i)

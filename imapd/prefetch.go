@@ -64,13 +64,16 @@ func (s *session) prefetchRaw(ctx context.Context, v *mailboxView, ts []target) 
 }
 
 // prefetchHeaders reads the messages' header index entries ahead
-// (MessageHeaders): no message bodies.
-func (s *session) prefetchHeaders(ctx context.Context, v *mailboxView, ts []target) *prefetcher[mailmap.MessageHeader] {
+// (MessageHeaders, the given parts): no message bodies.
+func (s *session) prefetchHeaders(ctx context.Context, v *mailboxView, ts []target, parts mailmap.HeaderParts) *prefetcher[mailmap.MessageHeader] {
 	var batches []int
 	for i := 0; i < len(ts); i += headerBatch {
 		batches = append(batches, i)
 	}
-	return startPrefetch(ctx, s, v, uidsOf(ts), append(batches, len(ts)), s.srv.store.MessageHeaders)
+	load := func(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32]mailmap.MessageHeader, error) {
+		return s.srv.store.MessageHeaders(ctx, userID, mailboxID, uids, parts)
+	}
+	return startPrefetch(ctx, s, v, uidsOf(ts), append(batches, len(ts)), load)
 }
 
 // startPrefetch starts reading uids in the given batches (the first index

@@ -63,7 +63,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			pfRaw = s.prefetchRaw(ctx, v, cands)
 			defer pfRaw.close()
 		} else {
-			pfHdr = s.prefetchHeaders(ctx, v, cands)
+			parts := mailmap.HeaderDecoded
+			if !decodedOnly(&crit) {
+				parts |= mailmap.HeaderSection
+			}
+			pfHdr = s.prefetchHeaders(ctx, v, cands, parts)
 			defer pfHdr.close()
 		}
 	}
@@ -230,6 +234,31 @@ func searchesHeader(c *imap.SearchCriteria) bool {
 		}
 	}
 	return false
+}
+
+// decodedOnly reports whether every header criterion, however nested, is
+// on a field the header index keeps decoded (FROM, TO, CC, BCC, SUBJECT,
+// or HEADER of one of those), so the header section need not be read.
+func decodedOnly(c *imap.SearchCriteria) bool {
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return false
+	}
+	for _, hf := range c.Header {
+		if !slices.Contains(mailmap.IndexedFields, nettextproto.CanonicalMIMEHeaderKey(hf.Key)) {
+			return false
+		}
+	}
+	for i := range c.Not {
+		if !decodedOnly(&c.Not[i]) {
+			return false
+		}
+	}
+	for i := range c.Or {
+		if !decodedOnly(&c.Or[i][0]) || !decodedOnly(&c.Or[i][1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // matchMeta evaluates the criteria's own metadata keys (sequence numbers,

@@ -324,7 +324,7 @@ func TestChanSecretsMigration(t *testing.T) {
 						t.Errorf("size %d, raw %d bytes", msg.Size, len(raw))
 					}
 					// The header index follows the rewrite.
-					hs, err := s.MessageHeaders(ctx, m.u.ID, msg.MailboxID, []uint32{msg.UID})
+					hs, err := s.MessageHeaders(ctx, m.u.ID, msg.MailboxID, []uint32{msg.UID}, mailmap.HeaderAll)
 					if err != nil {
 						t.Fatal(err)
 					}

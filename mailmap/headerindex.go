@@ -55,6 +55,17 @@ type Address struct {
 	Name, Mailbox, Host string
 }
 
+// HeaderParts says which parts of a MessageHeader a reader wants; the
+// others are left zero (and not read from the database).
+type HeaderParts uint8
+
+const (
+	HeaderSection  HeaderParts = 1 << iota // MessageHeader.Header
+	HeaderEnvelope                         // MessageHeader.Envelope
+	HeaderDecoded                          // From, To, Cc, Bcc, Subject
+	HeaderAll      = HeaderSection | HeaderEnvelope | HeaderDecoded
+)
+
 // IndexedFields are the fields MessageHeader keeps decoded, in canonical
 // spelling (net/textproto.CanonicalMIMEHeaderKey).
 var IndexedFields = []string{"From", "To", "Cc", "Bcc", "Subject"}
@@ -273,6 +284,21 @@ func unpackEnvelope(b []byte) (Envelope, error) {
 	return e, nil
 }
 
+// only keeps the given parts of h.
+func (h MessageHeader) only(parts HeaderParts) MessageHeader {
+	var out MessageHeader
+	if parts&HeaderSection != 0 {
+		out.Header = h.Header
+	}
+	if parts&HeaderEnvelope != 0 {
+		out.Envelope = h.Envelope
+	}
+	if parts&HeaderDecoded != 0 {
+		out.From, out.To, out.Cc, out.Bcc, out.Subject = h.From, h.To, h.Cc, h.Bcc, h.Subject
+	}
+	return out
+}
+
 // packValues stores a field's values: nil (SQL NULL) for no field, else
 // each value as a uvarint length and its bytes.
 func packValues(vals []string) []byte {
@@ -327,12 +353,22 @@ func insertHeaderIndex(ctx context.Context, w *wtx, bodyID int64, ih MessageHead
 	return nil
 }
 
-// headerCols reads a message's index row, and its body only when the row
-// is missing or of another format (a LEFT JOIN; the body's subquery runs
-// only then).
-const headerCols = `m.uid, h.format, h.header, h.envelope, h.hdr_from, h.hdr_to, h.hdr_cc, h.hdr_bcc, h.hdr_subject,
+// headerCols reads a message's index row (the wanted parts; NULL for the
+// others), and its body only when the row is missing or of another format
+// (a LEFT JOIN; the body's subquery runs only then).
+func headerCols(parts HeaderParts) string {
+	col := func(p HeaderParts, c string) string {
+		if parts&p != 0 {
+			return c
+		}
+		return "NULL"
+	}
+	return `m.uid, h.format, ` + col(HeaderSection, "h.header") + `, ` + col(HeaderEnvelope, "h.envelope") + `, ` +
+		col(HeaderDecoded, "h.hdr_from") + `, ` + col(HeaderDecoded, "h.hdr_to") + `, ` + col(HeaderDecoded, "h.hdr_cc") + `, ` +
+		col(HeaderDecoded, "h.hdr_bcc") + `, ` + col(HeaderDecoded, "h.hdr_subject") + `,
 	CASE WHEN h.format IS NULL OR h.format <> $3 THEN
 		(SELECT b.raw FROM bodies b WHERE b.id = m.body_id AND b.user_id = m.user_id) END`
+}
 
 const headerFrom = ` FROM messages m LEFT JOIN message_headers h ON h.body_id = m.body_id
 	WHERE m.user_id = $1 AND m.mailbox_id = $2`
@@ -341,7 +377,7 @@ const headerFrom = ` FROM messages m LEFT JOIN message_headers h ON h.body_id = 
 // mailbox, keyed by UID; UIDs with no message are absent. A UID list that
 // is (nearly) a contiguous range, as FETCH 1:* read ahead in batches gives,
 // is read as one range; others one query per 500 UIDs.
-func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32]MessageHeader, error) {
+func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32, parts HeaderParts) (map[uint32]MessageHeader, error) {
 	out := make(map[uint32]MessageHeader, len(uids))
 	if len(uids) == 0 {
 		return out, nil
@@ -352,7 +388,7 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 			return nil, err
 		}
 		for uid, raw := range raws {
-			out[uid] = IndexHeader(raw)
+			out[uid] = IndexHeader(raw).only(parts)
 		}
 		return out, nil
 	}
@@ -362,7 +398,7 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 		for _, u := range uids {
 			want[u] = true
 		}
-		st, err := s.prepared(ctx, `SELECT `+headerCols+headerFrom+` AND m.uid >= $4 AND m.uid <= $5`)
+		st, err := s.prepared(ctx, `SELECT `+headerCols(parts)+headerFrom+` AND m.uid >= $4 AND m.uid <= $5`)
 		if err != nil {
 			return nil, fmt.Errorf("read message headers: %w", err)
 		}
@@ -370,7 +406,7 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 		if err != nil {
 			return nil, fmt.Errorf("read message headers: %w", err)
 		}
-		if err := s.scanHeaders(rows, out, want); err != nil {
+		if err := s.scanHeaders(rows, out, want, parts); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -381,11 +417,11 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 		for _, u := range c {
 			args = append(args, int64(u))
 		}
-		rows, err := s.rdb.QueryContext(ctx, `SELECT `+headerCols+headerFrom+` AND m.uid IN (`+placeholders(4, len(c))+`)`, args...)
+		rows, err := s.rdb.QueryContext(ctx, `SELECT `+headerCols(parts)+headerFrom+` AND m.uid IN (`+placeholders(4, len(c))+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("read message headers: %w", err)
 		}
-		if err := s.scanHeaders(rows, out, nil); err != nil {
+		if err := s.scanHeaders(rows, out, nil, parts); err != nil {
 			return nil, err
 		}
 	}
@@ -394,7 +430,7 @@ func (s *sqlStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, 
 
 // scanHeaders reads the rows of a headerCols query into out, keeping only
 // the UIDs in want (nil: all), and closes them.
-func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, want map[uint32]bool) error {
+func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, want map[uint32]bool, parts HeaderParts) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
@@ -411,16 +447,25 @@ func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, wan
 		if !format.Valid || format.Int64 != headerIndexFormat {
 			// Not indexed yet (stored before the index; the backfill
 			// has not reached it): built from the body.
-			out[uint32(uid)] = IndexHeader(raw)
+			out[uint32(uid)] = IndexHeader(raw).only(parts)
 			continue
 		}
-		ih := MessageHeader{Header: header}
-		if ih.Header == nil {
-			ih.Header = []byte{}
+		var ih MessageHeader
+		if parts&HeaderSection != 0 {
+			ih.Header = header
+			if ih.Header == nil {
+				ih.Header = []byte{}
+			}
 		}
 		var err error
-		if ih.Envelope, err = unpackEnvelope(env); err != nil {
-			return fmt.Errorf("read message headers: uid %d: %w", uid, err)
+		if parts&HeaderEnvelope != 0 {
+			if ih.Envelope, err = unpackEnvelope(env); err != nil {
+				return fmt.Errorf("read message headers: uid %d: %w", uid, err)
+			}
+		}
+		if parts&HeaderDecoded == 0 {
+			out[uint32(uid)] = ih
+			continue
 		}
 		for _, f := range []struct {
 			dst *[]string

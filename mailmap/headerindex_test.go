@@ -55,7 +55,7 @@ func TestHeaderIndexBackfill(t *testing.T) {
 				for _, m := range msgs {
 					us = append(us, m.UID)
 				}
-				got, err := s.MessageHeaders(ctx, u.ID, mb.ID, us)
+				got, err := s.MessageHeaders(ctx, u.ID, mb.ID, us, mailmap.HeaderAll)
 				if err != nil || len(got) != len(us) {
 					t.Fatalf("%s: %d of %d entries, %v", mb.Name, len(got), len(us), err)
 				}

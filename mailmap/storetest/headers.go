@@ -127,7 +127,7 @@ func testHeaderIndex(t *testing.T, s mailmap.Store) {
 	}
 	check := func(mb mailmap.Mailbox, uids []uint32, want int) {
 		t.Helper()
-		got, err := s.MessageHeaders(ctx, u.ID, mb.ID, uids)
+		got, err := s.MessageHeaders(ctx, u.ID, mb.ID, uids, mailmap.HeaderAll)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,6 +145,33 @@ func testHeaderIndex(t *testing.T, s mailmap.Store) {
 		}
 	}
 	check(inbox, all, len(corpus))
+	// Some parts only: the others stay zero.
+	for _, parts := range []mailmap.HeaderParts{mailmap.HeaderSection, mailmap.HeaderEnvelope, mailmap.HeaderDecoded, mailmap.HeaderSection | mailmap.HeaderDecoded} {
+		got, err := s.MessageHeaders(ctx, u.ID, inbox.ID, all, parts)
+		if err != nil || len(got) != len(all) {
+			t.Fatalf("parts %b: %d entries, %v", parts, len(got), err)
+		}
+		for uid, h := range got {
+			raw, err := s.MessageRaw(ctx, u.ID, inbox.ID, uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := mailmap.IndexHeader(raw)
+			var keep mailmap.MessageHeader
+			if parts&mailmap.HeaderSection != 0 {
+				keep.Header = want.Header
+			}
+			if parts&mailmap.HeaderEnvelope != 0 {
+				keep.Envelope = want.Envelope
+			}
+			if parts&mailmap.HeaderDecoded != 0 {
+				keep.From, keep.To, keep.Cc, keep.Bcc, keep.Subject = want.From, want.To, want.Cc, want.Bcc, want.Subject
+			}
+			if d := SameHeader(h, keep); d != "" {
+				t.Errorf("parts %b uid %d: %s", parts, uid, d)
+			}
+		}
+	}
 	check(inbox, []uint32{1, 5, 19, 500, 1000}, 3) // sparse: by list
 	check(inbox, []uint32{2, 3, 4, 99}, 3)         // near a range
 	msgs, err := s.Messages(ctx, u.ID, other.ID)
@@ -157,12 +184,12 @@ func testHeaderIndex(t *testing.T, s mailmap.Store) {
 	}
 	check(other, ouids, len(corpus))
 	check(other, []uint32{1, 2, 3}, 0) // moved away
-	if got, err := s.MessageHeaders(ctx, u.ID, other.ID, nil); err != nil || len(got) != 0 {
+	if got, err := s.MessageHeaders(ctx, u.ID, other.ID, nil, mailmap.HeaderAll); err != nil || len(got) != 0 {
 		t.Errorf("no UIDs: %v, %v", got, err)
 	}
 	// Another user's mailbox gives nothing.
 	bob := newUser(t, s, "bob")
-	if got, err := s.MessageHeaders(ctx, bob.ID, inbox.ID, all); err != nil || len(got) != 0 {
+	if got, err := s.MessageHeaders(ctx, bob.ID, inbox.ID, all, mailmap.HeaderAll); err != nil || len(got) != 0 {
 		t.Errorf("bob reads alice's headers: %d, %v", len(got), err)
 	}
 }
