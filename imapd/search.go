@@ -63,11 +63,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			pfRaw = s.prefetchRaw(ctx, v, cands)
 			defer pfRaw.close()
 		} else {
-			parts := mailmap.HeaderDecoded
-			if !decodedOnly(&crit) {
-				parts |= mailmap.HeaderSection
-			}
-			pfHdr = s.prefetchHeaders(ctx, v, cands, parts)
+			pfHdr = s.prefetchHeaders(ctx, v, cands, headerParts(&crit))
 			defer pfHdr.close()
 		}
 	}
@@ -236,29 +232,29 @@ func searchesHeader(c *imap.SearchCriteria) bool {
 	return false
 }
 
-// decodedOnly reports whether every header criterion, however nested, is
-// on a field the header index keeps decoded (FROM, TO, CC, BCC, SUBJECT,
-// or HEADER of one of those), so the header section need not be read.
-func decodedOnly(c *imap.SearchCriteria) bool {
+// headerParts is what of the header index the header criteria, however
+// nested, need: the decoded values of the fields the index keeps decoded
+// (FROM, TO, CC, BCC, SUBJECT, or HEADER of one of those), and the header
+// section for any other field and for SENTSINCE/SENTBEFORE.
+func headerParts(c *imap.SearchCriteria) mailmap.HeaderParts {
+	var parts mailmap.HeaderParts
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		return false
+		parts |= mailmap.HeaderSection
 	}
 	for _, hf := range c.Header {
-		if !slices.Contains(mailmap.IndexedFields, nettextproto.CanonicalMIMEHeaderKey(hf.Key)) {
-			return false
+		if p := mailmap.DecodedPart(nettextproto.CanonicalMIMEHeaderKey(hf.Key)); p != 0 {
+			parts |= p
+		} else {
+			parts |= mailmap.HeaderSection
 		}
 	}
 	for i := range c.Not {
-		if !decodedOnly(&c.Not[i]) {
-			return false
-		}
+		parts |= headerParts(&c.Not[i])
 	}
 	for i := range c.Or {
-		if !decodedOnly(&c.Or[i][0]) || !decodedOnly(&c.Or[i][1]) {
-			return false
-		}
+		parts |= headerParts(&c.Or[i][0]) | headerParts(&c.Or[i][1])
 	}
-	return true
+	return parts
 }
 
 // matchMeta evaluates the criteria's own metadata keys (sequence numbers,

@@ -62,9 +62,33 @@ type HeaderParts uint8
 const (
 	HeaderSection  HeaderParts = 1 << iota // MessageHeader.Header
 	HeaderEnvelope                         // MessageHeader.Envelope
-	HeaderDecoded                          // From, To, Cc, Bcc, Subject
-	HeaderAll      = HeaderSection | HeaderEnvelope | HeaderDecoded
+	HeaderFrom                             // MessageHeader.From
+	HeaderTo                               // MessageHeader.To
+	HeaderCc                               // MessageHeader.Cc
+	HeaderBcc                              // MessageHeader.Bcc
+	HeaderSubject                          // MessageHeader.Subject
+
+	HeaderDecoded = HeaderFrom | HeaderTo | HeaderCc | HeaderBcc | HeaderSubject
+	HeaderAll     = HeaderSection | HeaderEnvelope | HeaderDecoded
 )
+
+// DecodedPart is the part holding one of IndexedFields (canonical
+// spelling), or 0.
+func DecodedPart(key string) HeaderParts {
+	switch key {
+	case "From":
+		return HeaderFrom
+	case "To":
+		return HeaderTo
+	case "Cc":
+		return HeaderCc
+	case "Bcc":
+		return HeaderBcc
+	case "Subject":
+		return HeaderSubject
+	}
+	return 0
+}
 
 // IndexedFields are the fields MessageHeader keeps decoded, in canonical
 // spelling (net/textproto.CanonicalMIMEHeaderKey).
@@ -293,8 +317,20 @@ func (h MessageHeader) only(parts HeaderParts) MessageHeader {
 	if parts&HeaderEnvelope != 0 {
 		out.Envelope = h.Envelope
 	}
-	if parts&HeaderDecoded != 0 {
-		out.From, out.To, out.Cc, out.Bcc, out.Subject = h.From, h.To, h.Cc, h.Bcc, h.Subject
+	if parts&HeaderFrom != 0 {
+		out.From = h.From
+	}
+	if parts&HeaderTo != 0 {
+		out.To = h.To
+	}
+	if parts&HeaderCc != 0 {
+		out.Cc = h.Cc
+	}
+	if parts&HeaderBcc != 0 {
+		out.Bcc = h.Bcc
+	}
+	if parts&HeaderSubject != 0 {
+		out.Subject = h.Subject
 	}
 	return out
 }
@@ -364,8 +400,8 @@ func headerCols(parts HeaderParts) string {
 		return "NULL"
 	}
 	return `m.uid, h.format, ` + col(HeaderSection, "h.header") + `, ` + col(HeaderEnvelope, "h.envelope") + `, ` +
-		col(HeaderDecoded, "h.hdr_from") + `, ` + col(HeaderDecoded, "h.hdr_to") + `, ` + col(HeaderDecoded, "h.hdr_cc") + `, ` +
-		col(HeaderDecoded, "h.hdr_bcc") + `, ` + col(HeaderDecoded, "h.hdr_subject") + `,
+		col(HeaderFrom, "h.hdr_from") + `, ` + col(HeaderTo, "h.hdr_to") + `, ` + col(HeaderCc, "h.hdr_cc") + `, ` +
+		col(HeaderBcc, "h.hdr_bcc") + `, ` + col(HeaderSubject, "h.hdr_subject") + `,
 	CASE WHEN h.format IS NULL OR h.format <> $3 THEN
 		(SELECT b.raw FROM bodies b WHERE b.id = m.body_id AND b.user_id = m.user_id) END`
 }
@@ -463,14 +499,14 @@ func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, wan
 				return fmt.Errorf("read message headers: uid %d: %w", uid, err)
 			}
 		}
-		if parts&HeaderDecoded == 0 {
-			out[uint32(uid)] = ih
-			continue
-		}
 		for _, f := range []struct {
-			dst *[]string
-			b   []byte
-		}{{&ih.From, from}, {&ih.To, to}, {&ih.Cc, cc}, {&ih.Bcc, bcc}, {&ih.Subject, subj}} {
+			part HeaderParts
+			dst  *[]string
+			b    []byte
+		}{{HeaderFrom, &ih.From, from}, {HeaderTo, &ih.To, to}, {HeaderCc, &ih.Cc, cc}, {HeaderBcc, &ih.Bcc, bcc}, {HeaderSubject, &ih.Subject, subj}} {
+			if parts&f.part == 0 {
+				continue
+			}
 			if *f.dst, err = unpackValues(f.b, f.b == nil); err != nil {
 				return fmt.Errorf("read message headers: uid %d: %w", uid, err)
 			}
