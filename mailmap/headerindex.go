@@ -523,6 +523,30 @@ func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, wan
 	return nil
 }
 
+// backfillPrefix is how much of a body the backfill reads first: the
+// header, in all but odd messages, without the attachments.
+const backfillPrefix = 64 << 10
+
+// headerPrefix reads enough of a body to index its header: its first
+// backfillPrefix bytes when the header ends well inside them (IndexHeader
+// looks at raw[:HeaderEnd(raw)] only, and a blank line found with 4 bytes
+// to spare is where HeaderEnd of the whole body finds it too), else all of
+// it.
+func headerPrefix(ctx context.Context, w *wtx, id int64) ([]byte, error) {
+	var prefix []byte
+	var size int64
+	if err := w.QueryRowContext(ctx, `SELECT substr(raw, 1, $2), length(raw) FROM bodies WHERE id = $1`,
+		id, backfillPrefix).Scan(&prefix, &size); err != nil {
+		return nil, err
+	}
+	if int64(len(prefix)) == size || HeaderEnd(prefix)+4 <= len(prefix) {
+		return prefix, nil
+	}
+	var raw []byte
+	err := w.QueryRowContext(ctx, `SELECT raw FROM bodies WHERE id = $1`, id).Scan(&raw)
+	return raw, err
+}
+
 // headerBackfillDone is the settings row that records that every body has
 // an index row of headerIndexFormat: from then on every write keeps it so
 // and the backfill does not look again.
@@ -588,10 +612,9 @@ func (s *sqlStore) backfillHeaders(ctx context.Context) error {
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			// One body in memory at a time: bodies can be large.
 			for _, id := range ids {
-				var raw []byte
-				if err := w.QueryRowContext(ctx, `SELECT raw FROM bodies WHERE id = $1`, id).Scan(&raw); err != nil {
+				raw, err := headerPrefix(ctx, w, id)
+				if err != nil {
 					return err
 				}
 				// Replace: a row of another format is stale (one of this

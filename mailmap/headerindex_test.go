@@ -2,6 +2,7 @@ package mailmap_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,13 @@ func TestHeaderIndexBackfill(t *testing.T) {
 			inbox, _ := old.Mailbox(ctx, u.ID, "INBOX")
 			arch, _ := old.Mailbox(ctx, u.ID, "Archive")
 			corpus := storetest.HeaderCorpus()
+			// Bodies past the backfill's first read: a big body, a header
+			// longer than it, one whose end straddles it.
+			corpus = append(corpus,
+				"Subject: big body\r\n\r\n"+strings.Repeat("attachment line\r\n", 8000),
+				"Subject: big header\r\nX-Big: "+strings.Repeat("h", 70<<10)+"\r\n\r\nbody\r\n",
+				"Subject: straddle\r\nX-Pad: "+strings.Repeat("p", (64<<10)-33)+"\r\n\r\nbody\r\n\r\nmore\r\n",
+				"Subject: straddle lf\nX-Pad: "+strings.Repeat("p", (64<<10)-28)+"\n\nbody\n\nmore\n")
 			// Enough bodies for several backfill batches.
 			const copies = 25
 			var uids []uint32
