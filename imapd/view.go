@@ -177,11 +177,20 @@ func (h *userHub) openView(ctx context.Context, mailboxID int64) (*mailboxView, 
 		h.views[mailboxID] = v
 		go v.run(h.srv.cfg.PollInterval)
 	}
+	reused := v.refs == 0 && v.idleSince != (time.Time{})
 	v.refs++
 	h.mu.Unlock()
 
 	v.mu.Lock()
-	err := v.checkLocked(ctx) // loads a new view; a shared one only if stale
+	if reused && v.loaded {
+		// An idle view followed nothing: if the mailbox's UIDs mean
+		// other messages now (a new UIDVALIDITY), it is loaded afresh
+		// (no session holds its tracker) instead of merged.
+		if mb, err := h.srv.store.MailboxByID(ctx, h.userID, mailboxID); err != nil || mb.UIDValidity != v.uidValidity {
+			v.loaded, v.fp = false, fingerprint{}
+		}
+	}
+	err := v.checkLocked(ctx) // loads a new view; a shared or idle one only if stale
 	v.mu.Unlock()
 	if err != nil {
 		h.closeView(v)
