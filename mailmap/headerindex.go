@@ -376,8 +376,22 @@ func unpackValues(b []byte, null bool) ([]string, error) {
 	return vals, nil
 }
 
+// maxIndexedHeader bounds the header sections the index copies: a longer
+// one (a message with no blank line is all header) is read from the body,
+// so that no message takes twice its size, outside the quota.
+const maxIndexedHeader = 256 << 10
+
 // insertHeaderIndex writes (or rewrites) the index row of a body.
 func insertHeaderIndex(ctx context.Context, w *wtx, bodyID int64, ih MessageHeader, replace bool) error {
+	if len(ih.Header) > maxIndexedHeader {
+		_, err := w.ExecContext(ctx, `INSERT INTO message_headers (body_id, format) VALUES ($1, $2)
+			ON CONFLICT (body_id) DO UPDATE SET format = excluded.format, header = NULL, envelope = NULL, hdr_from = NULL,
+			hdr_to = NULL, hdr_cc = NULL, hdr_bcc = NULL, hdr_subject = NULL`, bodyID, headerIndexFormat)
+		if err != nil {
+			return fmt.Errorf("index message header: %w", err)
+		}
+		return nil
+	}
 	conflict := `DO NOTHING`
 	if replace {
 		conflict = `DO UPDATE SET format = excluded.format, header = excluded.header, envelope = excluded.envelope, hdr_from = excluded.hdr_from,
@@ -394,8 +408,8 @@ func insertHeaderIndex(ctx context.Context, w *wtx, bodyID int64, ih MessageHead
 }
 
 // headerCols reads a message's index row (the wanted parts; NULL for the
-// others), and its body only when the row is missing or of another format
-// (a LEFT JOIN; the body's subquery runs only then).
+// others), and its body only when the row is missing, of another format or
+// without a header copy (a LEFT JOIN; the body's subquery runs only then).
 func headerCols(parts HeaderParts) string {
 	col := func(p HeaderParts, c string) string {
 		if parts&p != 0 {
@@ -403,10 +417,10 @@ func headerCols(parts HeaderParts) string {
 		}
 		return "NULL"
 	}
-	return `m.uid, h.format, ` + col(HeaderSection, "h.header") + `, ` + col(HeaderEnvelope, "h.envelope") + `, ` +
+	return `m.uid, ` + col(HeaderSection, "h.header") + `, ` + col(HeaderEnvelope, "h.envelope") + `, ` +
 		col(HeaderFrom, "h.hdr_from") + `, ` + col(HeaderTo, "h.hdr_to") + `, ` + col(HeaderCc, "h.hdr_cc") + `, ` +
 		col(HeaderBcc, "h.hdr_bcc") + `, ` + col(HeaderSubject, "h.hdr_subject") + `,
-	CASE WHEN h.format IS NULL OR h.format <> $3 THEN
+	CASE WHEN h.format IS NULL OR h.format <> $3 OR h.header IS NULL THEN
 		(SELECT b.raw FROM bodies b WHERE b.id = m.body_id AND b.user_id = m.user_id) END`
 }
 
@@ -475,18 +489,18 @@ func (s *sqlStore) scanHeaders(rows *sql.Rows, out map[uint32]MessageHeader, wan
 	for rows.Next() {
 		var (
 			uid                                       int64
-			format                                    sql.NullInt64
 			header, env, from, to, cc, bcc, subj, raw []byte
 		)
-		if err := rows.Scan(&uid, &format, &header, &env, &from, &to, &cc, &bcc, &subj, &raw); err != nil {
+		if err := rows.Scan(&uid, &header, &env, &from, &to, &cc, &bcc, &subj, &raw); err != nil {
 			return fmt.Errorf("read message headers: %w", err)
 		}
 		if want != nil && !want[uint32(uid)] {
 			continue
 		}
-		if !format.Valid || format.Int64 != headerIndexFormat {
-			// Not indexed yet (stored before the index; the backfill
-			// has not reached it): built from the body.
+		if raw != nil {
+			// Not indexed (stored before the index and not reached by
+			// the backfill yet, or a header too long to copy): built
+			// from the body.
 			out[uint32(uid)] = IndexHeader(raw).only(parts)
 			continue
 		}

@@ -37,7 +37,8 @@ func TestHeaderIndexBackfill(t *testing.T) {
 				"Subject: big body\r\n\r\n"+strings.Repeat("attachment line\r\n", 8000),
 				"Subject: big header\r\nX-Big: "+strings.Repeat("h", 70<<10)+"\r\n\r\nbody\r\n",
 				"Subject: straddle\r\nX-Pad: "+strings.Repeat("p", (64<<10)-33)+"\r\n\r\nbody\r\n\r\nmore\r\n",
-				"Subject: straddle lf\nX-Pad: "+strings.Repeat("p", (64<<10)-28)+"\n\nbody\n\nmore\n")
+				"Subject: straddle lf\nX-Pad: "+strings.Repeat("p", (64<<10)-28)+"\n\nbody\n\nmore\n",
+				"Subject: too long to copy\r\nX-Huge: "+strings.Repeat("u", 300<<10)+"\r\n\r\nbody\r\n")
 			// Enough bodies for several backfill batches.
 			const copies = 25
 			var uids []uint32
@@ -118,6 +119,10 @@ func TestHeaderIndexBackfill(t *testing.T) {
 			waitBackfill()
 			check(s, inbox)
 			check(s, arch)
+			var uncopied int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM message_headers WHERE header IS NULL`).Scan(&uncopied); err != nil || uncopied != copies {
+				t.Errorf("%d rows without a header copy, want %d (%v)", uncopied, copies, err)
+			}
 			s.Close()
 
 			// A row of another format (an older bmgate's) is not served,

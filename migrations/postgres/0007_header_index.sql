@@ -18,6 +18,10 @@
 --   format          the version of the code that built the row; a row of
 --                   another version is built again
 --
+-- A header section over 256 KiB (a message with no blank line is all
+-- header) is not copied: its row has only body_id and format, and readers
+-- build its entry from the body.
+--
 -- Rows are written with the body (append, delivery, rewrite of a chan
 -- post). Bodies stored before this migration get theirs from a background
 -- backfill after Open (mailmap/headerindex.go); until then readers build
@@ -26,8 +30,8 @@
 CREATE TABLE message_headers (
     body_id     BIGINT PRIMARY KEY REFERENCES bodies (id) ON DELETE CASCADE,
     format      INTEGER NOT NULL,
-    header      BYTEA NOT NULL,
-    envelope    BYTEA NOT NULL,
+    header      BYTEA,
+    envelope    BYTEA,
     hdr_from    BYTEA,
     hdr_to      BYTEA,
     hdr_cc      BYTEA,
