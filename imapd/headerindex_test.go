@@ -74,6 +74,8 @@ func TestHeaderIndexAnswers(t *testing.T) {
 				"Subject: b11\r\nContent-Type: ;;bad\r\n\r\nneedle with a bad type\r\n",
 				"Subject: b12\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nneedle unknown charset\r\n",
 				"Subject: b13\r\n\r\n",
+				// A header the index does not copy (over 256 KiB).
+				"From: bob@example.test\r\nSubject: huge\r\nX-Huge: " + strings.Repeat("u", 300<<10) + "\r\n\r\nbody\r\n",
 			} {
 				if _, err := st.AppendMessage(ctx, u.ID, e.inbox.ID, []byte(raw), nil, time.Time{}); err != nil {
 					t.Fatal(err)
