@@ -220,7 +220,8 @@ func (s *sqlStore) MessagesRaw(ctx context.Context, userID, mailboxID int64, uid
 	}
 	const cols = `SELECT m.uid, b.raw FROM messages m JOIN bodies b ON b.id = m.body_id AND b.user_id = m.user_id
 			WHERE m.user_id = $1 AND m.mailbox_id = $2`
-	if lo, hi := slices.Min(uids), slices.Max(uids); uint64(hi-lo)+1 == uint64(len(uids)) {
+	if consecutive(uids) {
+		lo, hi := uids[0], uids[len(uids)-1]
 		st, err := s.prepared(ctx, cols+` AND m.uid >= $3 AND m.uid <= $4`)
 		if err != nil {
 			return nil, fmt.Errorf("read messages: %w", err)
@@ -249,6 +250,16 @@ func (s *sqlStore) MessagesRaw(ctx context.Context, userID, mailboxID int64, uid
 		}
 	}
 	return out, nil
+}
+
+// consecutive reports whether uids is n, n+1, n+2, ….
+func consecutive(uids []uint32) bool {
+	for i, u := range uids {
+		if u != uids[0]+uint32(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // scanRaws reads (uid, raw) rows into out and closes them.
