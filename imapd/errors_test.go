@@ -56,6 +56,13 @@ func (s *failingStore) MessagesRaw(ctx context.Context, userID, mailboxID int64,
 	return s.Store.MessagesRaw(ctx, userID, mailboxID, uids)
 }
 
+func (s *failingStore) MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32, parts mailmap.HeaderParts) (map[uint32]mailmap.MessageHeader, error) {
+	if err := s.err("MessageHeaders"); err != nil {
+		return nil, err
+	}
+	return s.Store.MessageHeaders(ctx, userID, mailboxID, uids, parts)
+}
+
 func (s *failingStore) AppendMessage(ctx context.Context, userID, mailboxID int64, raw []byte, flags []string, date time.Time) (mailmap.Message, error) {
 	if err := s.err("AppendMessage"); err != nil {
 		return mailmap.Message{}, err
@@ -119,9 +126,13 @@ func TestErrorsNeverLeak(t *testing.T) {
 	}
 	fs.set("MessageRaw", errors.New(secret))
 	fs.set("MessagesRaw", errors.New(secret))
+	fs.set("MessageHeaders", errors.New(secret))
 	_, err = c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect()
 	errs = append(errs, err)
 	wantCode(t, "FETCH with a broken store", err, imap.ResponseCodeServerBug)
+	_, err = c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodyStructure: &imap.FetchItemBodyStructure{}}).Collect()
+	errs = append(errs, err)
+	wantCode(t, "FETCH BODYSTRUCTURE with a broken store", err, imap.ResponseCodeServerBug)
 
 	fs.set("AppendMessage", context.DeadlineExceeded)
 	app := c.Append("INBOX", 3, nil)

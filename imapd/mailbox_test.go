@@ -2,12 +2,15 @@ package imapd
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/bmgate/bmgate/mailmap"
 )
 
 func listNames(t testing.TB, c *imapclient.Client, ref, pattern string, opts *imap.ListOptions) map[string]*imap.ListData {
@@ -247,5 +250,56 @@ func TestUIDsStable(t *testing.T) {
 	stored, _ := e.store.Messages(context.Background(), e.user.ID, e.inbox.ID)
 	if len(stored) != 2 || len(stored[0].Flags) != 0 {
 		t.Errorf("EXAMINE changed the mailbox: %+v", stored)
+	}
+}
+
+// TestIdleViewCatchesUp: a folder selected again after a while unselected
+// (its view kept idle, following nothing) shows what changed meanwhile:
+// new, expunged and flagged messages; and a user's hub keeps at most
+// idleViews idle views.
+func TestIdleViewCatchesUp(t *testing.T) {
+	e := newEnv(t, Config{})
+	for i := range 3 {
+		e.deliver("INBOX", mkMail("bob@example.test", "alice@example.test", fmt.Sprint("m", i), "x"))
+	}
+	r := e.rawLogin()
+	r.ok("SELECT INBOX")
+	r.ok("UNSELECT")
+	ctx := context.Background()
+	e.deliver("INBOX", mkMail("bob@example.test", "alice@example.test", "m3", "x"))
+	if _, err := e.store.UpdateFlags(ctx, e.user.ID, e.inbox.ID, []uint32{1}, mailmap.FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.UpdateFlags(ctx, e.user.ID, e.inbox.ID, []uint32{2}, mailmap.FlagsAdd, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Expunge(ctx, e.user.ID, e.inbox.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	u := r.ok("SELECT INBOX")
+	if !slices.Contains(u, "* 3 EXISTS") {
+		t.Errorf("SELECT after changes: %q", u)
+	}
+	got := r.ok("UID FETCH 1:* (FLAGS)")
+	want := []string{`* 1 FETCH (UID 1 FLAGS (\Flagged))`, `* 2 FETCH (UID 3 FLAGS ())`, `* 3 FETCH (UID 4 FLAGS ())`}
+	if !slices.Equal(got, want) {
+		t.Errorf("FETCH after changes:\n%q\nwant\n%q", got, want)
+	}
+	r.ok("UNSELECT")
+
+	for i := range idleViews + 3 {
+		name := fmt.Sprint("F", i)
+		r.ok("CREATE %s", name)
+		r.ok("SELECT %s", name)
+		r.ok("UNSELECT")
+	}
+	e.srv.mu.Lock()
+	h := e.srv.users[e.user.ID]
+	e.srv.mu.Unlock()
+	h.mu.Lock()
+	n := len(h.views)
+	h.mu.Unlock()
+	if n != idleViews {
+		t.Errorf("%d idle views kept, want %d", n, idleViews)
 	}
 }

@@ -3,10 +3,11 @@ package imapd
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
+	nettextproto "net/textproto"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -14,6 +15,8 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/bmgate/bmgate/mailmap"
 )
 
 // Search implements imapserver.Session (SEARCH, UID SEARCH, ESEARCH and
@@ -47,20 +50,36 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		hitUID []imap.UID
 	)
 	// When contents matter, narrow the candidates by the top-level
-	// metadata criteria first, then read the rest ahead in parallel.
-	var pf *prefetcher
-	if needsContents(&crit) {
+	// metadata criteria first, then read the rest ahead in parallel: the
+	// messages when a criterion searches text, else (header criteria
+	// only) their header index entries, which read no bodies.
+	var (
+		pfRaw *prefetcher[[]byte]
+		pfHdr *prefetcher[mailmap.MessageHeader]
+	)
+	if needsText(&crit) || searchesHeader(&crit) {
 		cands = slices.DeleteFunc(cands, func(t target) bool { return !matchMeta(&crit, t) })
-		pf = s.prefetch(ctx, v, uidsOf(cands))
-		defer pf.close()
+		if needsText(&crit) || legacyContents.Load() {
+			pfRaw = s.prefetchRaw(ctx, v, cands)
+			defer pfRaw.close()
+		} else {
+			pfHdr = s.prefetchHeaders(ctx, v, cands, headerParts(&crit))
+			defer pfHdr.close()
+		}
 	}
 	for i, t := range cands {
-		ev := &evaluator{s: s, ctx: ctx, v: v, t: t}
-		if pf != nil {
-			ev.raw, ev.err = pf.next(i)
-			ev.loaded = true
+		ev := &evaluator{t: t}
+		var ok bool
+		switch {
+		case pfRaw != nil:
+			ev.raw, ok, ev.err = pfRaw.next(i)
+			ev.gone = !ok
+		case pfHdr != nil:
+			var h mailmap.MessageHeader
+			h, ok, ev.err = pfHdr.next(i)
+			ev.ih, ev.gone = &h, !ok
 		}
-		ok := ev.match(&crit)
+		ok = ev.match(&crit)
 		if ev.err != nil {
 			return nil, s.fail("SEARCH", ev.err, "")
 		}
@@ -148,57 +167,94 @@ func (s *session) staticCriteria(c imap.SearchCriteria, maxSeq uint32, maxUID im
 	return out
 }
 
-// evaluator matches one message, loading and parsing it at most once and
-// only if a criterion needs its contents.
+// evaluator matches one message. What criteria on its contents need was
+// read ahead: the message itself (raw) when any criterion searches text,
+// else its header index entry (ih); header criteria then use the entry's
+// decoded fields, or parse its header section, which gives what parsing
+// the message gives.
 type evaluator struct {
-	s   *session
-	ctx context.Context
-	v   *mailboxView
-	t   target
+	t target
 
 	raw    []byte
-	loaded bool
+	ih     *mailmap.MessageHeader
+	gone   bool // expunged since the view was synced: matches nothing on contents
 	header *mail.Header
 	err    error
 }
 
-func (ev *evaluator) load() []byte {
-	if !ev.loaded {
-		ev.loaded = true
-		raw, err := ev.s.loadRaw(ev.ctx, ev.v, ev.t.msg.uid)
-		if err != nil && ev.err == nil {
-			ev.err = err
-		}
-		ev.raw = raw
-	}
-	return ev.raw
-}
-
 func (ev *evaluator) hdr() *mail.Header {
 	if ev.header == nil {
-		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(ev.load())))
+		src := ev.raw
+		if ev.ih != nil {
+			src = ev.ih.Header
+		}
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(src)))
 		ev.header = &mail.Header{Header: gomessage.Header{Header: h}}
 	}
 	return ev.header
 }
 
-// needsContents reports whether any criterion, however nested, reads the
-// message itself.
-func needsContents(c *imap.SearchCriteria) bool {
-	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Body) > 0 || len(c.Text) > 0 {
+// needsText reports whether any criterion, however nested, searches the
+// message's text (BODY, TEXT), which takes the message itself.
+func needsText(c *imap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
 		return true
 	}
 	for i := range c.Not {
-		if needsContents(&c.Not[i]) {
+		if needsText(&c.Not[i]) {
 			return true
 		}
 	}
 	for i := range c.Or {
-		if needsContents(&c.Or[i][0]) || needsContents(&c.Or[i][1]) {
+		if needsText(&c.Or[i][0]) || needsText(&c.Or[i][1]) {
 			return true
 		}
 	}
 	return false
+}
+
+// searchesHeader reports whether any criterion, however nested, reads the
+// message's header (HEADER, FROM, TO, CC, BCC, SUBJECT, SENT*).
+func searchesHeader(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return true
+	}
+	for i := range c.Not {
+		if searchesHeader(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if searchesHeader(&c.Or[i][0]) || searchesHeader(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerParts is what of the header index the header criteria, however
+// nested, need: the decoded values of the fields the index keeps decoded
+// (FROM, TO, CC, BCC, SUBJECT, or HEADER of one of those), and the header
+// section for any other field and for SENTSINCE/SENTBEFORE.
+func headerParts(c *imap.SearchCriteria) mailmap.HeaderParts {
+	var parts mailmap.HeaderParts
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		parts |= mailmap.HeaderSection
+	}
+	for _, hf := range c.Header {
+		if p := mailmap.DecodedPart(nettextproto.CanonicalMIMEHeaderKey(hf.Key)); p != 0 {
+			parts |= p
+		} else {
+			parts |= mailmap.HeaderSection
+		}
+	}
+	for i := range c.Not {
+		parts |= headerParts(&c.Not[i])
+	}
+	for i := range c.Or {
+		parts |= headerParts(&c.Or[i][0]) | headerParts(&c.Or[i][1])
+	}
+	return parts
 }
 
 // matchMeta evaluates the criteria's own metadata keys (sequence numbers,
@@ -255,11 +311,19 @@ func (ev *evaluator) match(c *imap.SearchCriteria) bool {
 
 	// Contents.
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() || len(c.Body) > 0 || len(c.Text) > 0 {
-		if ev.load() == nil {
+		if ev.gone || ev.err != nil || (ev.raw == nil && ev.ih == nil) {
 			return false
 		}
 	}
 	for _, hf := range c.Header {
+		if ev.ih != nil {
+			if vals, ok := ev.ih.Decoded(nettextproto.CanonicalMIMEHeaderKey(hf.Key)); ok {
+				if !matchValues(vals, hf.Value) {
+					return false
+				}
+				continue
+			}
+		}
 		if !matchHeaderField(ev.hdr().FieldsByKey(hf.Key), hf.Value) {
 			return false
 		}
@@ -318,12 +382,40 @@ func matchHeaderField(fields gomessage.HeaderFields, value string) bool {
 	return false
 }
 
+// matchValues is matchHeaderField over a field's decoded values, as the
+// header index keeps them (one per field of that name; none when absent).
+func matchValues(vals []string, value string) bool {
+	if value == "" {
+		return len(vals) > 0
+	}
+	value = strings.ToLower(value)
+	for _, v := range vals {
+		if strings.Contains(strings.ToLower(v), value) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxSearchPart bounds how much of one decoded part SEARCH reads.
 const maxSearchPart = 16 << 20
 
 // matchText searches the decoded text parts (transfer encoding and charset
 // undone), and with header also every header field, case-insensitively.
 func matchText(raw []byte, text string, header bool) bool {
+	if text == "" {
+		return true
+	}
+	if !header && !legacyContents.Load() {
+		if match, ok := matchBodyFast(raw, strings.ToLower(text)); ok {
+			return match
+		}
+	}
+	return matchEntities(raw, text, header)
+}
+
+// matchEntities is matchText by go-message's reading of the message.
+func matchEntities(raw []byte, text string, header bool) bool {
 	if text == "" {
 		return true
 	}
@@ -335,6 +427,77 @@ func matchText(raw []byte, text string, header bool) bool {
 	_ = err // an unknown charset or encoding still gives a usable entity
 	return matchEntity(e, strings.ToLower(text), header)
 }
+
+// matchBodyFast answers BODY for a message that is one part whose text is
+// its bytes (no multipart, no transfer encoding to undo, no charset to
+// convert): what matchText would answer, without building the entity.
+// ok is false for every other message, which matchText then reads as
+// before. lower is the lower-cased search text.
+func matchBodyFast(raw []byte, lower string) (match, ok bool) {
+	br := headerReaders.Get().(*bufio.Reader)
+	rd := bytes.NewReader(raw)
+	br.Reset(rd)
+	h, err := textproto.ReadHeader(br)
+	off := len(raw) - rd.Len() - br.Buffered() // where go-message's body starts
+	br.Reset(nil)
+	headerReaders.Put(br)
+	// A header near go-message's 1 MB limit takes the slow path, which
+	// knows what to do about it.
+	if err != nil || off > 256<<10 {
+		return false, false
+	}
+	mh := gomessage.Header{Header: h}
+	mt, params, _ := mh.ContentType()
+	if strings.HasPrefix(mt, "multipart/") {
+		return false, false
+	}
+	switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return false, false
+	}
+	if strings.HasPrefix(mt, "text/") {
+		if ch, ok := params["charset"]; ok {
+			switch strings.ToLower(ch) {
+			case "utf-8", "us-ascii": // go-message passes these through
+			default:
+				return false, false
+			}
+		}
+	}
+	if mt != "" && !strings.HasPrefix(mt, "text/") && !strings.HasPrefix(mt, "message/") {
+		return false, true
+	}
+	body := raw[off:]
+	if len(body) > maxSearchPart {
+		body = body[:maxSearchPart]
+	}
+	return containsLower(body, lower), true
+}
+
+// containsLower is strings.Contains(strings.ToLower(string(b)), lower),
+// lowering ASCII text byte by byte (which is what ToLower does to it)
+// without a string copy.
+func containsLower(b []byte, lower string) bool {
+	buf := lowerBufs.Get().(*[]byte)
+	defer lowerBufs.Put(buf)
+	out := (*buf)[:0]
+	for _, c := range b {
+		if c >= 0x80 {
+			return strings.Contains(strings.ToLower(string(b)), lower)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out = append(out, c)
+	}
+	if cap(out) <= 1<<20 {
+		*buf = out
+	}
+	return bytes.Contains(out, []byte(lower))
+}
+
+var lowerBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func matchEntity(e *gomessage.Entity, text string, header bool) bool {
 	if header {

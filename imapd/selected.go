@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"context"
-	"errors"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -31,6 +30,7 @@ func (s *session) resolveLocked(sel *selected, numSet imap.NumSet) []target {
 	case imap.SeqSet:
 		maxSeq, _ := s.clientMaxLocked(sel)
 		set = staticSeqSet(set, maxSeq)
+		out = make([]target, 0, min(rangesLen(set), len(v.msgs)))
 		for i, m := range v.msgs {
 			if c := st.EncodeSeqNum(uint32(i + 1)); c != 0 && set.Contains(c) {
 				out = append(out, target{seq: c, msg: m})
@@ -39,6 +39,7 @@ func (s *session) resolveLocked(sel *selected, numSet imap.NumSet) []target {
 	case imap.UIDSet:
 		_, maxUID := s.clientMaxLocked(sel)
 		set = staticUIDSet(set, maxUID)
+		out = make([]target, 0, min(rangesLen(set), len(v.msgs)))
 		for i, m := range v.msgs {
 			if !set.Contains(imap.UID(m.uid)) {
 				continue
@@ -49,6 +50,26 @@ func (s *session) resolveLocked(sel *selected, numSet imap.NumSet) []target {
 		}
 	}
 	return out
+}
+
+// rangesLen is how many numbers the ranges of a static set cover (an
+// upper bound of the messages it names), so a 1:* FETCH does not grow its
+// target list 14 times.
+func rangesLen[T imap.SeqRange | imap.UIDRange](set []T) int {
+	n := 0
+	for _, r := range set {
+		var start, stop uint32
+		switch r := any(r).(type) {
+		case imap.SeqRange:
+			start, stop = r.Start, r.Stop
+		case imap.UIDRange:
+			start, stop = uint32(r.Start), uint32(r.Stop)
+		}
+		if stop >= start {
+			n += int(stop-start) + 1
+		}
+	}
+	return n
 }
 
 // clientMaxLocked returns the highest sequence number and UID the client
@@ -286,17 +307,6 @@ func flagBumps(updated []mailmap.Message, base uint64) uint64 {
 		}
 	}
 	return 0
-}
-
-// loadRaw reads a message's bytes. A message expunged by someone else since
-// the view was last synced is reported as (nil, nil) and the view is woken.
-func (s *session) loadRaw(ctx context.Context, v *mailboxView, uid uint32) ([]byte, error) {
-	raw, err := s.srv.store.MessageRaw(ctx, s.user.ID, v.id, uid)
-	if errors.Is(err, mailmap.ErrNotFound) {
-		v.wake()
-		return nil, nil
-	}
-	return raw, err
 }
 
 // markSeenLocked sets \Seen on targets that lack it (the side effect of a

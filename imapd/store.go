@@ -37,6 +37,10 @@ type Store interface {
 	// MessagesRaw reads several messages' bytes in one call (FETCH and
 	// SEARCH read ahead with it); UIDs with no message are absent.
 	MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error)
+	// MessageHeaders reads several messages' header index entries (header
+	// section, decoded From/To/Cc/Bcc/Subject) without their bodies: header
+	// FETCH and header SEARCH read ahead with it.
+	MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32, parts mailmap.HeaderParts) (map[uint32]mailmap.MessageHeader, error)
 	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op mailmap.FlagOp, flags []string) ([]mailmap.Message, error)
 	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
 	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)

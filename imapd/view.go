@@ -60,7 +60,8 @@ func (s *Server) acquireUser(userID int64) (*userHub, error) {
 	return h, nil
 }
 
-// releaseUser undoes acquireUser.
+// releaseUser undoes acquireUser. The last session of a user takes the
+// views kept idle with it.
 func (s *Server) releaseUser(h *userHub) {
 	s.mu.Lock()
 	h.refs--
@@ -73,8 +74,29 @@ func (s *Server) releaseUser(h *userHub) {
 		h.unsubscribe()
 		close(h.stop)
 		<-h.done
+		h.mu.Lock()
+		var idle []*mailboxView
+		for id, v := range h.views {
+			idle = append(idle, v)
+			delete(h.views, id)
+		}
+		h.mu.Unlock()
+		for _, v := range idle {
+			v.halt()
+		}
 	}
 }
+
+// idleViews is how many views of mailboxes that no session has selected
+// any more a user's hub keeps loaded, so that selecting the folder again
+// (clients go back and forth between a few) costs a fingerprint check
+// instead of reading every message's metadata. A variable for tests and
+// benchmarks of the cold path.
+var idleViews = 4
+
+// idleViewTTL is how long an idle view is kept at most (checked at the
+// view's poll ticks).
+const idleViewTTL = 2 * time.Minute
 
 // run forwards store change notices to the views they concern.
 func (h *userHub) run(ch <-chan mailmap.Change) {
@@ -111,12 +133,16 @@ func (h *userHub) dispatch(c mailmap.Change) {
 	}
 }
 
-// view returns the open view of a mailbox, or nil. The caller holds no
-// reference: it may only sync it.
+// view returns the view of a mailbox that a session has selected, or nil
+// (an idle one is brought up to date when selected again). The caller
+// holds no reference: it may only sync it.
 func (h *userHub) view(mailboxID int64) *mailboxView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.views[mailboxID]
+	if v := h.views[mailboxID]; v != nil && v.refs > 0 {
+		return v
+	}
+	return nil
 }
 
 // syncView brings the view of mailboxID, if one is open, up to date with the
@@ -151,11 +177,20 @@ func (h *userHub) openView(ctx context.Context, mailboxID int64) (*mailboxView, 
 		h.views[mailboxID] = v
 		go v.run(h.srv.cfg.PollInterval)
 	}
+	reused := v.refs == 0 && v.idleSince != (time.Time{})
 	v.refs++
 	h.mu.Unlock()
 
 	v.mu.Lock()
-	err := v.checkLocked(ctx) // loads a new view; a shared one only if stale
+	if reused && v.loaded {
+		// An idle view followed nothing: if the mailbox's UIDs mean
+		// other messages now (a new UIDVALIDITY), it is loaded afresh
+		// (no session holds its tracker) instead of merged.
+		if mb, err := h.srv.store.MailboxByID(ctx, h.userID, mailboxID); err != nil || mb.UIDValidity != v.uidValidity {
+			v.loaded, v.fp = false, fingerprint{}
+		}
+	}
+	err := v.checkLocked(ctx) // loads a new view; a shared or idle one only if stale
 	v.mu.Unlock()
 	if err != nil {
 		h.closeView(v)
@@ -164,19 +199,62 @@ func (h *userHub) openView(ctx context.Context, mailboxID int64) (*mailboxView, 
 	return v, nil
 }
 
-// closeView drops a reference taken by openView.
+// closeView drops a reference taken by openView. A view no session holds
+// stays loaded, idle, for a while (idleViews, idleViewTTL): it follows no
+// changes meanwhile, and openView's fingerprint check brings it up to date
+// when it is selected again.
 func (h *userHub) closeView(v *mailboxView) {
 	h.mu.Lock()
 	v.refs--
-	last := v.refs == 0
-	if last {
-		delete(h.views, v.id)
+	if v.refs > 0 {
+		h.mu.Unlock()
+		return
+	}
+	v.idleSince = time.Now()
+	var idle []*mailboxView
+	for _, o := range h.views {
+		if o.refs == 0 {
+			idle = append(idle, o)
+		}
+	}
+	var evict []*mailboxView
+	if len(idle) > idleViews {
+		slices.SortFunc(idle, func(a, b *mailboxView) int { return a.idleSince.Compare(b.idleSince) })
+		evict = idle[:len(idle)-idleViews]
+		for _, o := range evict {
+			delete(h.views, o.id)
+		}
 	}
 	h.mu.Unlock()
-	if last {
-		close(v.stop)
-		<-v.done
+	for _, o := range evict {
+		o.halt()
 	}
+}
+
+// idle reports whether no session holds the view.
+func (v *mailboxView) idle() bool {
+	v.hub.mu.Lock()
+	defer v.hub.mu.Unlock()
+	return v.refs == 0
+}
+
+// expire drops the view from its hub if it has been idle for longer than
+// idleViewTTL, and reports whether it did (the view's goroutine then ends).
+func (v *mailboxView) expire() bool {
+	h := v.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if v.refs > 0 || time.Since(v.idleSince) < idleViewTTL || h.views[v.id] != v {
+		return false
+	}
+	delete(h.views, v.id)
+	return true
+}
+
+// halt stops the goroutine of a view already removed from its hub.
+func (v *mailboxView) halt() {
+	close(v.stop)
+	<-v.done
 }
 
 // message is what a view keeps of one message: enough to answer FLAGS, UID,
@@ -195,9 +273,10 @@ type message struct {
 // is queued to the tracker in the same critical section, so the two never
 // disagree.
 type mailboxView struct {
-	hub  *userHub
-	id   int64
-	refs int // guarded by hub.mu
+	hub       *userHub
+	id        int64
+	refs      int       // guarded by hub.mu
+	idleSince time.Time // when refs last fell to 0; guarded by hub.mu
 
 	mu          sync.Mutex
 	loaded      bool
@@ -230,9 +309,16 @@ func (v *mailboxView) run(interval time.Duration) {
 	for {
 		select {
 		case <-v.wakeCh:
-			v.refresh(true)
+			if !v.idle() {
+				v.refresh(true)
+			}
 		case <-t.C:
-			v.refresh(false)
+			if v.expire() {
+				return
+			}
+			if !v.idle() {
+				v.refresh(false)
+			}
 		case <-v.stop:
 			return
 		}

@@ -231,6 +231,11 @@ func (s *sqlStore) rewriteChanPosts(ctx context.Context, w *wtx, userID int64, a
 		if _, err := w.ExecContext(ctx, `UPDATE bodies SET raw = $1 WHERE id = $2`, out, id); err != nil {
 			return fmt.Errorf("rewrite chan post: %w", err)
 		}
+		if s.headerIndex {
+			if err := insertHeaderIndex(ctx, w, id, IndexHeader(out), true); err != nil {
+				return err
+			}
+		}
 		rows, err := w.QueryContext(ctx, `UPDATE messages SET size = $1 WHERE body_id = $2 AND user_id = $3
 			RETURNING mailbox_id`, int64(len(out)), id, userID)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/storetest"
 )
 
 // chanPass is the test chans' passphrase: distinctive, so finding it in a
@@ -321,6 +322,14 @@ func TestChanSecretsMigration(t *testing.T) {
 					}
 					if int64(len(raw)) != msg.Size {
 						t.Errorf("size %d, raw %d bytes", msg.Size, len(raw))
+					}
+					// The header index follows the rewrite.
+					hs, err := s.MessageHeaders(ctx, m.u.ID, msg.MailboxID, []uint32{msg.UID}, mailmap.HeaderAll)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d := storetest.SameHeader(hs[msg.UID], mailmap.IndexHeader(raw)); d != "" {
+						t.Errorf("header index of uid %d: %s", msg.UID, d)
 					}
 					parsed, err := mail.ReadMessage(bytes.NewReader(raw))
 					if err != nil {

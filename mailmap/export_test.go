@@ -5,7 +5,18 @@ import "context"
 // OpenAtVersion opens like Open but brings the schema only up to version,
 // so tests can make rows as an older bmgate did and watch them migrate.
 func OpenAtVersion(ctx context.Context, dsn string, opts Options, version int64) (Store, error) {
-	return open(ctx, dsn, opts, version)
+	s, err := open(ctx, dsn, opts, version)
+	if err != nil {
+		return nil, err
+	}
+	s.startHeaderBackfill()
+	return s, nil
+}
+
+// OpenWithoutBackfill opens like Open but does not start the header index
+// backfill, so tests see readers serve bodies that are not indexed.
+func OpenWithoutBackfill(ctx context.Context, dsn string, opts Options) (Store, error) {
+	return open(ctx, dsn, opts, 0)
 }
 
 // SealIdentityKeys seals an identity's private keys as AddIdentity stores

@@ -2,6 +2,7 @@ package mailmap
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -157,6 +158,11 @@ func (s *sqlStore) appendTx(ctx context.Context, w *wtx, userID, mailboxID int64
 	if err := w.QueryRowContext(ctx, `INSERT INTO bodies (user_id, raw) VALUES ($1, $2) RETURNING id`, userID, raw).Scan(&bodyID); err != nil {
 		return Message{}, fmt.Errorf("store message: %w", err)
 	}
+	if s.headerIndex {
+		if err := insertHeaderIndex(ctx, w, bodyID, IndexHeader(raw), false); err != nil {
+			return Message{}, err
+		}
+	}
 	if err := w.QueryRowContext(ctx, `INSERT INTO messages (user_id, mailbox_id, uid, body_id, flags, seen, deleted,
 			internal_date, size, message_id, modseq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
@@ -203,37 +209,94 @@ func (s *sqlStore) MessageRaw(ctx context.Context, userID, mailboxID int64, uid 
 	return raw, nil
 }
 
-// MessagesRaw reads the bytes of the messages with the given UIDs, one
-// query per chunk of UIDs. Missing UIDs are left out of the map.
+// MessagesRaw reads the bytes of the messages with the given UIDs: one
+// query for a list that is a whole UID range (what FETCH 1:* read ahead in
+// batches gives; the statement is prepared once per store), else one query
+// per chunk of UIDs. Missing UIDs are left out of the map.
 func (s *sqlStore) MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error) {
 	out := make(map[uint32][]byte, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
+	const cols = `SELECT m.uid, b.raw FROM messages m JOIN bodies b ON b.id = m.body_id AND b.user_id = m.user_id
+			WHERE m.user_id = $1 AND m.mailbox_id = $2`
+	if consecutive(uids) {
+		lo, hi := uids[0], uids[len(uids)-1]
+		st, err := s.prepared(ctx, cols+` AND m.uid >= $3 AND m.uid <= $4`)
+		if err != nil {
+			return nil, fmt.Errorf("read messages: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, userID, mailboxID, int64(lo), int64(hi))
+		if err != nil {
+			return nil, fmt.Errorf("read messages: %w", err)
+		}
+		if err := scanRaws(rows, out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	for _, c := range chunks(uids) {
 		args := make([]any, 0, 2+len(c))
 		args = append(args, userID, mailboxID)
 		for _, u := range c {
 			args = append(args, int64(u))
 		}
-		rows, err := s.rdb.QueryContext(ctx, `SELECT m.uid, b.raw FROM messages m JOIN bodies b ON b.id = m.body_id AND b.user_id = m.user_id
-			WHERE m.user_id = $1 AND m.mailbox_id = $2 AND m.uid IN (`+placeholders(3, len(c))+`)`, args...)
+		rows, err := s.rdb.QueryContext(ctx, cols+` AND m.uid IN (`+placeholders(3, len(c))+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("read messages: %w", err)
 		}
-		for rows.Next() {
-			var uid int64
-			var raw []byte
-			if err := rows.Scan(&uid, &raw); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read messages: %w", err)
-			}
-			out[uint32(uid)] = raw
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read messages: %w", err)
+		if err := scanRaws(rows, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// consecutive reports whether uids is n, n+1, n+2, ….
+func consecutive(uids []uint32) bool {
+	for i, u := range uids {
+		if u != uids[0]+uint32(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanRaws reads (uid, raw) rows into out and closes them.
+func scanRaws(rows *sql.Rows, out map[uint32][]byte) error {
+	defer rows.Close()
+	for rows.Next() {
+		var uid int64
+		var raw []byte
+		if err := rows.Scan(&uid, &raw); err != nil {
+			return fmt.Errorf("read messages: %w", err)
+		}
+		out[uint32(uid)] = raw
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read messages: %w", err)
+	}
+	return nil
+}
+
+// prepared returns query prepared on the read pool, once per store (for
+// the few constant queries that run per batch of a big FETCH or SEARCH,
+// where parsing the statement would cost as much as running it).
+func (s *sqlStore) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = make(map[string]*sql.Stmt)
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // UpdateFlags changes the flags of the messages with the given UIDs and

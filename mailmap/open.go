@@ -52,6 +52,11 @@ type sqlStore struct {
 
 	migrateTo int64 // > 0: apply migrations only up to this version (tests)
 
+	headerIndex  bool // the schema has message_headers (not so only in tests of older schemas)
+	stmtMu       sync.Mutex
+	stmts        map[string]*sql.Stmt // prepared on rdb; see prepared
+	stopBackfill func()               // stops the header index backfill; nil when none runs
+
 	gen   accountGen // PostgreSQL: the accounts generation, kept by the LISTEN loop
 	users userStates // per-command account checks (UserActive)
 
@@ -69,17 +74,24 @@ type sqlStore struct {
 // PostgreSQL connection string; anything else is an SQLite file path,
 // optionally prefixed with "sqlite:" or given as a "file:" URI.
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
-	return open(ctx, dsn, opts, 0)
+	s, err := open(ctx, dsn, opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.startHeaderBackfill()
+	return s, nil
 }
 
 // open is Open; migrateTo > 0 stops the schema at that version (tests of
 // migrations start from an older schema).
-func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (Store, error) {
+// The header index backfill is not started (Open starts it).
+func open(ctx context.Context, dsn string, opts Options, migrateTo int64) (*sqlStore, error) {
 	keys, err := newKeySealer(opts.SecretKey)
 	if err != nil {
 		return nil, err
 	}
-	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub(), migrateTo: migrateTo}
+	s := &sqlStore{keys: keys, log: opts.Logger, now: opts.Now, hub: newHub(), migrateTo: migrateTo,
+		headerIndex: migrateTo == 0 || migrateTo >= headerIndexVersion}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -223,7 +235,16 @@ func (s *sqlStore) closeDBs() {
 func (s *sqlStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.stopBackfill != nil {
+			s.stopBackfill()
+		}
 		s.releaseLocks()
+		s.stmtMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = nil
+		s.stmtMu.Unlock()
 		if s.stopListen != nil {
 			s.stopListen()
 		}

@@ -447,6 +447,13 @@ type Mail interface {
 	// query (per 500 UIDs), keyed by UID. UIDs with no message (expunged,
 	// never there) are absent from the map; that is not an error.
 	MessagesRaw(ctx context.Context, userID, mailboxID int64, uids []uint32) (map[uint32][]byte, error)
+	// MessageHeaders reads the header index entries of several messages of
+	// one mailbox (see MessageHeader), keyed by UID, without reading their
+	// bodies; UIDs with no message are absent. Only the given parts are
+	// read and filled in. Every message has an entry: one stored before the
+	// index existed is built from its body until the background backfill
+	// has indexed it.
+	MessageHeaders(ctx context.Context, userID, mailboxID int64, uids []uint32, parts HeaderParts) (map[uint32]MessageHeader, error)
 	UpdateFlags(ctx context.Context, userID, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]Message, error)
 	CopyMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)
 	MoveMessages(ctx context.Context, userID, srcMailboxID int64, uids []uint32, dstMailboxID int64) (srcUIDs, dstUIDs []uint32, err error)

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"RecreatedMailboxNewUIDValidity", testRecreateMailbox},
 		{"AppendAndUIDs", testAppendUIDs},
 		{"MessagesRaw", testMessagesRaw},
+		{"HeaderIndex", testHeaderIndex},
 		{"MessageID", testMessageID},
 		{"Flags", testFlags},
 		{"CopyMoveExpunge", testCopyMoveExpunge},
