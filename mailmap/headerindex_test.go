@@ -10,7 +10,7 @@ import (
 	"github.com/bmgate/bmgate/mailmap/storetest"
 )
 
-// TestHeaderIndexBackfill: mail stored before migration 0007 (by a store
+// TestHeaderIndexBackfill: mail stored before migration 0009 (by a store
 // at schema version 5) is served correctly from the first read after the
 // upgrade, while the background backfill runs, and is indexed by it; the
 // backfill records that it is done, builds rows of another format again,

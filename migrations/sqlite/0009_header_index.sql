@@ -1,4 +1,4 @@
--- 0007: the header index.
+-- 0009: the header index.
 --
 -- One row per body (so copies of a message share it, as they share the
 -- body): what IMAP serves and searches from a message's header, kept apart
@@ -28,13 +28,13 @@
 -- the missing rows from the body.
 
 CREATE TABLE message_headers (
-    body_id     BIGINT PRIMARY KEY REFERENCES bodies (id) ON DELETE CASCADE,
+    body_id     INTEGER PRIMARY KEY REFERENCES bodies (id) ON DELETE CASCADE,
     format      INTEGER NOT NULL,
-    header      BYTEA,
-    envelope    BYTEA,
-    hdr_from    BYTEA,
-    hdr_to      BYTEA,
-    hdr_cc      BYTEA,
-    hdr_bcc     BYTEA,
-    hdr_subject BYTEA
-);
+    header      BLOB,
+    envelope    BLOB,
+    hdr_from    BLOB,
+    hdr_to      BLOB,
+    hdr_cc      BLOB,
+    hdr_bcc     BLOB,
+    hdr_subject BLOB
+) STRICT;
