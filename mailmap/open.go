@@ -65,8 +65,6 @@ type sqlStore struct {
 
 	dbID string // settings database_id, read at open
 
-	locksMu sync.Mutex
-	locks   map[Lock]struct{} // held locks, released by Close
 }
 
 // Open opens (creating if needed) the database named by dsn and brings its
@@ -238,7 +236,6 @@ func (s *sqlStore) Close() error {
 		if s.stopBackfill != nil {
 			s.stopBackfill()
 		}
-		s.releaseLocks()
 		s.stmtMu.Lock()
 		for _, st := range s.stmts {
 			st.Close()

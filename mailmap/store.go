@@ -328,7 +328,6 @@ type Store interface {
 	PoWQueue
 	Inventory
 	LoginGuard
-	Locks
 	Importer
 
 	Close() error
@@ -607,14 +606,4 @@ type LoginGuard interface {
 // counted, not written again (import.go).
 type Importer interface {
 	Import(ctx context.Context, b ImportBatch) (ImportResult, error)
-}
-
-// Locks is deployment-wide named locks, used by the singleton jobs of
-// bmgate serve when several instances share one database.
-type Locks interface {
-	// TryLock takes a named lock for the whole deployment (a PostgreSQL
-	// advisory lock; on SQLite, one process, per Store), or reports false
-	// when another holder has it. Singleton jobs use it when several bmgate
-	// instances share one database.
-	TryLock(ctx context.Context, name string) (Lock, bool, error)
 }

@@ -38,33 +38,6 @@ func RunShared(t *testing.T, b Shared) {
 	t.Run("AccountsAcrossInstances", func(t *testing.T) { testAccountsAcrossInstances(t, b.New(t)) })
 	if b.CrossInstanceNotify {
 		t.Run("NotifyAcrossInstances", func(t *testing.T) { testCrossNotify(t, b.New(t)) })
-		t.Run("LockAcrossInstances", func(t *testing.T) {
-			ctx := context.Background()
-			open := b.New(t)
-			s1, s2 := open(t), open(t)
-			l, ok, err := s1.TryLock(ctx, "dispatcher")
-			if err != nil || !ok {
-				t.Fatalf("TryLock on the first instance = %v, %v", ok, err)
-			}
-			if _, ok, err := s2.TryLock(ctx, "dispatcher"); err != nil || ok {
-				t.Fatalf("TryLock on the second instance = %v, %v; want false", ok, err)
-			}
-			l.Release()
-			l2, ok, err := s2.TryLock(ctx, "dispatcher")
-			if err != nil || !ok {
-				t.Fatalf("TryLock on the second instance after release = %v, %v", ok, err)
-			}
-			// Closing the holder's database session frees the lock too.
-			s2.Close()
-			if l2.Held(ctx) {
-				t.Error("lock reported held after its store closed")
-			}
-			l3, ok, err := s1.TryLock(ctx, "dispatcher")
-			if err != nil || !ok {
-				t.Fatalf("TryLock after the holder closed = %v, %v", ok, err)
-			}
-			l3.Release()
-		})
 	}
 }
 

@@ -65,7 +65,6 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"ConcurrentDelivery", testConcurrentDelivery},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"CancelledContexts", testCancel},
-		{"Lock", testLock},
 		{"AccountsGeneration", testAccountsGeneration},
 		{"UserActive", testUserActive},
 		{"LoginGuard", testLoginGuard},
@@ -76,36 +75,6 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 			tc.fn(t, open(t))
 		})
 	}
-}
-
-// testLock: a named lock has one holder at a time and is free again after
-// Release.
-func testLock(t *testing.T, s mailmap.Store) {
-	ctx := context.Background()
-	l, ok, err := s.TryLock(ctx, "dispatcher")
-	if err != nil || !ok {
-		t.Fatalf("TryLock = %v, %v", ok, err)
-	}
-	if !l.Held(ctx) {
-		t.Fatal("a fresh lock is not held")
-	}
-	if _, ok, err := s.TryLock(ctx, "dispatcher"); err != nil || ok {
-		t.Fatalf("second TryLock = %v, %v; want false", ok, err)
-	}
-	other, ok, err := s.TryLock(ctx, "another job")
-	if err != nil || !ok {
-		t.Fatalf("TryLock(another name) = %v, %v", ok, err)
-	}
-	other.Release()
-	l.Release()
-	if l.Held(ctx) {
-		t.Fatal("a released lock is still held")
-	}
-	l2, ok, err := s.TryLock(ctx, "dispatcher")
-	if err != nil || !ok {
-		t.Fatalf("TryLock after Release = %v, %v", ok, err)
-	}
-	l2.Release()
 }
 
 // Helpers shared by the tests.
