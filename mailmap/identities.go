@@ -10,7 +10,7 @@ import (
 )
 
 const identityCols = `id, user_id, address, label, kind, signing_key, encryption_key, publish_pubkey,
-	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase`
+	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase, mailing_list, mailing_list_name`
 
 // Sealed keys are bound to their row's address and role.
 func signingContext(address string) string    { return "identity signing key " + address }
@@ -27,7 +27,7 @@ func (s *sqlStore) scanIdentity(row interface{ Scan(...any) error }) (Identity, 
 	var ntpb, extra, created int64
 	var lastSent sql.NullInt64
 	if err := row.Scan(&id.ID, &id.UserID, &id.Address, &id.Label, &kind, &sk, &ek, &id.PublishPubkey,
-		&ntpb, &extra, &lastSent, &created, &pp); err != nil {
+		&ntpb, &extra, &lastSent, &created, &pp, &id.MailingList, &id.MailingListName); err != nil {
 		return Identity{}, err
 	}
 	var err error
