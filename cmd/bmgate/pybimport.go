@@ -249,8 +249,10 @@ func (p *pybPlan) check(ctx context.Context, st mailmap.Store, u mailmap.User) e
 				}
 			}
 		}
-		if pi.MailingList {
-			p.notes = append(p.notes, fmt.Sprintf("%s is a PyBitmessage mailing list (%q): bmgate has no mailing lists, it is imported as a normal address (messages to it are not rebroadcast)", pi.Address, pi.MailingListName))
+		if pi.MailingList && kind != mailmap.KindChan {
+			// bmgate address set … mailinglist: the same relaying.
+			m.MailingList, m.MailingListName = true, pi.MailingListName
+			p.notes = append(p.notes, fmt.Sprintf("%s is a PyBitmessage mailing list (%q): it stays one, every msg it receives is broadcast again (bmgate address set … mailinglist off stops that)", pi.Address, pi.MailingListName))
 		}
 		if !pi.Enabled {
 			p.notes = append(p.notes, fmt.Sprintf("%s is disabled in keys.dat: bmgate has no disabled addresses, it is imported active (delete it with bmgate if unwanted)", pi.Address))

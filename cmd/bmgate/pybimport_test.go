@@ -476,7 +476,7 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 		`INSERT INTO inbox VALUES (x'`+strings.Repeat("ab", 32)+`', '[Broadcast subscribers]', '`+fxNews+`', 'News!', '1796420000', 'Broadcast body', 'inbox', 2, 1, x'00')`)
 	out := mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", dir)
 	for _, want := range []string{
-		fxBob + ` is a PyBitmessage mailing list ("Bob's list")`,
+		fxBob + ` is a PyBitmessage mailing list ("Bob's list"): it stays one`,
 		fxDet + " is disabled in keys.dat",
 		fxDet + " is a decoy in keys.dat",
 		"chan " + fxChan + ": its label is not its passphrase",
@@ -492,6 +492,10 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 	ids, _ := st.Identities(ctx, u.ID)
 	for _, id := range ids {
 		switch id.Address {
+		case fxBob:
+			if !id.MailingList || id.MailingListName != "Bob's list" {
+				t.Errorf("mailing list not imported: %+v", id)
+			}
 		case fxDet:
 			if id.NonceTrialsPerByte != 2000 || id.ExtraBytes != 3000 || id.Kind != mailmap.KindNormal {
 				t.Errorf("det: %+v", id)

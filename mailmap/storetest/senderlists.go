@@ -132,6 +132,19 @@ func testIdentitySettings(t *testing.T, s mailmap.Store) {
 	ch, err = s.AddIdentity(ctx, ch)
 	noErr(t, err, "AddIdentity chan")
 	wantErr(t, s.SetMailingList(ctx, a.ID, ch.ID, true, "x"), mailmap.ErrNotFound, "SetMailingList of a chan")
+
+	// AddIdentity (and so Import) keeps the setting.
+	ml := testIdentity(a.ID, "BM-imported-list")
+	ml.MailingList, ml.MailingListName = true, "Imported"
+	_, err = s.AddIdentity(ctx, ml)
+	noErr(t, err, "AddIdentity of a mailing list")
+	if got, _ := s.IdentityByAddress(ctx, ml.Address); !got.MailingList || got.MailingListName != "Imported" {
+		t.Fatalf("AddIdentity of a mailing list stored %+v", got)
+	}
+	bad := testIdentity(a.ID, "BM-chan-list")
+	bad.Kind, bad.MailingList = mailmap.KindChan, true
+	_, err = s.AddIdentity(ctx, bad)
+	wantErr(t, err, mailmap.ErrInvalidName, "AddIdentity of a chan that is a mailing list")
 }
 
 // testEnqueueOutboxOnce: rows are enqueued once per (user, key), however
