@@ -792,6 +792,9 @@ func writeKeysDat(ids []mailmap.Identity) []byte {
 		if id.Kind == mailmap.KindChan {
 			b.WriteString("chan = true\n")
 		}
+		if id.MailingList {
+			fmt.Fprintf(&b, "mailinglist = true\nmailinglistname = %s\n", iniValue(id.MailingListName))
+		}
 		fmt.Fprintf(&b, "noncetrialsperbyte = %d\n", id.NonceTrialsPerByte)
 		fmt.Fprintf(&b, "payloadlengthextrabytes = %d\n", id.ExtraBytes)
 		fmt.Fprintf(&b, "privsigningkey = %s\n", identity.EncodeWIF(id.SigningKey))

@@ -566,6 +566,7 @@ func TestExportKeysRoundTrip(t *testing.T) {
 			mustRun(t, env, "pw\n", "user", "add", "alice")
 			mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", pybFixture(t))
 			mustRun(t, env, "", "address", "new", "--user", "alice", "--label", "made by bmgate")
+			mustRun(t, env, "", "address", "set", "--user", "alice", fxBob, "mailinglist", "on", "--name", "Bob's list")
 			file := filepath.Join(t.TempDir(), "keys.dat")
 			mustRun(t, env, "", "export", "keys.dat", "--user", "alice", "-o", file)
 			fi, err := os.Stat(file)
@@ -602,6 +603,9 @@ func TestExportKeysRoundTrip(t *testing.T) {
 						t.Errorf("[%s] has no %s", s.name, k)
 					}
 				}
+				if (s.vals["mailinglist"] == "true") != (s.name == fxBob) || s.name == fxBob && s.vals["mailinglistname"] != "Bob's list" {
+					t.Errorf("[%s] mailing list: %+v", s.name, s.vals)
+				}
 				if s.name == fxChan {
 					if s.vals["chan"] != "true" || s.vals["label"] != "[chan] bmgate-fixture-chan" {
 						t.Errorf("chan section: %+v", s.vals)
@@ -634,7 +638,8 @@ func TestExportKeysRoundTrip(t *testing.T) {
 				g, w := got[i], want[i]
 				if g.Address != w.Address || g.Label != w.Label || g.Kind != w.Kind || !bytes.Equal(g.SigningKey, w.SigningKey) ||
 					!bytes.Equal(g.EncryptionKey, w.EncryptionKey) || g.ChanPassphrase != w.ChanPassphrase ||
-					g.NonceTrialsPerByte != w.NonceTrialsPerByte || g.ExtraBytes != w.ExtraBytes || g.PublishPubkey != w.PublishPubkey {
+					g.NonceTrialsPerByte != w.NonceTrialsPerByte || g.ExtraBytes != w.ExtraBytes || g.PublishPubkey != w.PublishPubkey ||
+					g.MailingList != w.MailingList || g.MailingListName != w.MailingListName {
 					t.Errorf("round trip:\n got %+v\nwant %+v", g, w)
 				}
 			}
