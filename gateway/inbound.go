@@ -431,6 +431,26 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 	sender := m.SenderAddress()
 	log := g.log.With("inv", so.Hash.String(), "to", rcpt.Address)
 	isChan := rcpt.Kind == mailmap.KindChan
+	// senderAllowed applies an owner's blacklist or whitelist to the
+	// sender (ErrNotFound: the user is gone); answers are kept for the
+	// object, as the demand check and the delivery both ask.
+	type verdict struct{ allowed, whitelisted bool }
+	verdicts := map[int64]verdict{}
+	senderAllowed := func(userID int64) (verdict, error) {
+		if v, ok := verdicts[userID]; ok {
+			return v, nil
+		}
+		var v verdict
+		var err error
+		if v.allowed, v.whitelisted, err = g.store.SenderAllowed(ctx, userID, sender.String()); err != nil {
+			if errors.Is(err, mailmap.ErrNotFound) {
+				return v, err
+			}
+			return v, fmt.Errorf("check sender lists: %w", err)
+		}
+		verdicts[userID] = v
+		return v, nil
+	}
 	if !isChan {
 		// The recipient's own demanded difficulty, unless the sender is a
 		// contact or on the owner's whitelist (docs/protocol.md §6.4;
@@ -441,9 +461,11 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 			return err
 		}
 		if !known {
-			if _, known, err = g.store.SenderAllowed(ctx, rcpt.UserID, sender.String()); err != nil && !errors.Is(err, mailmap.ErrNotFound) {
-				return fmt.Errorf("check sender lists: %w", err)
+			v, err := senderAllowed(rcpt.UserID)
+			if err != nil && !errors.Is(err, mailmap.ErrNotFound) {
+				return err
 			}
+			known = v.whitelisted
 		}
 		ntpb, extra := g.cfg.Network.Clamp(rcpt.NonceTrialsPerByte, rcpt.ExtraBytes)
 		if !known && !pow.Check(so.Raw, g.cfg.Now().Unix(), ntpb, extra) {
@@ -475,12 +497,12 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 	delivered := 0
 	for _, j := range ids.owners[i] {
 		owner := ids.stored[j]
-		switch ok, _, err := g.store.SenderAllowed(ctx, owner.UserID, sender.String()); {
+		switch v, err := senderAllowed(owner.UserID); {
 		case errors.Is(err, mailmap.ErrNotFound):
 			continue // the user was deleted meanwhile
 		case err != nil:
-			return fmt.Errorf("check sender lists: %w", err)
-		case !ok:
+			return err
+		case !v.allowed:
 			g.stats.blocked.Add(1)
 			log.Info("msg blocked by the user's sender list", "from", sender.String(), "user", owner.UserID)
 			continue

@@ -408,6 +408,41 @@ func TestMailingList(t *testing.T) {
 	})
 }
 
+// TestMailingListRelayRetried: when queueing the re-broadcast fails after
+// the owner's copy was filed, the object is tried again: the broadcast is
+// queued then, the owner's copy is not filed twice, and the ack goes out
+// only once everything is done.
+func TestMailingListRelayRetried(t *testing.T) {
+	onBackends(t, func(t *testing.T, dsn string) {
+		e := newInboundEnv(t, dsn, nil)
+		ctx := context.Background()
+		alice := e.user("alice")
+		listID := randomIdentity(t)
+		e.addIdentity(alice, listID, mailmap.KindNormal, "The list")
+		if err := e.store.SetMailingList(ctx, alice.ID, e.identityOf(listID).ID, true, "L"); err != nil {
+			t.Fatal(err)
+		}
+		e.g.invalidateIdentities()
+		post, ack := e.msgWithAck(randomIdentity(t), listID, "hi")
+		e.store.failEnqueueOnce = errInjected
+		e.once()
+		if e.copies(alice, "INBOX", post.Hash) != 1 {
+			t.Fatal("the owner's copy was not filed")
+		}
+		if rows, _ := e.store.UserOutbox(ctx, alice.ID); len(rows) != 0 || e.acked(ack) {
+			t.Fatalf("after a failed relay: %d rows, acked %v", len(rows), e.acked(ack))
+		}
+		e.clock.Advance(time.Hour)
+		e.once()
+		if rows, _ := e.store.UserOutbox(ctx, alice.ID); len(rows) != 1 || rows[0].Subject != "[L] hi" {
+			t.Fatalf("after the retry: %+v", rows)
+		}
+		if e.copies(alice, "INBOX", post.Hash) != 1 || !e.acked(ack) {
+			t.Fatalf("after the retry: %d copies, acked %v", e.copies(alice, "INBOX", post.Hash), e.acked(ack))
+		}
+	})
+}
+
 // TestMailingListSubject: PyBitmessage's addMailingListNameToSubject.
 func TestMailingListSubject(t *testing.T) {
 	for _, c := range []struct{ in, name, want string }{
