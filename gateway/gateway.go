@@ -154,6 +154,7 @@ type Gateway struct {
 
 	stats struct {
 		msgsIn, msgsOut, acks, reports atomic.Uint64
+		blocked                        atomic.Uint64 // msg copies a user's sender list dropped
 		powTrials                      atomic.Uint64 // trials of finished proofs of work
 		objects                        atomic.Uint64 // inbound objects this process processed
 	}
@@ -241,6 +242,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Stats is a snapshot for metrics and the status command.
 type Stats struct {
 	MessagesIn  uint64 // messages delivered into mailboxes
+	Blocked     uint64 // msgs (one per user) dropped by the user's blacklist or whitelist
 	MessagesOut uint64 // msg/broadcast objects published
 	Acks        uint64 // acks matched to sent messages
 	Reports     uint64 // delivery status reports written
@@ -267,6 +269,7 @@ type PoWJob struct {
 func (g *Gateway) Stats() Stats {
 	s := Stats{
 		MessagesIn:  g.stats.msgsIn.Load(),
+		Blocked:     g.stats.blocked.Load(),
 		MessagesOut: g.stats.msgsOut.Load(),
 		Acks:        g.stats.acks.Load(),
 		Reports:     g.stats.reports.Load(),

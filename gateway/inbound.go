@@ -431,12 +431,41 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 	sender := m.SenderAddress()
 	log := g.log.With("inv", so.Hash.String(), "to", rcpt.Address)
 	isChan := rcpt.Kind == mailmap.KindChan
+	// senderAllowed applies an owner's blacklist or whitelist to the
+	// sender (ErrNotFound: the user is gone); answers are kept for the
+	// object, as the demand check and the delivery both ask.
+	type verdict struct{ allowed, whitelisted bool }
+	verdicts := map[int64]verdict{}
+	senderAllowed := func(userID int64) (verdict, error) {
+		if v, ok := verdicts[userID]; ok {
+			return v, nil
+		}
+		var v verdict
+		var err error
+		if v.allowed, v.whitelisted, err = g.store.SenderAllowed(ctx, userID, sender.String()); err != nil {
+			if errors.Is(err, mailmap.ErrNotFound) {
+				return v, err
+			}
+			return v, fmt.Errorf("check sender lists: %w", err)
+		}
+		verdicts[userID] = v
+		return v, nil
+	}
 	if !isChan {
 		// The recipient's own demanded difficulty, unless the sender is a
-		// contact (docs/protocol.md §6.4).
+		// contact or on the owner's whitelist (docs/protocol.md §6.4;
+		// PyBitmessage waives it for an enabled whitelist entry whatever
+		// the list mode).
 		known, err := g.isContact(ctx, rcpt.UserID, sender.String())
 		if err != nil {
 			return err
+		}
+		if !known {
+			v, err := senderAllowed(rcpt.UserID)
+			if err != nil && !errors.Is(err, mailmap.ErrNotFound) {
+				return err
+			}
+			known = v.whitelisted
 		}
 		ntpb, extra := g.cfg.Network.Clamp(rcpt.NonceTrialsPerByte, rcpt.ExtraBytes)
 		if !known && !pow.Check(so.Raw, g.cfg.Now().Unix(), ntpb, extra) {
@@ -462,9 +491,23 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 		}
 	}
 	// A chan's post goes to every member; a personal address has one owner.
+	// Each owner's blacklist or whitelist applies to their copy, chan
+	// posts included, as PyBitmessage applies its lists to every msg.
 	var held error
+	delivered := 0
 	for _, j := range ids.owners[i] {
 		owner := ids.stored[j]
+		switch v, err := senderAllowed(owner.UserID); {
+		case errors.Is(err, mailmap.ErrNotFound):
+			continue // the user was deleted meanwhile
+		case err != nil:
+			return err
+		case !v.allowed:
+			g.stats.blocked.Add(1)
+			log.Info("msg blocked by the user's sender list", "from", sender.String(), "user", owner.UserID)
+			continue
+		}
+		delivered++
 		in := Incoming{
 			Domain:  g.cfg.Domain,
 			From:    sender.String(),
@@ -490,19 +533,91 @@ func (g *Gateway) handleMsg(ctx context.Context, so inventory.StoredObject, o *w
 		}
 		if ok, err := g.deliver(ctx, owner.UserID, folder, in); errors.Is(err, errHeld) {
 			held = err // the other members still get theirs now
+			continue
 		} else if err != nil {
 			return err
 		} else if ok {
 			log.Info("delivered msg", "from", sender.String(), "user", owner.UserID, "folder", folder)
 		}
+		if !isChan && owner.MailingList {
+			if err := g.relayToList(ctx, so, owner, in); errors.Is(err, errHeld) {
+				held = err
+			} else if err != nil {
+				return err
+			}
+		}
 	}
 	if held != nil {
 		return held // no ack until every copy is filed
 	}
-	if isChan || len(m.AckPacket) == 0 {
+	// No ack for a msg every recipient blocked: PyBitmessage sends none
+	// for a blocked sender, so the sender sees it undelivered.
+	if isChan || len(m.AckPacket) == 0 || delivered == 0 {
 		return nil
 	}
 	return g.sendAck(ctx, m.AckPacket)
+}
+
+// mailingListTTL is the TTL of a mailing list's re-broadcast: PyBitmessage
+// hard-codes two weeks.
+const mailingListTTL = 14 * 24 * time.Hour
+
+// relayToList queues the broadcast a mailing-list address sends of a msg
+// it received (PyBitmessage's mailinglist): from the list's address to its
+// subscribers, the subject prefixed with [name], the body headed with the
+// time and the original sender. It goes through the outbox (proof of work,
+// status, retries) and is queued once per received object, keyed by its
+// inventory hash, however often the object is processed.
+func (g *Gateway) relayToList(ctx context.Context, so inventory.StoredObject, owner mailmap.Identity, in Incoming) error {
+	now := g.cfg.Now()
+	it := mailmap.OutboxItem{
+		UserID:      owner.UserID,
+		FromAddress: owner.Address,
+		ToAddress:   owner.Address,
+		Kind:        mailmap.OutboxBroadcast,
+		Subject:     MailingListSubject(in.Subject, owner.MailingListName),
+		Body:        MailingListBody(now, in.From, in.Body),
+		Encoding:    2,
+		State:       mailmap.OutboxQueued,
+		NextAttempt: now,
+		TTL:         mailingListTTL,
+		CreatedAt:   now,
+		Notify:      mailmap.NotifyNever, // no report to the owner for each relay
+	}
+	_, dup, err := g.store.EnqueueOutboxOnce(ctx, owner.UserID, so.Hash[:], []mailmap.OutboxItem{it})
+	switch {
+	case errors.Is(err, mailmap.ErrRateLimited):
+		// The owner's sending rate counts the relays too: wait for room.
+		return fmt.Errorf("%w: mailing list %s: %v", errHeld, owner.Address, err)
+	case err != nil:
+		return fmt.Errorf("queue mailing list broadcast: %w", err)
+	case dup:
+		return nil
+	}
+	g.log.Info("mailing list broadcast queued", "inv", so.Hash.String(), "list", owner.Address, "from", in.From, "user", owner.UserID)
+	g.WakeOutbound()
+	return nil
+}
+
+// MailingListSubject is the subject of a mailing list's re-broadcast, as
+// PyBitmessage makes it: trimmed, one leading "Re:" or "RE:" dropped, and
+// "[name] " put before it unless it already holds "[name]".
+func MailingListSubject(subject, name string) string {
+	subject = strings.TrimSpace(subject)
+	if strings.HasPrefix(subject, "Re:") || strings.HasPrefix(subject, "RE:") {
+		subject = strings.TrimSpace(subject[3:])
+	}
+	if strings.Contains(subject, "["+name+"]") {
+		return subject
+	}
+	return "[" + name + "] " + subject
+}
+
+// MailingListBody is the body of a mailing list's re-broadcast, as
+// PyBitmessage makes it: the time it was relayed (UTC) and the original
+// sender, a blank line, then the message.
+func MailingListBody(at time.Time, from, body string) string {
+	return at.UTC().Format("Mon, 2006-01-02 15:04:05 UTC") + "   Message ostensibly from " + from + ":\n\n" + body
 }
 
 // guessThread threads a reply that carries no threading headers (every

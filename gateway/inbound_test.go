@@ -62,6 +62,19 @@ type flakyStore struct {
 	mu    sync.Mutex
 	fail  func(userID int64, inv string) error // nil error: deliver
 	tries map[string]int                       // delivery attempts per inventory hash
+	// failEnqueueOnce, when set, is the error of the next EnqueueOutboxOnce.
+	failEnqueueOnce error
+}
+
+func (f *flakyStore) EnqueueOutboxOnce(ctx context.Context, userID int64, key []byte, items []mailmap.OutboxItem) ([]mailmap.OutboxItem, bool, error) {
+	f.mu.Lock()
+	err := f.failEnqueueOnce
+	f.failEnqueueOnce = nil
+	f.mu.Unlock()
+	if err != nil {
+		return nil, false, err
+	}
+	return f.Store.EnqueueOutboxOnce(ctx, userID, key, items)
 }
 
 var errInjected = errors.New("injected delivery failure")

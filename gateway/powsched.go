@@ -128,8 +128,9 @@ func (g *Gateway) runJob(ctx context.Context, job mailmap.PoWJob) error {
 	if job.OutboxID != 0 {
 		return g.jobPublished(ctx, job, h, took)
 	}
-	if addr, ok := strings.CutPrefix(job.DedupeKey, "pubkey:"); ok {
-		if err := g.pubkeyPublished(ctx, addr); err != nil {
+	if rest, ok := strings.CutPrefix(job.DedupeKey, "pubkey:"); ok {
+		addr, demand, _ := strings.Cut(rest, pubkeyDemandSep)
+		if err := g.pubkeyPublished(ctx, addr, demand); err != nil {
 			return err
 		}
 	}
@@ -243,7 +244,10 @@ type runningJob struct {
 // publishPubkey queues our pubkey for an identity; a pubkey asked for twice
 // while its job waits is solved once.
 func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
-	key := "pubkey:" + m.Address
+	// The key names the demand the pubkey carries: after a change of the
+	// address's difficulty a job with the old demand neither stands in
+	// for the new pubkey nor, once published, counts as it.
+	key := pubkeyJobKey(m)
 	// Maintenance and every getpubkey ask again while the job waits in the
 	// queue: do not derive the keys and sign a pubkey each time.
 	switch _, err := g.store.PoWJobByKey(ctx, key); {
@@ -271,14 +275,36 @@ func (g *Gateway) publishPubkey(ctx context.Context, m mailmap.Identity) error {
 	return nil
 }
 
-// pubkeyPublished records that an identity's pubkey is out there.
-func (g *Gateway) pubkeyPublished(ctx context.Context, addr string) error {
+// pubkeyDemandSep separates the address from the demand in the dedupe
+// key of a pubkey job.
+const pubkeyDemandSep = " demand "
+
+// pubkeyJobKey is the dedupe key of the job publishing an identity's
+// pubkey with its current demand.
+func pubkeyJobKey(m mailmap.Identity) string {
+	return "pubkey:" + m.Address + pubkeyDemand(m)
+}
+
+// pubkeyDemand is the demand part of a pubkey job's key: the values the
+// pubkey carries (localIdentity's).
+func pubkeyDemand(m mailmap.Identity) string {
+	return fmt.Sprintf("%s%d/%d", pubkeyDemandSep, max(m.NonceTrialsPerByte, 1), max(m.ExtraBytes, 1))
+}
+
+// pubkeyPublished records that an identity's pubkey is out there, unless
+// the demand it carried ("" for a job queued before keys named it) is no
+// longer the identity's: then maintenance publishes the new one.
+func (g *Gateway) pubkeyPublished(ctx context.Context, addr, demand string) error {
 	m, err := g.store.IdentityByAddress(ctx, addr)
 	if errors.Is(err, mailmap.ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	if err != nil {
 		return err
+	}
+	if demand != "" && pubkeyDemandSep+demand != pubkeyDemand(m) {
+		g.log.Info("published pubkey with a superseded demand; the new one follows", "address", addr)
+		return nil
 	}
 	if err := g.store.MarkPubkeySent(ctx, m.ID, g.cfg.Now()); err != nil {
 		return fmt.Errorf("mark pubkey sent: %w", err)

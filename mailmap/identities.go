@@ -10,7 +10,7 @@ import (
 )
 
 const identityCols = `id, user_id, address, label, kind, signing_key, encryption_key, publish_pubkey,
-	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase`
+	nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase, mailing_list, mailing_list_name`
 
 // Sealed keys are bound to their row's address and role.
 func signingContext(address string) string    { return "identity signing key " + address }
@@ -27,7 +27,7 @@ func (s *sqlStore) scanIdentity(row interface{ Scan(...any) error }) (Identity, 
 	var ntpb, extra, created int64
 	var lastSent sql.NullInt64
 	if err := row.Scan(&id.ID, &id.UserID, &id.Address, &id.Label, &kind, &sk, &ek, &id.PublishPubkey,
-		&ntpb, &extra, &lastSent, &created, &pp); err != nil {
+		&ntpb, &extra, &lastSent, &created, &pp, &id.MailingList, &id.MailingListName); err != nil {
 		return Identity{}, err
 	}
 	var err error
@@ -101,6 +101,10 @@ func (s *sqlStore) sealIdentity(id *Identity) (sealedIdentity, error) {
 		return out, invalid("only a chan has a passphrase")
 	case len(id.ChanPassphrase) > maxChanPassphrase:
 		return out, invalid("chan passphrase too long")
+	case id.MailingList && id.Kind == KindChan:
+		return out, invalid("a chan cannot be a mailing list")
+	case !validText(id.MailingListName, 1024):
+		return out, invalid("mailing list name")
 	}
 	var err error
 	if out.sk, err = s.keys.seal(id.SigningKey, signingContext(id.Address)); err != nil {
@@ -125,10 +129,12 @@ func (s *sqlStore) sealIdentity(id *Identity) (sealedIdentity, error) {
 // user already has that address.
 func insertIdentity(ctx context.Context, w *wtx, id *Identity, sealed sealedIdentity) (bool, error) {
 	err := w.QueryRowContext(ctx, `INSERT INTO identities (user_id, address, label, kind, signing_key, encryption_key,
-			publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id`,
+			publish_pubkey, nonce_trials_per_byte, extra_bytes, last_pubkey_sent, created_at, chan_passphrase,
+			mailing_list, mailing_list_name)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING RETURNING id`,
 		id.UserID, id.Address, id.Label, string(id.Kind), sealed.sk, sealed.ek, id.PublishPubkey,
-		u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt), sealed.pp).Scan(&id.ID)
+		u64(id.NonceTrialsPerByte), u64(id.ExtraBytes), toNullMicros(id.LastPubkeySent), toMicros(id.CreatedAt), sealed.pp,
+		id.MailingList, id.MailingListName).Scan(&id.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -21,6 +21,8 @@ type ImportBatch struct {
 	Folders       []ImportFolder // created when missing; subscribed, with their parents
 	Messages      []ImportMessage
 	Outbox        []OutboxItem // skipped when a row with the same AckData exists
+	ListEntries   []ListEntry  // skipped when the address is on that list already
+	ListMode      ListKind     // "": the user's mode stays
 }
 
 // ImportFolder is a folder an import files into: with SpecialUse, the
@@ -48,6 +50,7 @@ type ImportResult struct {
 	Subscriptions, SubscriptionsPresent int
 	Contacts, ContactsPresent           int
 	Outbox, OutboxPresent               int
+	ListEntries, ListEntriesPresent     int
 	Filed, Present                      map[string]int
 }
 
@@ -72,6 +75,14 @@ func (s *sqlStore) Import(ctx context.Context, b ImportBatch) (ImportResult, err
 		if sub.Address == "" || !validText(sub.Address, 128) || !validText(sub.Label, 1024) {
 			return ImportResult{}, invalid("subscription")
 		}
+	}
+	for _, e := range b.ListEntries {
+		if !e.Kind.Valid() || e.Address == "" || !validText(e.Address, 128) || !validText(e.Label, 1024) {
+			return ImportResult{}, invalid("list entry")
+		}
+	}
+	if b.ListMode != "" && !b.ListMode.Valid() {
+		return ImportResult{}, invalid("list mode")
 	}
 	for i := range b.Contacts {
 		c := &b.Contacts[i]
@@ -151,6 +162,25 @@ func (s *sqlStore) Import(ctx context.Context, b ImportBatch) (ImportResult, err
 				return fmt.Errorf("add subscription: %w", err)
 			default:
 				res.Subscriptions++
+			}
+		}
+		for _, e := range b.ListEntries {
+			var id int64
+			err := w.QueryRowContext(ctx, `INSERT INTO sender_lists (user_id, kind, address, label, enabled, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id`,
+				b.UserID, string(e.Kind), e.Address, e.Label, e.Enabled, toMicros(s.now())).Scan(&id)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				res.ListEntriesPresent++
+			case err != nil:
+				return fmt.Errorf("add list entry: %w", err)
+			default:
+				res.ListEntries++
+			}
+		}
+		if b.ListMode != "" {
+			if _, err := w.ExecContext(ctx, `UPDATE users SET sender_list_mode = $1 WHERE id = $2`, string(b.ListMode), b.UserID); err != nil {
+				return fmt.Errorf("set list mode: %w", err)
 			}
 		}
 		for _, c := range b.Contacts {

@@ -107,6 +107,11 @@ func (s *sqlStore) Expire(ctx context.Context, before time.Time) (int, error) {
 			toMicros(before), toMicros(before.Add(-strayDeliveries))); err != nil {
 			return fmt.Errorf("prune deliveries: %w", err)
 		}
+		if _, err := w.ExecContext(ctx, `DELETE FROM outbox_once
+			WHERE key IN (SELECT hash FROM inventory WHERE expires < $1) OR at < $2`,
+			toMicros(before), toMicros(before.Add(-strayDeliveries))); err != nil {
+			return fmt.Errorf("prune outbox keys: %w", err)
+		}
 		res, err := w.ExecContext(ctx, `DELETE FROM inventory WHERE expires < $1`, toMicros(before))
 		if err != nil {
 			return fmt.Errorf("inventory expire: %w", err)

@@ -75,6 +75,48 @@ func outboxArgs(it *OutboxItem) []any {
 // EnqueueOutbox stores the rows in one transaction. An empty State means
 // queued; a zero CreatedAt means now.
 func (s *sqlStore) EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]OutboxItem, error) {
+	return s.enqueueOutbox(ctx, items, nil)
+}
+
+// EnqueueOutboxOnce enqueues the rows as EnqueueOutbox does, at most once
+// per (userID, key): the key is recorded in the same transaction, and when
+// it already is nothing is enqueued and duplicate is reported.
+func (s *sqlStore) EnqueueOutboxOnce(ctx context.Context, userID int64, key []byte, items []OutboxItem) ([]OutboxItem, bool, error) {
+	if len(key) == 0 || len(key) > maxDeliveryKey {
+		return nil, false, invalid("outbox key")
+	}
+	for _, it := range items {
+		if it.UserID != userID {
+			return nil, false, invalid("outbox row of another user")
+		}
+	}
+	var dup bool
+	out, err := s.enqueueOutbox(ctx, items, func(w *wtx) (bool, error) {
+		dup = false
+		if _, _, err := s.lockUser(ctx, w, userID); err != nil {
+			return false, err
+		}
+		res, err := w.ExecContext(ctx, `INSERT INTO outbox_once (user_id, key, at) VALUES ($1, $2, $3)
+			ON CONFLICT (user_id, key) DO NOTHING`, userID, key, toMicros(s.now()))
+		if err != nil {
+			return false, fmt.Errorf("record outbox key: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return false, fmt.Errorf("record outbox key: %w", err)
+		}
+		dup = n == 0
+		return dup, nil
+	})
+	if err != nil || dup {
+		return nil, dup, err
+	}
+	return out, false, nil
+}
+
+// enqueueOutbox stores the rows; once, when given, runs first in the
+// transaction and stops it, enqueueing nothing, when it reports true.
+func (s *sqlStore) enqueueOutbox(ctx context.Context, items []OutboxItem, once func(w *wtx) (bool, error)) ([]OutboxItem, error) {
 	out := slices.Clone(items)
 	now := s.now()
 	for i := range out {
@@ -92,6 +134,11 @@ func (s *sqlStore) EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]Out
 		it.SentAt, it.AckedAt = stored(it.SentAt), stored(it.AckedAt)
 	}
 	err := s.write(ctx, func(w *wtx) error {
+		if once != nil {
+			if dup, err := once(w); err != nil || dup {
+				return err
+			}
+		}
 		if err := s.checkSendRate(ctx, w, out, now); err != nil {
 			return err
 		}

@@ -66,6 +66,11 @@ type Identity struct {
 	ExtraBytes         uint64
 	LastPubkeySent     time.Time // zero = never
 	CreatedAt          time.Time
+	// MailingList is PyBitmessage's mailinglist: every msg the address
+	// receives is also broadcast from it to its subscribers, the subject
+	// prefixed with [MailingListName] (SetMailingList).
+	MailingList     bool
+	MailingListName string
 }
 
 // Contact maps a friendly email address to a Bitmessage address for one user.
@@ -394,6 +399,27 @@ type Accounts interface {
 	IdentitiesByAddress(ctx context.Context, address string) ([]Identity, error)
 	MarkPubkeySent(ctx context.Context, identityID int64, at time.Time) error
 	DeleteIdentity(ctx context.Context, userID, identityID int64) error
+	// SetIdentityDifficulty sets the proof of work the identity demands
+	// (what its pubkey carries) and clears LastPubkeySent, so the new
+	// pubkey is published at once. ErrNotFound: not the user's identity.
+	SetIdentityDifficulty(ctx context.Context, userID, identityID int64, nonceTrialsPerByte, extraBytes uint64) error
+	// SetMailingList turns the identity's mailing list on or off, with
+	// its name. ErrNotFound: not the user's identity, or a chan.
+	SetMailingList(ctx context.Context, userID, identityID int64, on bool, name string) error
+
+	// Sender lists (PyBitmessage's blacklist and whitelist, per user;
+	// senderlists.go). The mode says which list applies; Blacklist is the
+	// default.
+	SetListMode(ctx context.Context, userID int64, mode ListKind) error
+	ListMode(ctx context.Context, userID int64) (ListKind, error)
+	AddListEntry(ctx context.Context, e ListEntry) (ListEntry, error) // ErrExists: on that list already
+	SetListEntryEnabled(ctx context.Context, userID int64, kind ListKind, address string, on bool) error
+	DeleteListEntry(ctx context.Context, userID int64, kind ListKind, address string) error
+	ListEntries(ctx context.Context, userID int64) ([]ListEntry, error)
+	// SenderAllowed applies the user's mode and lists to a sender;
+	// whitelisted says whether an enabled whitelist entry names it,
+	// whatever the mode. ErrNotFound: no such user.
+	SenderAllowed(ctx context.Context, userID int64, address string) (allowed, whitelisted bool, err error)
 
 	// Contacts and subscriptions.
 	AddContact(ctx context.Context, c Contact) (Contact, error)
@@ -478,6 +504,12 @@ type Mail interface {
 type Outbox interface {
 	// Outbox. Enqueue commits all rows in one transaction.
 	EnqueueOutbox(ctx context.Context, items []OutboxItem) ([]OutboxItem, error)
+	// EnqueueOutboxOnce enqueues the rows (all of userID) at most once per
+	// (userID, key), recording the key in the same transaction; when the
+	// key is recorded already it enqueues nothing and reports duplicate.
+	// Keys are pruned with their object by Expire (a mailing list's
+	// re-broadcast is keyed by the received object's inventory hash).
+	EnqueueOutboxOnce(ctx context.Context, userID int64, key []byte, items []OutboxItem) (out []OutboxItem, duplicate bool, err error)
 	// ClaimOutbox atomically takes up to limit rows in the given states whose
 	// NextAttempt is due, pushing their NextAttempt to now+lease so no other
 	// worker (or process) takes them meanwhile.

@@ -112,6 +112,7 @@ type MessageCounters struct {
 	Sent     uint64 `json:"sent"`     // msg/broadcast objects published
 	Acks     uint64 `json:"acks"`     // acks matched to sent messages
 	Reports  uint64 `json:"reports"`  // delivery status reports written
+	Blocked  uint64 `json:"blocked"`  // msgs (one per user) dropped by the user's blacklist or whitelist
 }
 
 // PoWStatus is the proof-of-work engine's state.

@@ -163,7 +163,7 @@ func TestAddressCommands(t *testing.T) {
 	}
 
 	list := mustRun(t, env, "", "address", "list", "--user", "alice")
-	if !strings.Contains(list, bm+"\t"+bm+"@bmaddr.lan\tnormal\tWork\n") || !strings.Contains(list, second+"\t") {
+	if !strings.Contains(list, bm+"\t"+bm+"@bmaddr.lan\tnormal\tWork\tdifficulty 1 small 1\n") || !strings.Contains(list, second+"\t") {
 		t.Errorf("address list:\n%s", list)
 	}
 	mustRun(t, env, "", "user", "add", "bob", "--password-file", writeFile(t, "pw", "x\n"))
@@ -406,7 +406,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("address new printed %q: %v", bm, err)
 	}
 	list := run("", "address", "list", "--user", "alice", "--data", data, "--domain", "example.org")
-	if list != bm+"\t"+bm+"@example.org\tnormal\tHome\n" {
+	if list != bm+"\t"+bm+"@example.org\tnormal\tHome\tdifficulty 1 small 1\n" {
 		t.Errorf("address list:\n%q", list)
 	}
 	fi, err := os.Stat(filepath.Join(data, "secret.key"))

@@ -55,9 +55,10 @@ var cmdAddressNew = &command{
 }
 
 var cmdAddressList = &command{
-	name:    "address list",
-	args:    "--user NAME",
-	summary: "List a user's Bitmessage addresses and chans: address, mail address, kind, label (tab-separated).",
+	name: "address list",
+	args: "--user NAME",
+	summary: "List a user's Bitmessage addresses and chans: address, mail address, kind, label and, for addresses, " +
+		"the demanded difficulty (multiples of the network minimum) and the mailing list if it is one (tab-separated).",
 	run: func(ctx context.Context, inv *invocation) error {
 		user := inv.fs.String("user", "", "the `NAME` of the owner")
 		cfg, err := inv.parse(0, 0)
@@ -70,7 +71,8 @@ var cmdAddressList = &command{
 				return fmt.Errorf("list addresses: %w", err)
 			}
 			for _, id := range ids {
-				fmt.Fprintf(inv.stdout, "%s\t%s\t%s\t%s\n", id.Address, gateway.BMToMail(id.Address, cfg.Domain), id.Kind, id.Label)
+				fmt.Fprintf(inv.stdout, "%s\t%s\t%s\t%s%s\n", id.Address, gateway.BMToMail(id.Address, cfg.Domain), id.Kind, id.Label,
+					addressSettings(id, cfg.NetworkParams()))
 			}
 			return nil
 		})

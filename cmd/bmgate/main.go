@@ -44,7 +44,8 @@ type command struct {
 // register it here from init (serve.go, sendmail.go).
 var commands = []*command{
 	cmdUserAdd, cmdUserList, cmdUserPasswd, cmdUserDel, cmdUserSet,
-	cmdAddressNew, cmdAddressList, cmdChanJoin, cmdSubscribe, cmdAliasAdd, cmdAliasList, cmdAliasDel,
+	cmdAddressNew, cmdAddressList, cmdAddressSet, cmdChanJoin, cmdSubscribe, cmdAliasAdd, cmdAliasList, cmdAliasDel,
+	cmdListMode, cmdListAdd, cmdListDel, cmdListEnable, cmdListDisable, cmdListShow,
 	cmdImportPyBitmessage, cmdExportKeys,
 	cmdStatus, cmdOutboxList, cmdHealthcheck, cmdConfigSample, cmdConfigShow,
 }

@@ -103,7 +103,7 @@ type statusCollector struct {
 
 	buildInfo, startTime, peers, inventory, setAside                     *prometheus.Desc
 	objReceived, objRelayed, objInvalid, connRenewals                    *prometheus.Desc
-	msgsReceived, msgsSent, acks, reports                                *prometheus.Desc
+	msgsReceived, msgsSent, acks, reports, msgsBlocked                   *prometheus.Desc
 	outbox, powQueue, powInProgress, powTrials, sessions                 *prometheus.Desc
 	lnOpen, lnMax, lnRefused, lnTimeouts                                 *prometheus.Desc
 	loginAttempts, loginWaits, loginPruned                               *prometheus.Desc
@@ -128,6 +128,7 @@ func newStatusCollector(status func(context.Context) (Status, error)) *statusCol
 		objInvalid:      d("bmgate_objects_invalid_total", "Objects refused by validation."),
 		connRenewals:    d("bmgate_connection_renewals_total", "Connections to PyBitmessage 0.6 peers closed to be re-established, so that they announce acks."),
 		msgsReceived:    d("bmgate_messages_received_total", "Bitmessage messages delivered into mailboxes."),
+		msgsBlocked:     d("bmgate_messages_blocked_total", "Bitmessage msgs dropped by a user's blacklist or whitelist (one per user)."),
 		msgsSent:        d("bmgate_messages_sent_total", "Msg and broadcast objects published."),
 		acks:            d("bmgate_acks_total", "Acks matched to sent messages."),
 		reports:         d("bmgate_reports_total", "Delivery status reports written."),
@@ -162,7 +163,7 @@ func newStatusCollector(status func(context.Context) (Status, error)) *statusCol
 func (c *statusCollector) descs() []*prometheus.Desc {
 	return []*prometheus.Desc{c.buildInfo, c.startTime, c.peers, c.inventory, c.setAside,
 		c.objReceived, c.objRelayed, c.objInvalid, c.connRenewals,
-		c.msgsReceived, c.msgsSent, c.acks, c.reports,
+		c.msgsReceived, c.msgsSent, c.acks, c.reports, c.msgsBlocked,
 		c.outbox, c.powQueue, c.powInProgress, c.powTrials, c.sessions,
 		c.lnOpen, c.lnMax, c.lnRefused, c.lnTimeouts,
 		c.loginAttempts, c.loginWaits, c.loginPruned,
@@ -237,6 +238,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.objInvalid, st.Objects.Invalid)
 	counter(c.connRenewals, st.Objects.ConnRenewals)
 	counter(c.msgsReceived, st.Messages.Received)
+	counter(c.msgsBlocked, st.Messages.Blocked)
 	counter(c.msgsSent, st.Messages.Sent)
 	counter(c.acks, st.Messages.Acks)
 	counter(c.reports, st.Messages.Reports)

@@ -23,10 +23,10 @@ import (
 var cmdImportPyBitmessage = &command{
 	name: "import pybitmessage",
 	args: "--user NAME DIR | --user NAME KEYS.DAT [MESSAGES.DAT]",
-	summary: "Move a PyBitmessage user in: the identities of its keys.dat (addresses, chans, labels, difficulty) and, " +
+	summary: "Move a PyBitmessage user in: the identities of its keys.dat (addresses, chans, labels, difficulty, mailing lists) and, " +
 		"from messages.dat, the inbox (INBOX, chan and subscription folders), sent messages (Sent; unsent ones in Drafts; " +
 		"those awaiting an ack also in the outbox, so the ack completes them), trash (Trash), subscriptions and the " +
-		"address book (contacts, usable as LABEL@domain). DIR is PyBitmessage's data directory. Everything is checked " +
+		"address book (contacts, usable as LABEL@domain), the blacklist and whitelist with the list mode. DIR is PyBitmessage's data directory. Everything is checked " +
 		"before anything is written, and written in one transaction: a failed import writes nothing; running it again changes nothing. Stop PyBitmessage first.",
 	run: func(ctx context.Context, inv *invocation) error {
 		user := inv.fs.String("user", "", "the `NAME` of the bmgate user the identities and mail go to")
@@ -116,6 +116,9 @@ type pybPlan struct {
 	presentCont   int
 	subs          []mailmap.Subscription
 	presentSubs   int
+	lists         []mailmap.ListEntry
+	presentLists  int
+	listMode      mailmap.ListKind // PyBitmessage's blackwhitelist; "" without messages.dat
 	skipped       []string
 	notes         []string
 	outboxAlready int
@@ -249,8 +252,10 @@ func (p *pybPlan) check(ctx context.Context, st mailmap.Store, u mailmap.User) e
 				}
 			}
 		}
-		if pi.MailingList {
-			p.notes = append(p.notes, fmt.Sprintf("%s is a PyBitmessage mailing list (%q): bmgate has no mailing lists, it is imported as a normal address (messages to it are not rebroadcast)", pi.Address, pi.MailingListName))
+		if pi.MailingList && kind != mailmap.KindChan {
+			// bmgate address set … mailinglist: the same relaying.
+			m.MailingList, m.MailingListName = true, pi.MailingListName
+			p.notes = append(p.notes, fmt.Sprintf("%s is a PyBitmessage mailing list (%q): it stays one, every msg it receives is broadcast again (bmgate address set … mailinglist off stops that)", pi.Address, pi.MailingListName))
 		}
 		if !pi.Enabled {
 			p.notes = append(p.notes, fmt.Sprintf("%s is disabled in keys.dat: bmgate has no disabled addresses, it is imported active (delete it with bmgate if unwanted)", pi.Address))
@@ -350,10 +355,44 @@ func (p *pybPlan) checkLists(ctx context.Context, st mailmap.Store, u mailmap.Us
 			break
 		}
 	}
-	if n := len(p.msgs.Blacklist) + len(p.msgs.Whitelist); n > 0 {
-		mode, _ := p.settings.get("blackwhitelist")
-		p.skipped = append(p.skipped, fmt.Sprintf("%d blacklist and %d whitelist entr%s (PyBitmessage used the %slist): bmgate has no sender lists yet",
-			len(p.msgs.Blacklist), len(p.msgs.Whitelist), plural(n, "y", "ies"), mode))
+	return p.checkSenderLists(ctx, st, u)
+}
+
+// checkSenderLists plans the black and white lists and the mode
+// (blackwhitelist in keys.dat, black when unset): the user's lists become
+// PyBitmessage's, entries already there counted.
+func (p *pybPlan) checkSenderLists(ctx context.Context, st mailmap.Store, u mailmap.User) error {
+	existing, err := st.ListEntries(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("read sender lists: %w", err)
+	}
+	have := map[mailmap.ListKind]map[string]bool{mailmap.Blacklist: {}, mailmap.Whitelist: {}}
+	for _, e := range existing {
+		have[e.Kind][e.Address] = true
+	}
+	for _, l := range []struct {
+		kind mailmap.ListKind
+		rows []pybListRow
+	}{{mailmap.Blacklist, p.msgs.Blacklist}, {mailmap.Whitelist, p.msgs.Whitelist}} {
+		for _, r := range l.rows {
+			a, err := address.Decode(r.Address)
+			switch {
+			case err != nil:
+				p.skipped = append(p.skipped, fmt.Sprintf("%slist entry %q (%s): %v", l.kind, r.Label, r.Address, err))
+			case have[l.kind][a.String()]:
+				p.presentLists++
+			default:
+				have[l.kind][a.String()] = true
+				p.lists = append(p.lists, mailmap.ListEntry{UserID: u.ID, Kind: l.kind, Address: a.String(),
+					Label: oneLineLabel(r.Label), Enabled: r.Enabled})
+			}
+		}
+	}
+	p.listMode = mailmap.Blacklist
+	if mode, _ := p.settings.get("blackwhitelist"); mailmap.ListKind(mode) == mailmap.Whitelist {
+		p.listMode = mailmap.Whitelist
+		p.notes = append(p.notes, "PyBitmessage used its whitelist: so does bmgate for "+u.Name+
+			" now, only senders on it get through (bmgate list mode --user "+u.Name+" black to change that)")
 	}
 	return nil
 }
@@ -590,7 +629,8 @@ func (p *pybPlan) outboxItem(u mailmap.User, r pybSentRow, msgID string, kinds m
 // subscriptions by address, outbox rows by ackdata) is counted, not
 // written again.
 func (p *pybPlan) write(ctx context.Context, st mailmap.Store, u mailmap.User) error {
-	b := mailmap.ImportBatch{UserID: u.ID, Identities: p.newIDs, Subscriptions: p.subs, Contacts: p.contacts, Outbox: p.outbox}
+	b := mailmap.ImportBatch{UserID: u.ID, Identities: p.newIDs, Subscriptions: p.subs, Contacts: p.contacts, Outbox: p.outbox,
+		ListEntries: p.lists, ListMode: p.listMode}
 	for _, id := range p.newIDs {
 		if id.Kind == mailmap.KindChan {
 			b.Folders = append(b.Folders, mailmap.ImportFolder{Name: gateway.ChanFolder(id.Label, id.Address)})
@@ -663,6 +703,8 @@ func (p *pybPlan) summary(w io.Writer, u mailmap.User, dry bool) {
 		fmt.Fprintf(w, "subscriptions: %d new, %d already there\n", sb, sbThere)
 		c, cThere := n(len(p.contacts), p.res.Contacts, p.presentCont, p.res.ContactsPresent)
 		fmt.Fprintf(w, "contacts: %d new, %d already there\n", c, cThere)
+		l, lThere := n(len(p.lists), p.res.ListEntries, p.presentLists, p.res.ListEntriesPresent)
+		fmt.Fprintf(w, "sender lists (%slist mode): %d new, %d already there\n", p.listMode, l, lThere)
 		for _, c := range p.contacts {
 			fmt.Fprintf(w, "  %s → %s\n", c.Alias, c.Address)
 		}
@@ -749,6 +791,9 @@ func writeKeysDat(ids []mailmap.Identity) []byte {
 		b.WriteString("enabled = true\ndecoy = false\n")
 		if id.Kind == mailmap.KindChan {
 			b.WriteString("chan = true\n")
+		}
+		if id.MailingList {
+			fmt.Fprintf(&b, "mailinglist = true\nmailinglistname = %s\n", iniValue(id.MailingListName))
 		}
 		fmt.Fprintf(&b, "noncetrialsperbyte = %d\n", id.NonceTrialsPerByte)
 		fmt.Fprintf(&b, "payloadlengthextrabytes = %d\n", id.ExtraBytes)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -192,6 +193,12 @@ func storeState(t *testing.T, st mailmap.Store, userID int64) string {
 	for _, it := range out {
 		b.WriteString("outbox " + it.ToAddress + "\n")
 	}
+	mode, _ := st.ListMode(ctx, userID)
+	b.WriteString("list mode " + string(mode) + "\n")
+	ls, _ := st.ListEntries(ctx, userID)
+	for _, e := range ls {
+		fmt.Fprintf(&b, "list %s %s %q %v\n", e.Kind, e.Address, e.Label, e.Enabled)
+	}
 	return b.String()
 }
 
@@ -226,8 +233,7 @@ func TestImportPyBitmessageFixture(t *testing.T) {
 				"subscriptions: 2 new",
 				"contacts: 2 new",
 				"carol.friend@bmaddr.lan → " + fxCarol,
-				"1 blacklist and 0 whitelist entry",
-				"bmgate has no sender lists yet",
+				"sender lists (blacklist mode): 1 new, 0 already there",
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("summary lacks %q:\n%s", want, out)
@@ -344,12 +350,23 @@ func TestImportPyBitmessageFixture(t *testing.T) {
 				t.Errorf("alias alice.self: %q, %v", a, err)
 			}
 
+			// PyBitmessage's blacklist is alice's.
+			const fxSpammer = "BM-2cVQaKae7QZbruNxdpJ4HV97kvXPBMhpPR"
+			if ls, err := st.ListEntries(ctx, u.ID); err != nil || len(ls) != 1 || ls[0].Kind != mailmap.Blacklist ||
+				ls[0].Address != fxSpammer || ls[0].Label != "Spammer" || !ls[0].Enabled {
+				t.Errorf("imported sender lists: %+v, %v", ls, err)
+			}
+			if ok, _, err := st.SenderAllowed(ctx, u.ID, fxSpammer); err != nil || ok {
+				t.Errorf("the imported blacklist lets its entry through: %v, %v", ok, err)
+			}
+
 			// Again: nothing changes.
 			before := storeState(t, st, u.ID)
 			out = mustRun(t, env, "", "import", "pybitmessage", "--user", "alice",
 				filepath.Join(dir, "keys.dat"), filepath.Join(dir, "messages.dat"))
 			for _, want := range []string{"0 identities (0 addresses, 0 chans), 4 already there", "INBOX: 0 new, 2 already there",
-				"Sent: 0 new, 4 already there", "outbox (awaiting an ack): 0 new, 1 already there", "contacts: 0 new, 2 already there"} {
+				"Sent: 0 new, 4 already there", "outbox (awaiting an ack): 0 new, 1 already there", "contacts: 0 new, 2 already there",
+				"sender lists (blacklist mode): 0 new, 1 already there"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("second import's summary lacks %q:\n%s", want, out)
 				}
@@ -469,6 +486,7 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 		s = strings.Replace(s, "label = Bob Ünïcode\n", "label = Bob Ünïcode\nmailinglist = true\nmailinglistname = Bob's list\n", 1)
 		s = strings.Replace(s, "label = unused API address\nenabled = true\ndecoy = false\nnoncetrialsperbyte = 1000\npayloadlengthextrabytes = 1000",
 			"label = unused API address\nenabled = false\ndecoy = true\nnoncetrialsperbyte = 2000\npayloadlengthextrabytes = 3000", 1)
+		s = strings.Replace(s, "blackwhitelist = black", "blackwhitelist = white", 1)
 		return strings.Replace(s, "label = [chan] bmgate-fixture-chan", "label = Our chan", 1)
 	})
 	withDB(t, dir,
@@ -476,12 +494,14 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 		`INSERT INTO inbox VALUES (x'`+strings.Repeat("ab", 32)+`', '[Broadcast subscribers]', '`+fxNews+`', 'News!', '1796420000', 'Broadcast body', 'inbox', 2, 1, x'00')`)
 	out := mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", dir)
 	for _, want := range []string{
-		fxBob + ` is a PyBitmessage mailing list ("Bob's list")`,
+		fxBob + ` is a PyBitmessage mailing list ("Bob's list"): it stays one`,
 		fxDet + " is disabled in keys.dat",
 		fxDet + " is a decoy in keys.dat",
 		"chan " + fxChan + ": its label is not its passphrase",
 		`sent message "Hello Bob" to ` + fxBob + " was not sent by PyBitmessage (status awaitingpubkey): filed in Drafts",
 		"Subscriptions/Fixture News: 1 new",
+		"PyBitmessage used its whitelist: so does bmgate for alice",
+		"sender lists (whitelist mode): 1 new",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
@@ -489,9 +509,16 @@ func TestImportPyBitmessageKinds(t *testing.T) {
 	}
 	st := openTestStore(t, env)
 	u, _ := st.UserByName(ctx, "alice")
+	if mode, err := st.ListMode(ctx, u.ID); err != nil || mode != mailmap.Whitelist {
+		t.Errorf("list mode after importing a whitelist user: %q, %v", mode, err)
+	}
 	ids, _ := st.Identities(ctx, u.ID)
 	for _, id := range ids {
 		switch id.Address {
+		case fxBob:
+			if !id.MailingList || id.MailingListName != "Bob's list" {
+				t.Errorf("mailing list not imported: %+v", id)
+			}
 		case fxDet:
 			if id.NonceTrialsPerByte != 2000 || id.ExtraBytes != 3000 || id.Kind != mailmap.KindNormal {
 				t.Errorf("det: %+v", id)
@@ -539,6 +566,7 @@ func TestExportKeysRoundTrip(t *testing.T) {
 			mustRun(t, env, "pw\n", "user", "add", "alice")
 			mustRun(t, env, "", "import", "pybitmessage", "--user", "alice", pybFixture(t))
 			mustRun(t, env, "", "address", "new", "--user", "alice", "--label", "made by bmgate")
+			mustRun(t, env, "", "address", "set", "--user", "alice", fxBob, "mailinglist", "on", "--name", "Bob's list")
 			file := filepath.Join(t.TempDir(), "keys.dat")
 			mustRun(t, env, "", "export", "keys.dat", "--user", "alice", "-o", file)
 			fi, err := os.Stat(file)
@@ -575,6 +603,9 @@ func TestExportKeysRoundTrip(t *testing.T) {
 						t.Errorf("[%s] has no %s", s.name, k)
 					}
 				}
+				if (s.vals["mailinglist"] == "true") != (s.name == fxBob) || s.name == fxBob && s.vals["mailinglistname"] != "Bob's list" {
+					t.Errorf("[%s] mailing list: %+v", s.name, s.vals)
+				}
 				if s.name == fxChan {
 					if s.vals["chan"] != "true" || s.vals["label"] != "[chan] bmgate-fixture-chan" {
 						t.Errorf("chan section: %+v", s.vals)
@@ -607,7 +638,8 @@ func TestExportKeysRoundTrip(t *testing.T) {
 				g, w := got[i], want[i]
 				if g.Address != w.Address || g.Label != w.Label || g.Kind != w.Kind || !bytes.Equal(g.SigningKey, w.SigningKey) ||
 					!bytes.Equal(g.EncryptionKey, w.EncryptionKey) || g.ChanPassphrase != w.ChanPassphrase ||
-					g.NonceTrialsPerByte != w.NonceTrialsPerByte || g.ExtraBytes != w.ExtraBytes || g.PublishPubkey != w.PublishPubkey {
+					g.NonceTrialsPerByte != w.NonceTrialsPerByte || g.ExtraBytes != w.ExtraBytes || g.PublishPubkey != w.PublishPubkey ||
+					g.MailingList != w.MailingList || g.MailingListName != w.MailingListName {
 					t.Errorf("round trip:\n got %+v\nwant %+v", g, w)
 				}
 			}

@@ -512,7 +512,7 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	st.Objects = ObjectCounters{Received: ns.ObjectsReceived, Relayed: ns.ObjectsRelayed, Invalid: ns.ObjectsInvalid,
 		ConnRenewals: ns.ConnRenewals}
 	gs := s.gw.Stats()
-	st.Messages = MessageCounters{Received: gs.MessagesIn, Sent: gs.MessagesOut, Acks: gs.Acks, Reports: gs.Reports}
+	st.Messages = MessageCounters{Received: gs.MessagesIn, Sent: gs.MessagesOut, Acks: gs.Acks, Reports: gs.Reports, Blocked: gs.Blocked}
 	st.Inbound.Processed = gs.Objects
 	st.PoW = s.powStatus(gs)
 	// Live trial counts of the jobs this process is solving.

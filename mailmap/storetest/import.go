@@ -63,6 +63,9 @@ func testImport(t *testing.T, s mailmap.Store) {
 			},
 			Outbox: []mailmap.OutboxItem{{FromAddress: "BM-2cImpA", ToAddress: "BM-2cDave", Kind: mailmap.OutboxMsg,
 				Subject: "s", Body: "b", Encoding: 2, State: mailmap.OutboxSent, TTL: time.Hour, AckData: ack, NextAttempt: date}},
+			ListEntries: []mailmap.ListEntry{{Kind: mailmap.Blacklist, Address: "BM-2cSpam", Label: "spam", Enabled: true},
+				{Kind: mailmap.Whitelist, Address: "BM-2cFriend", Enabled: false}},
+			ListMode: mailmap.Whitelist,
 		}
 	}
 	res, err := s.Import(ctx, batch(alice.ID))
@@ -96,12 +99,20 @@ func testImport(t *testing.T, s mailmap.Store) {
 	if it, err := s.OutboxByAckData(ctx, ack); err != nil || it.UserID != alice.ID || it.State != mailmap.OutboxSent {
 		t.Errorf("OutboxByAckData = %+v, %v", it, err)
 	}
+	if ls, err := s.ListEntries(ctx, alice.ID); err != nil || len(ls) != 2 || ls[0].Address != "BM-2cSpam" || ls[0].Label != "spam" ||
+		!ls[0].Enabled || ls[1].Kind != mailmap.Whitelist || ls[1].Enabled || res.ListEntries != 2 {
+		t.Errorf("sender lists after Import: %+v, %v (result %+v)", ls, err, res)
+	}
+	if m, err := s.ListMode(ctx, alice.ID); err != nil || m != mailmap.Whitelist {
+		t.Errorf("list mode after Import: %q, %v", m, err)
+	}
 
 	// Again: everything is there, nothing is written.
 	res, err = s.Import(ctx, batch(alice.ID))
 	noErr(t, err, "Import again")
 	if res.Identities+res.Subscriptions+res.Contacts+res.Outbox != 0 || len(res.Filed) != 0 ||
-		res.IdentitiesPresent != 2 || res.OutboxPresent != 1 || res.Present["INBOX"] != 3 || res.Present["Sent"] != 1 {
+		res.IdentitiesPresent != 2 || res.OutboxPresent != 1 || res.Present["INBOX"] != 3 || res.Present["Sent"] != 1 ||
+		res.ListEntries != 0 || res.ListEntriesPresent != 2 {
 		t.Errorf("second Import = %+v", res)
 	}
 	if got := accountState(t, s, alice.ID); !mapsEqual(got, want) {
@@ -118,6 +129,12 @@ func testImport(t *testing.T, s mailmap.Store) {
 	wantErr(t, err, mailmap.ErrOwned, "Import of another user's address")
 	if got := accountState(t, s, bob.ID); !mapsEqual(got, before) {
 		t.Errorf("failed Import wrote %v (before %v)", got, before)
+	}
+	if ls, _ := s.ListEntries(ctx, bob.ID); len(ls) != 0 {
+		t.Errorf("failed Import wrote sender lists: %+v", ls)
+	}
+	if m, _ := s.ListMode(ctx, bob.ID); m != mailmap.Blacklist {
+		t.Errorf("failed Import set the list mode to %q", m)
 	}
 	res, err = s.Import(ctx, mailmap.ImportBatch{UserID: bob.ID, Identities: []mailmap.Identity{chanID}})
 	if err != nil || res.Identities != 1 {
