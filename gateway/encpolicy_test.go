@@ -177,3 +177,35 @@ func TestReplyNamesOurInventoryHash(t *testing.T) {
 		t.Errorf("EncodingSeen(bob) = %d, %v; want 3", enc, err)
 	}
 }
+
+// TestDeliveredSendmailCopy: bmgate sendmail gives a script's mail a
+// Message-ID; the script's own Sent copy has none. Its $Delivered is
+// found by content all the same (docs/interop-notbit.md, scenario b).
+func TestDeliveredSendmailCopy(t *testing.T) {
+	e := newSendEnv(t, filepath.Join(t.TempDir(), "g.db"), 1, nil)
+	ctx := context.Background()
+	hdr := "From: " + e.aliceID.Address.String() + "@bm.test\r\nTo: " + e.bob.Address.String() + "@bm.test\r\n"
+	rcpt, _ := e.g.CheckRecipient(ctx, e.alice, e.bob.Address.String()+"@bm.test")
+	if err := e.g.Submit(ctx, Submission{User: e.alice, From: e.aliceID.Address.String(), Recipients: []Recipient{rcpt},
+		Raw: []byte(hdr + "Subject: disk\r\nMessage-ID: <sm1@bm.test>\r\n\r\ndisk full\r\n")}); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := e.store.MailboxBySpecialUse(ctx, e.alice.ID, mailmap.SpecialSent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.AppendMessage(ctx, e.alice.ID, mb.ID, []byte(hdr+"Subject: disk\r\n\r\ndisk full\r\n"), nil, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	drive(t, ctx, e.g)
+	msgs := e.pub.ofType(wire.ObjectMsg)
+	e.putRaw(e.ackOf(msgs[len(msgs)-1]))
+	e.once()
+	if it := e.row(); it.State != mailmap.OutboxAcked {
+		t.Fatalf("row %s, want acked", it.State)
+	}
+	e.g.markDelivered(ctx)
+	if flags := e.sentFlags(); len(flags) != 1 || !hasFlag(flags[0], DeliveredKeyword) {
+		t.Fatalf("Sent copy flags %v, want %s", flags, DeliveredKeyword)
+	}
+}

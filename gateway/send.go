@@ -484,10 +484,12 @@ func (g *Gateway) acknowledged(ctx context.Context, it mailmap.OutboxItem) error
 	g.countReport(it, got, ActionDelivered)
 	// The Sent copy is the row's, whether or not the mail had a Message-ID.
 	g.deliveredMu.Lock()
-	p := pendingDelivered{userID: it.UserID, messageID: it.MessageID, created: it.CreatedAt, until: now.Add(deliveredWatch)}
+	// Found by Message-ID, else by content (a copy without one: the mail
+	// had none, or bmgate sendmail gave it one the script's copy lacks).
+	p := pendingDelivered{userID: it.UserID, messageID: it.MessageID, created: it.CreatedAt, until: now.Add(deliveredWatch),
+		subject: it.Subject, body: it.Body}
 	if it.MessageID == "" {
-		// Found by content: keep what it is compared with (only then).
-		p.subject, p.body, p.original = it.Subject, it.Body, it.Original
+		p.original = it.Original // compared byte for byte first (kept only then: it may be large)
 	}
 	g.delivered[it.ID] = p
 	g.deliveredMu.Unlock()

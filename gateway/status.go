@@ -121,12 +121,19 @@ const (
 )
 
 // sentCopies finds the Sent copies of an acked row: by Message-ID when the
-// mail had one; otherwise among the newest copies without one, those with
-// the bytes that were submitted or, parsed as a submission is, the same
-// subject and body.
+// mail had one; otherwise (or when no copy has it) among the newest copies
+// without one, those with the bytes that were submitted or, parsed as a
+// submission is, the same subject and body.
 func (g *Gateway) sentCopies(ctx context.Context, p pendingDelivered) ([]mailmap.Message, error) {
 	if p.messageID != "" {
-		return g.store.FindByMessageID(ctx, p.userID, mailmap.SpecialSent, p.messageID)
+		msgs, err := g.store.FindByMessageID(ctx, p.userID, mailmap.SpecialSent, p.messageID)
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+		// The copy may lack the Message-ID the row has: bmgate sendmail
+		// gives a script's mail one, and the script's own copy has none.
+		// Only copies without a Message-ID are compared, so a client's
+		// copy (which has its own) is never taken for another mail.
 	}
 	mb, err := g.store.MailboxBySpecialUse(ctx, p.userID, mailmap.SpecialSent)
 	if errors.Is(err, mailmap.ErrNotFound) {
