@@ -23,6 +23,7 @@ import (
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/gateway/pyapi"
 	"github.com/bmgate/bmgate/mailmap"
+	"github.com/bmgate/bmgate/mailmap/loginguard"
 	"github.com/bmgate/bmgate/mailmap/storetest"
 )
 
@@ -684,5 +685,31 @@ func TestHTTP(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("big body: %d", resp.StatusCode)
+	}
+}
+
+// TestLoginGuard: logins go through the login guard SMTP and IMAP use, so
+// failures are counted in the shared table.
+func TestLoginGuard(t *testing.T) {
+	ctx := context.Background()
+	s := newSite(t, filepath.Join(t.TempDir(), "api.db"))
+	guard := loginguard.New(loginguard.Config{Store: s.st, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond, MaxWait: 5 * time.Second})
+	api, err := pyapi.New(pyapi.Config{Store: s.st, Gateway: s.gw, Guard: guard, Network: params.Mainnet, Domain: domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	bad := &rpc{t: t, url: srv.URL, user: "alice", pass: "wrong"}
+	if got := bad.call("helloWorld", "a", "b"); got != pyapi.AuthFailed {
+		t.Fatalf("bad password: %q", got)
+	}
+	entries, err := s.st.LoginGuardEntries(ctx, 10)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no failure recorded: %v %v", entries, err)
+	}
+	good := &rpc{t: t, url: srv.URL, user: "alice", pass: "alice-pw"}
+	if got := good.call("helloWorld", "a", "b"); got != "a-b" {
+		t.Fatalf("good password after a failure: %q", got)
 	}
 }
