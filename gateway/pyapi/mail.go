@@ -594,7 +594,7 @@ func (s *Server) send(ctx context.Context, u mailmap.User, toArg, fromArg, subjA
 			return nil, apiErr(6, "The encoding type must be 2 or 3.")
 		}
 	}
-	ttl := 4 * 24 * time.Hour
+	var ttl time.Duration // not given: the configured message_ttl/broadcast_ttl (4 days by default, as PyBitmessage's)
 	if len(opt) >= 2 {
 		secs, err := num(opt[1])
 		if err != nil {

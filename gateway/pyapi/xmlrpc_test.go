@@ -3,6 +3,7 @@ package pyapi
 import (
 	"bytes"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -145,4 +146,22 @@ func FuzzDecodeCall(f *testing.F) {
 			t.Fatalf("re-encoded call does not decode: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestREADMEListsMethods: README.md's "PyBitmessage API" names every method.
+func TestREADMEListsMethods(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "## PyBitmessage API")
+	if !ok {
+		t.Fatal("README.md has no section PyBitmessage API")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	for _, m := range Methods() {
+		if !strings.Contains(sec, "`"+m+"`") {
+			t.Errorf("README.md does not list %s", m)
+		}
+	}
 }
