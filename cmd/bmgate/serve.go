@@ -373,6 +373,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		}
 		lns = append(lns, ln)
 		bound = append(bound, fmt.Sprintf("api=%s", ln.Addr()))
+		addrs["api"] = ln.Addr().String()
 		if !isLoopback(cfg.API) {
 			s.log.Warn("the XML-RPC API listens beyond loopback over plain HTTP: passwords travel in clear in every request; put it behind a TLS proxy", "api", ln.Addr().String())
 		}
@@ -470,6 +471,10 @@ func (s *server) printWelcome(inv *invocation, addrs map[string]string) {
 	}
 	if a, ok := addrs["local_submit"]; ok {
 		fmt.Fprintf(&b, "  Local submission: %s, no password, sent as %s\n", a, cfg.LocalSubmitUser)
+	}
+	if a, ok := addrs["api"]; ok {
+		h, p := host(a)
+		fmt.Fprintf(&b, "  PyBitmessage XML-RPC API: http://%s/, HTTP basic auth with the user name and password\n", net.JoinHostPort(h, p))
 	}
 	fmt.Fprintf(&b, "  User name and password: those of `bmgate user add NAME`.\n")
 	ctx := context.Background()

@@ -81,16 +81,14 @@ func DecodeCall(r io.Reader) (c Call, err error) {
 				return Call{}, parseErr("no <methodName>")
 			}
 			// Nothing but space, comments and processing instructions may follow.
-			for {
-				t, err := d.next()
-				if errors.Is(err, io.EOF) {
-					return c, nil
-				}
-				if err != nil {
-					return Call{}, err
-				}
-				return Call{}, parseErr("unexpected %T after </methodCall>", t)
+			after, err := d.next()
+			if errors.Is(err, io.EOF) {
+				return c, nil
 			}
+			if err != nil {
+				return Call{}, err
+			}
+			return Call{}, parseErr("unexpected %T after </methodCall>", after)
 		case xml.StartElement:
 			switch t.Name.Local {
 			case "methodName":
