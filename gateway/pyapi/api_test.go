@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bmgate/bmgate/bmcore/address"
 	"github.com/bmgate/bmgate/bmcore/identity"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/gateway"
@@ -321,11 +322,24 @@ func testAPI(t *testing.T, dsn string) {
 	}
 	// Bad addresses.
 	bad := addrA[:len(addrA)-1] + string("23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"[(strings.IndexByte("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz", addrA[len(addrA)-1])+1)%57])
+	withSum := func(data []byte) string {
+		sum := address.DoubleSHA512(data)
+		return "BM-" + address.EncodeBase58(append(data, sum[:4]...))
+	}
+	ripe := bytes.Repeat([]byte{0x11}, 20)
+	v1 := withSum(append([]byte{1, 1}, ripe...))
+	v5 := withSum(append([]byte{5, 1}, ripe...))
+	stream2 := address.Address{Version: 4, Stream: 2, Ripe: [20]byte(ripe)}.String()
+	notCanonical := withSum(append([]byte{4, 1, 0}, ripe[:19]...))
 	for addr, want := range map[string]string{
-		bad:        "API Error 0008: Checksum failed for address: " + bad,
-		"BM-0OIl":  "API Error 0009: Invalid characters in address: BM-0OIl",
-		"BM-":      "API Error 0009: Invalid characters in address: BM-",
-		"BM-2cW67": "API Error 0008: Checksum failed for address: BM-2cW67",
+		v1:           "API Error 0011: The address version number currently must be 2, 3 or 4. Others aren't supported. Check the address.",
+		v5:           "API Error 0010: Address version number too high (or zero) in address: " + v5,
+		stream2:      "API Error 0012: The stream number must be 1. Others aren't supported. Check the address.",
+		notCanonical: "API Error 0007: Could not decode address: " + notCanonical + " : encodingproblem",
+		bad:          "API Error 0008: Checksum failed for address: " + bad,
+		"BM-0OIl":    "API Error 0009: Invalid characters in address: BM-0OIl",
+		"BM-":        "API Error 0009: Invalid characters in address: BM-",
+		"BM-2cW67":   "API Error 0008: Checksum failed for address: BM-2cW67",
 	} {
 		if got := alice.call("deleteAddress", addr); got != want {
 			t.Errorf("deleteAddress(%q): %q, want %q", addr, got, want)
@@ -490,6 +504,16 @@ func testAPI(t *testing.T, dsn string) {
 			t.Errorf("broadcast TTL %v, want 1h (clamped)", r.TTL)
 		}
 	}
+	// A post to a chan one has joined.
+	post := alice.call("sendMessage", chanAddr, addrA, b64("to the chan"), b64("hi all"))
+	if got := alice.call("getStatus", post); got != "msgqueued" {
+		t.Errorf("chan post: %q (%s)", got, post)
+	}
+	rows, _ = s.st.UserOutbox(ctx, aliceU.ID)
+	if last := rows[len(rows)-1]; last.Kind != mailmap.OutboxChan || last.ToAddress != chanAddr {
+		t.Errorf("chan post row: %+v", last)
+	}
+	alice.call("trashSentMessageByAckData", post)
 	// Mail submitted as over SMTP shows in the sent list.
 	raw := "From: " + gateway.BMToMail(addrA, domain) + "\r\nTo: " + gateway.BMToMail(addrB, domain) +
 		"\r\nSubject: via smtp\r\nMessage-ID: <smtp1@x>\r\nDate: Fri, 04 Dec 2026 10:00:00 +0000\r\n\r\nbody\r\n"
@@ -612,6 +636,12 @@ func testAPI(t *testing.T, dsn string) {
 	}
 	if !seen {
 		t.Errorf("read flag not set in IMAP: %+v", msgs)
+	}
+	if got := list(alice.jsonOf("getInboxMessageById", msgid, false), "inboxMessage"); len(got) != 1 || got[0]["read"] != 0.0 {
+		t.Errorf("getInboxMessageById(unread): %v", got)
+	}
+	if got := list(alice.jsonOf("getInboxMessageById", msgid, true), "inboxMessage"); len(got) != 1 || got[0]["read"] != 1.0 {
+		t.Errorf("getInboxMessageById(read again): %v", got)
 	}
 	if got := bob.call("trashInboxMessage", msgid); !strings.HasPrefix(got, "Trashed inbox message") {
 		t.Errorf("bob trash: %q", got)

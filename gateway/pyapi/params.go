@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bmgate/bmgate/bmcore/address"
+	"github.com/bmgate/bmgate/bmcore/wire"
 )
 
 // Reading parameters the way PyBitmessage's handlers use them.
@@ -230,6 +231,20 @@ func decodeStatus(err error) string {
 	return "otherproblem"
 }
 
+// isVersion1 reports whether Decode refused text only for being a
+// version 1 address (checksum right, version var_int 1).
+func isVersion1(text string, err error) bool {
+	if !errors.Is(err, address.ErrVersion) {
+		return false
+	}
+	data, ok := address.DecodeBase58(strings.TrimPrefix(strings.TrimSpace(text), address.Prefix))
+	if !ok {
+		return false
+	}
+	v, _, verr := wire.ReadVarInt(data)
+	return verr == nil && v == 1
+}
+
 // verifyAddress is PyBitmessage's _verifyAddress: errors 7–12 and 26.
 func verifyAddress(v any) (address.Address, string, error) {
 	text, err := str(v)
@@ -237,6 +252,10 @@ func verifyAddress(v any) (address.Address, string, error) {
 		return address.Address{}, "", err
 	}
 	a, derr := address.Decode(text)
+	if isVersion1(text, derr) {
+		// PyBitmessage decodes a version 1 address, then refuses it.
+		return a, "", apiErr(11, "The address version number currently must be 2, 3 or 4. Others aren't supported. Check the address.")
+	}
 	switch status := decodeStatus(derr); status {
 	case "success":
 	case "checksumfailed":
