@@ -59,6 +59,8 @@ func DecodeCall(r io.Reader) (c Call, err error) {
 		switch strings.ToLower(label) {
 		case "utf-8", "utf8", "us-ascii", "ascii":
 			return in, nil
+		case "iso-8859-1", "latin-1", "latin1", "iso8859-1":
+			return &latin1Reader{r: in}, nil
 		}
 		return nil, parseErr("unsupported encoding %q", label)
 	}
@@ -115,6 +117,28 @@ func DecodeCall(r io.Reader) (c Call, err error) {
 			return Call{}, parseErr("unexpected text in <methodCall>")
 		}
 	}
+}
+
+// latin1Reader turns ISO-8859-1 into UTF-8 (each byte is its code point).
+type latin1Reader struct {
+	r       io.Reader
+	pending []byte
+}
+
+func (l *latin1Reader) Read(p []byte) (int, error) {
+	if len(l.pending) == 0 {
+		buf := make([]byte, max(len(p)/2, 1))
+		n, err := l.r.Read(buf)
+		for _, c := range buf[:n] {
+			l.pending = utf8.AppendRune(l.pending, rune(c))
+		}
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, l.pending)
+	l.pending = l.pending[n:]
+	return n, nil
 }
 
 // next returns the next token that matters: start and end elements and

@@ -37,6 +37,11 @@ func TestDecodeCall(t *testing.T) {
 	if c.Method != "m" || !reflect.DeepEqual(c.Params, want) {
 		t.Fatalf("got %q %#v", c.Method, c.Params)
 	}
+	// ISO-8859-1, as some clients declare.
+	c, err = DecodeCall(strings.NewReader("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><methodCall><methodName>m</methodName><params><param><value>caf\xe9</value></param></params></methodCall>"))
+	if err != nil || c.Params[0] != "café" {
+		t.Fatalf("latin-1: %#v %v", c.Params, err)
+	}
 	// No params at all.
 	c, err = DecodeCall(strings.NewReader(`<methodCall><methodName>x</methodName></methodCall>`))
 	if err != nil || c.Method != "x" || len(c.Params) != 0 {
