@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -134,7 +133,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.write(w, EncodeFault(1, "<class 'xml.parsers.expat.ExpatError'>:"+strings.TrimPrefix(err.Error(), ErrParse.Error()+": ")))
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(body, 1))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 	defer cancel()
 	u, ok := s.authenticate(ctx, r)
