@@ -12,6 +12,7 @@ import (
 
 	"github.com/bmgate/bmgate/bmcore/address"
 	"github.com/bmgate/bmgate/bmcore/identity"
+	"github.com/bmgate/bmgate/bmcore/wire"
 	"github.com/bmgate/bmgate/gateway"
 	"github.com/bmgate/bmgate/mailmap"
 )
@@ -523,6 +524,19 @@ func (s *Server) decodeAddress(_ context.Context, _ mailmap.User, p []any) (any,
 		return nil, err
 	}
 	a, derr := address.Decode(text)
+	if isVersion1(text, derr) {
+		// PyBitmessage decodes the dead version 1 too: the ripe is the
+		// 20 bytes before the checksum.
+		data, _ := address.DecodeBase58(strings.TrimPrefix(strings.TrimSpace(text), address.Prefix))
+		_, n, _ := wire.ReadVarInt(data)
+		stream, _, _ := wire.ReadVarInt(data[n:])
+		var ripe []byte
+		if len(data) >= 24 {
+			ripe = data[len(data)-24 : len(data)-4]
+		}
+		return pyJSON(obj{{"status", "success"}, {"addressVersion", 1}, {"streamNumber", stream},
+			{"ripe", base64.StdEncoding.EncodeToString(ripe)}}), nil
+	}
 	if derr != nil {
 		return pyJSON(obj{{"status", decodeStatus(derr)}, {"addressVersion", 0}, {"streamNumber", 0}, {"ripe", ""}}), nil
 	}

@@ -348,6 +348,9 @@ func testAPI(t *testing.T, dsn string) {
 	if got := alice.jsonOf("decodeAddress", addrA); got["status"] != "success" || got["addressVersion"] != 4.0 || got["streamNumber"] != 1.0 || len(unb64(t, got["ripe"])) != 20 {
 		t.Errorf("decodeAddress: %v", got)
 	}
+	if got := alice.jsonOf("decodeAddress", v1); got["status"] != "success" || got["addressVersion"] != 1.0 || unb64(t, got["ripe"]) != string(ripe) {
+		t.Errorf("decodeAddress(v1): %v", got)
+	}
 	if got := alice.jsonOf("decodeAddress", bad); got["status"] != "checksumfailed" {
 		t.Errorf("decodeAddress(bad): %v", got)
 	}
