@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/bmgate/bmgate/mailmap"
+import (
+	"time"
+
+	"github.com/bmgate/bmgate/mailmap"
+)
 
 // Recipient is one accepted RCPT TO of a submission.
 type Recipient struct {
@@ -18,4 +22,10 @@ type Submission struct {
 	Ret        string // RFC 3461 RET: "FULL", "HDRS" or ""
 	EnvID      string // RFC 3461 ENVID, xtext-decoded, or ""
 	Raw        []byte // the message as received
+
+	// Set by the XML-RPC API (gateway/pyapi) only: the PyBitmessage-style
+	// ackdata it hands back (mailmap.OutboxItem.APIRef; one recipient),
+	// and the message's lifetime (0: the configured one).
+	APIRef []byte
+	TTL    time.Duration
 }

@@ -202,6 +202,10 @@ func (g *Gateway) Submit(ctx context.Context, s Submission) error {
 		if r.Kind == mailmap.OutboxChan {
 			it.TTL = g.cfg.BroadcastTTL
 		}
+		if s.TTL > 0 {
+			it.TTL = s.TTL
+		}
+		it.APIRef = s.APIRef
 		estimate += g.expectedTrials(ctx, it.Kind, it.ToAddress, size, it.TTL)
 		items = append(items, it)
 	}

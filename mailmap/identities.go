@@ -298,6 +298,12 @@ func (s *sqlStore) AddSubscription(ctx context.Context, sub Subscription) (Subsc
 	return sub, nil
 }
 
+// DeleteSubscription stops following address (ErrNotFound: not followed).
+func (s *sqlStore) DeleteSubscription(ctx context.Context, userID int64, address string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM subscriptions WHERE user_id = $1 AND address = $2`, userID, address)
+	return rowsAffected("delete subscription", res, err)
+}
+
 func (s *sqlStore) subscriptions(ctx context.Context, query string, args ...any) ([]Subscription, error) {
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 
 const outboxCols = `id, user_id, from_address, to_address, kind, subject, body, encoding, extra, message_id, state,
 	attempts, next_attempt, ttl, ack_data, inv_hash, last_error, pow_duration, created_at, sent_at, acked_at,
-	notify, ret, env_id, orig_rcpt, delay_reported, reported, original, lease_owner, pow_job`
+	notify, ret, env_id, orig_rcpt, delay_reported, reported, original, lease_owner, pow_job, api_ref, trashed`
 
 func scanOutbox(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	var it OutboxItem
@@ -25,7 +25,7 @@ func scanOutbox(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	if err := row.Scan(&it.ID, &it.UserID, &it.FromAddress, &it.ToAddress, &kind, &subject, &body, &encoding, &it.Extra,
 		&it.MessageID, &state, &attempts, &next, &ttl, &it.AckData, &it.InvHash, &it.LastError, &pow, &created,
 		&sent, &acked, &notify, &it.Ret, &it.EnvID, &it.OrigRcpt, &it.DelayReported, &it.Reported, &it.Original,
-		&it.LeaseOwner, &job); err != nil {
+		&it.LeaseOwner, &job, &it.APIRef, &it.Trashed); err != nil {
 		return OutboxItem{}, err
 	}
 	it.Kind, it.State = OutboxKind(kind), OutboxState(state)
@@ -144,9 +144,9 @@ func (s *sqlStore) enqueueOutbox(ctx context.Context, items []OutboxItem, once f
 		}
 		stmt, err := w.PrepareContext(ctx, `INSERT INTO outbox (user_id, created_at, from_address, to_address, kind, subject,
 				body, encoding, extra, message_id, state, attempts, next_attempt, ttl, ack_data, inv_hash, last_error,
-				pow_duration, sent_at, acked_at, notify, ret, env_id, orig_rcpt, delay_reported, reported, original)
+				pow_duration, sent_at, acked_at, notify, ret, env_id, orig_rcpt, delay_reported, reported, original, api_ref)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-				$23, $24, $25, $26, $27)
+				$23, $24, $25, $26, $27, $28)
 			RETURNING id`)
 		if err != nil {
 			return fmt.Errorf("enqueue outbox: %w", err)
@@ -155,6 +155,7 @@ func (s *sqlStore) enqueueOutbox(ctx context.Context, items []OutboxItem, once f
 		for i := range out {
 			it := &out[i]
 			args := append([]any{it.UserID, toMicros(it.CreatedAt)}, outboxArgs(it)...)
+			args = append(args, it.APIRef)
 			if err := stmt.QueryRowContext(ctx, args...).Scan(&it.ID); err != nil {
 				if isForeignKeyViolation(err) {
 					return ErrNotFound
@@ -510,4 +511,25 @@ func (s *sqlStore) listOutbox(ctx context.Context, query string, args ...any) ([
 		return nil, fmt.Errorf("list outbox: %w", err)
 	}
 	return out, nil
+}
+
+// TrashOutbox marks the user's rows trashed; other users' ids are ignored.
+func (s *sqlStore) TrashOutbox(ctx context.Context, userID int64, ids []int64) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := []any{userID}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET trashed = TRUE WHERE user_id = $1 AND NOT trashed AND id IN (`+
+		placeholders(2, len(ids))+`)`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("trash outbox: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("trash outbox: %w", err)
+	}
+	return n, nil
 }

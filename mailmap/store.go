@@ -218,6 +218,14 @@ type OutboxItem struct {
 
 	LeaseOwner string // the worker that claimed the row ("" = none)
 	PoWJob     int64  // the proof-of-work job the row waits for (0 = none)
+
+	// APIRef is the PyBitmessage-style ackdata the XML-RPC API handed
+	// back for this row (gateway/pyapi); set at enqueue, never changed by
+	// the pipeline. nil for mail submitted otherwise.
+	APIRef []byte
+	// Trashed hides the row from the API's sent lists (trashSentMessage);
+	// the pipeline ignores it.
+	Trashed bool
 }
 
 // OutboxStep is one checked transition of an outbox row. The row must be in
@@ -428,6 +436,8 @@ type Accounts interface {
 	ResolveAlias(ctx context.Context, userID int64, alias string) (string, error)
 	AddSubscription(ctx context.Context, s Subscription) (Subscription, error)
 	Subscriptions(ctx context.Context, userID int64) ([]Subscription, error)
+	// DeleteSubscription stops following address (ErrNotFound: not followed).
+	DeleteSubscription(ctx context.Context, userID int64, address string) error
 	AllSubscriptions(ctx context.Context) ([]Subscription, error)
 }
 
@@ -524,6 +534,9 @@ type Outbox interface {
 	OutboxByAckData(ctx context.Context, ackData []byte) (OutboxItem, error)
 	OutboxCounts(ctx context.Context) (map[OutboxState]int, error)
 	UserOutbox(ctx context.Context, userID int64) ([]OutboxItem, error)
+	// TrashOutbox marks the user's rows trashed (hidden from the XML-RPC
+	// API's sent lists; sending goes on) and reports how many it marked.
+	TrashOutbox(ctx context.Context, userID int64, ids []int64) (int64, error)
 	// OutboxTo returns the user's latest rows (newest first, at most limit)
 	// sent from one address to another.
 	OutboxTo(ctx context.Context, userID int64, from, to string, limit int) ([]OutboxItem, error)

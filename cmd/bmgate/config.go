@@ -83,6 +83,8 @@ type Config struct {
 
 	Autoconfig string `key:"autoconfig" arg:"ADDR" flag:"autoconfig" help:"HTTP listener for mail client autoconfiguration (Thunderbird's /mail/config-v1.1.xml and /.well-known/autoconfig/mail/config-v1.1.xml, Outlook's /autodiscover/autodiscover.xml), host:port, or off. It describes the IMAP and SMTP listeners at hostname; expose it as autoconfig.<domain> on port 80 (README)."`
 
+	API string `key:"api" arg:"ADDR" flag:"api" help:"PyBitmessage-compatible XML-RPC API (the methods of PyBitmessage 0.6.3's api.py), host:port, or off. Each request logs in as a bmgate user with HTTP basic auth (user name or own address and password) and sees only that user's addresses and mail. Plain HTTP: keep it on loopback, or behind a TLS proxy, since passwords travel in every request (README, PyBitmessage API)."`
+
 	Admin     string `key:"admin" arg:"ADDR" flag:"admin" scope:"all" help:"Admin HTTP listener (/healthz, /metrics in Prometheus format, /status used by bmgate status), host:port, or off. Keep it on loopback: it has no authentication."`
 	LogFormat string `key:"log_format" arg:"text|json" flag:"log-format" scope:"all" help:"Log format: text or json."`
 	LogLevel  string `key:"log_level" arg:"LEVEL" flag:"log-level" scope:"all" help:"Log level: debug, info, warn or error."`
@@ -122,6 +124,7 @@ func DefaultConfig() Config {
 		AckTimeout:                28 * 24 * time.Hour, // the longest TTL a resend reaches (docs/protocol.md §5.4)
 		Admin:                     "127.0.0.1:8446",
 		Autoconfig:                Off,
+		API:                       Off,
 		LogFormat:                 "text",
 		LogLevel:                  "info",
 	}

@@ -76,6 +76,7 @@ func (c *Config) Validate() error {
 	listener("imaps", c.IMAPS, false)
 	listener("p2p", c.P2P, false)
 	listener("admin", c.Admin, false)
+	listener("api", c.API, false)
 	listener("local_submit", c.LocalSubmit, true)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert", "tls_cert and tls_key must be given together")

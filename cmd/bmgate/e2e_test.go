@@ -104,6 +104,7 @@ type instance struct {
 	name, data, db  string
 	smtp, imap, p2p string
 	peers           []string
+	extra           []string // more serve flags
 	cmd             *exec.Cmd
 	log             *bytes.Buffer
 }
@@ -141,6 +142,7 @@ func (in *instance) serve() {
 	for _, p := range in.peers {
 		args = append(args, "--peer", p)
 	}
+	args = append(args, in.extra...)
 	cmd := exec.Command(bmgateBinary(in.t), args...)
 	cmd.Stdout, cmd.Stderr = in.log, in.log
 	if err := cmd.Start(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/bmgate/bmgate/bmcore/node"
 	"github.com/bmgate/bmgate/bmcore/params"
 	"github.com/bmgate/bmgate/gateway"
+	"github.com/bmgate/bmgate/gateway/pyapi"
 	"github.com/bmgate/bmgate/imapd"
 	"github.com/bmgate/bmgate/mailmap"
 	"github.com/bmgate/bmgate/mailmap/loginguard"
@@ -307,7 +308,7 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 			ln.Close()
 		}
 	}()
-	errc := make(chan error, len(services)+3)
+	errc := make(chan error, len(services)+4)
 	var bound []string
 	addrs := map[string]string{} // listener name → the address it is bound to (real ports, not :0)
 	for _, sv := range services {
@@ -361,6 +362,29 @@ func (s *server) run(ctx context.Context, inv *invocation) error {
 		go func() {
 			if err := ac.serve(ln); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("autoconfig: %w", err)
+			}
+		}()
+	}
+
+	if !ListenerOff(cfg.API) {
+		ln, err := listen(cfg.API)
+		if err != nil {
+			return fmt.Errorf("api listener: %w", err)
+		}
+		lns = append(lns, ln)
+		bound = append(bound, fmt.Sprintf("api=%s", ln.Addr()))
+		addrs["api"] = ln.Addr().String()
+		if !isLoopback(cfg.API) {
+			s.log.Warn("the XML-RPC API listens beyond loopback over plain HTTP: passwords travel in clear in every request; put it behind a TLS proxy", "api", ln.Addr().String())
+		}
+		api, err := pyapi.New(pyapi.Config{Store: s.store, Gateway: s.gw, Guard: s.guard, Network: cfg.NetworkParams(),
+			Domain: cfg.Domain, Version: Version(), Status: s.clientStatus, Logger: s.log.With("component", "api")})
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := api.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("api: %w", err)
 			}
 		}()
 	}
@@ -448,6 +472,10 @@ func (s *server) printWelcome(inv *invocation, addrs map[string]string) {
 	if a, ok := addrs["local_submit"]; ok {
 		fmt.Fprintf(&b, "  Local submission: %s, no password, sent as %s\n", a, cfg.LocalSubmitUser)
 	}
+	if a, ok := addrs["api"]; ok {
+		h, p := host(a)
+		fmt.Fprintf(&b, "  PyBitmessage XML-RPC API: http://%s/, HTTP basic auth with the user name and password\n", net.JoinHostPort(h, p))
+	}
 	fmt.Fprintf(&b, "  User name and password: those of `bmgate user add NAME`.\n")
 	ctx := context.Background()
 	users, err := s.store.ListUsers(ctx)
@@ -533,6 +561,20 @@ func (s *server) status(ctx context.Context) (Status, error) {
 	st.Sessions = SessionCounts{SMTP: s.smtp.Sessions(), IMAP: s.imap.Sessions()}
 	s.limitsStatus(&st)
 	return st, storeErr
+}
+
+// clientStatus is what the XML-RPC API's clientStatus reports.
+func (s *server) clientStatus() pyapi.ClientStatus {
+	var cs pyapi.ClientStatus
+	for _, p := range s.node.Peers() {
+		if p.Established {
+			cs.NetworkConnections++
+			cs.IncomingConnections = cs.IncomingConnections || p.Inbound
+		}
+	}
+	gs := s.gw.Stats()
+	cs.MessagesProcessed = gs.MessagesIn
+	return cs
 }
 
 // limitsStatus fills the connection, login and password-hashing figures.

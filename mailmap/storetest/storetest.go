@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) mailmap.Store) {
 		{"PoWJobsOfOutbox", testPoWJobsOfOutbox},
 		{"OutboxTo", testOutboxTo},
 		{"OutboxLookups", testOutboxLookups},
+		{"APIRows", testAPIRows},
 		{"Encodings", testEncodings},
 		{"PendingSends", testPendingSends},
 		{"Inventory", testInventory},
