@@ -14,7 +14,9 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ErrSecretKey is returned by Open when Options.SecretKey is missing or is
@@ -212,11 +214,27 @@ func (s *sqlStore) openSQLite(dsn string) error {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.rdb = r
-	// The first connection creates the file and switches it to WAL.
-	if err := w.Ping(); err != nil {
-		return fmt.Errorf("open sqlite: %w", err)
+	// The first connection creates the file and switches it to WAL. Several
+	// processes starting at once on a new file race for that switch, and
+	// SQLite answers the losers SQLITE_BUSY at once, without its busy
+	// handler: try again for a while.
+	deadline := time.Now().Add(10 * time.Second) // busy_timeout's bound
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := w.Ping()
+		if err == nil {
+			return nil
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("open sqlite: %w", err)
+		}
+		time.Sleep(wait)
 	}
-	return nil
+}
+
+// isBusy reports SQLite's SQLITE_BUSY (another connection holds a lock).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func (s *sqlStore) closeDBs() {
