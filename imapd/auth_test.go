@@ -107,13 +107,22 @@ func TestLoginFailures(t *testing.T) {
 	g := loginguard.New(loginguard.Config{Store: st.(loginguard.Store), BaseDelay: 40 * time.Millisecond})
 	e := serveStore(t, st, u, Config{AllowInsecureAuth: true, Guard: g}, false)
 	c := e.dial(nil)
+	// A failure's lock runs from when the guard recorded it: after the
+	// attempt began, before its answer arrived. So attempt i's answer comes
+	// at least Delay(i-1) after attempt i-1 began (from attempt i's own
+	// start it may fall short by the answer's travel time).
+	var prev time.Time
 	for i := 1; i <= 3; i++ {
 		start := time.Now()
 		err := c.Login(testUser, "wrong").Wait()
 		wantCode(t, "LOGIN with a wrong password", err, imap.ResponseCodeAuthenticationFailed)
-		if took, min := time.Since(start), g.Delay(i-1); took < min {
-			t.Errorf("attempt %d answered after %v, want at least %v", i, took, min)
+		if took, min := time.Since(prev), g.Delay(i-1); i > 1 && took < min {
+			t.Errorf("attempt %d answered %v after attempt %d began, want at least %v", i, took, i-1, min)
 		}
+		prev = start
+	}
+	if w := g.Stats().Waited; w < 2 {
+		t.Errorf("%d attempts waited for their turn, want attempts 2 and 3", w)
 	}
 	wantCode(t, "LOGIN of an unknown user", c.Login("nobody", "x").Wait(), imap.ResponseCodeAuthenticationFailed)
 	wantCode(t, "AUTHENTICATE PLAIN with a wrong password", c.Authenticate(sasl.NewPlainClient("", testUser, "wrong")), imap.ResponseCodeAuthenticationFailed)

@@ -38,37 +38,45 @@ func TestLoginGuarded(t *testing.T) {
 	g := loginguard.New(loginguard.Config{Store: guardStore(t), BaseDelay: base})
 	h := start(t, "starttls", func(c *Config) { c.Guard = g })
 	c := dial(t, h, true)
+	// A failure's lock runs from when the guard recorded it, which is
+	// after the client sent that attempt and before it read the answer.
+	// So the bound that always holds for attempt i is measured from the
+	// start of attempt i-1 (measured from attempt i's own start it may
+	// fall short by the time the answer took to travel).
+	var prev time.Time
 	for i := 1; i <= 3; i++ {
 		began := time.Now()
 		err := c.Auth(sasl.NewPlainClient("", alice.Name, "wrong-password"))
-		took := time.Since(began)
 		wantCode(t, err, 535, smtp.EnhancedCode{5, 7, 8})
 		// Attempt i waits out the lock of failure i-1: base·2^(i-2).
-		if want := g.Delay(i - 1); took < want {
-			t.Errorf("attempt %d answered after %v, want at least %v", i, took, want)
+		if want := g.Delay(i - 1); i > 1 && time.Since(prev) < want {
+			t.Errorf("attempt %d answered %v after attempt %d began, want at least %v", i, time.Since(prev), i-1, want)
 		}
+		prev = began
+	}
+	if w := g.Stats().Waited; w < 2 {
+		t.Errorf("%d attempts waited for their turn, want attempts 2 and 3", w)
 	}
 	// Another connection, another account, same address: the address's lock.
 	c2 := dial(t, h, true)
-	began := time.Now()
 	err := c2.Auth(sasl.NewPlainClient("", "nobody", "wrong-password"))
 	wantCode(t, err, 535, smtp.EnhancedCode{5, 7, 8})
-	if took := time.Since(began); took < g.Delay(3) {
-		t.Errorf("failure from a new connection answered after %v, want at least %v", took, g.Delay(3))
+	if took := time.Since(prev); took < g.Delay(3) {
+		t.Errorf("failure from a new connection answered %v after the third began, want at least %v", took, g.Delay(3))
 	}
 	// The right password still gets in once its turn comes.
 	login(t, c)
 	// Acting as another user is a failed login, and alice's success
 	// cleared nothing: the address waits for its fifth failure's lock.
 	c4 := dial(t, h, true)
+	began := time.Now()
 	err = c4.Auth(sasl.NewPlainClient("admin", "bob", alicePass))
 	wantCode(t, err, 535, smtp.EnhancedCode{5, 7, 8})
-	began = time.Now()
 	c5 := dial(t, h, true)
 	err = c5.Auth(sasl.NewPlainClient("", "carol", "wrong-password"))
 	wantCode(t, err, 535, smtp.EnhancedCode{5, 7, 8})
 	if took := time.Since(began); took < g.Delay(5) {
-		t.Errorf("after a success the address waited %v, want its count kept (%v)", took, g.Delay(5))
+		t.Errorf("after a success the address waited %v from the fifth failure's start, want its count kept (%v)", took, g.Delay(5))
 	}
 	st := g.Stats().Attempts["smtp"]
 	if st[loginguard.OutcomeFailed] != 6 || st[loginguard.OutcomeOK] != 1 {
