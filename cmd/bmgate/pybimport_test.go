@@ -726,3 +726,25 @@ func TestImportOddPath(t *testing.T) {
 		t.Errorf("%d files in the directory, want keys.dat and messages.dat", len(ents))
 	}
 }
+
+// FuzzParseKeysDat: a keys.dat from anywhere (a user moving in uploads
+// theirs) never makes the parser panic; what it accepts has identities
+// whose derived address is their section name.
+func FuzzParseKeysDat(f *testing.F) {
+	if data, err := os.ReadFile("testdata/pybitmessage/keys.dat"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("[bitmessagesettings]\nsettingsversion = 10\n[BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUK]\nlabel = x\nprivsigningkey = 5K\n"))
+	f.Add([]byte("key = before\n[a]\n  continued\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ids, _, _, err := parseKeysDat(data, 1000, 1000)
+		if err != nil {
+			return
+		}
+		for _, id := range ids {
+			if !strings.HasPrefix(id.Address, "BM-") {
+				t.Fatalf("accepted identity %+v", id)
+			}
+		}
+	})
+}
