@@ -157,6 +157,28 @@ func (s *sqlStore) HoldObject(ctx context.Context, h wire.InvHash, reason string
 	return nil
 }
 
+// RetrySetAside makes set-aside objects pending again, due at once with
+// their attempts counted from zero: the one with hash h, or every one when
+// h is nil (an operator fixed the cause). It returns how many it released.
+func (s *sqlStore) RetrySetAside(ctx context.Context, h *wire.InvHash) (int, error) {
+	query := `UPDATE inventory SET set_aside = FALSE, attempts = 0, retry_at = 0, lease_owner = '', lease_until = 0
+		WHERE set_aside AND NOT processed`
+	var args []any
+	if h != nil {
+		query += ` AND hash = $1`
+		args = append(args, h[:])
+	}
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("retry set-aside objects: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("retry set-aside objects: %w", err)
+	}
+	return int(n), nil
+}
+
 func (s *sqlStore) SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error) {
 	if limit <= 0 {
 		return nil, nil

@@ -601,6 +601,9 @@ type Inventory interface {
 	// a failure (a recipient over quota: the mail waits, it is not lost),
 	// keeping reason as its last error. Unknown or processed: ErrNotFound.
 	HoldObject(ctx context.Context, h wire.InvHash, reason string, retryAt time.Time) error
+	// RetrySetAside makes set-aside objects pending again (h: that one;
+	// nil: all), due at once with no attempts counted, and says how many.
+	RetrySetAside(ctx context.Context, h *wire.InvHash) (int, error)
 	// SetAsideObjects lists up to limit set-aside objects, in arrival order.
 	SetAsideObjects(ctx context.Context, limit int) ([]SetAsideObject, error)
 	// ObjectsByTag returns the unexpired inventory objects of a type carrying

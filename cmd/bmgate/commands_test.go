@@ -363,6 +363,24 @@ func TestStatusSetAside(t *testing.T) {
 		got.SetAside[0].Attempts != 3 || got.SetAside[0].Error != "deliver: boom 3\nsecond line" {
 		t.Errorf("status --json set_aside = %+v", got.SetAside)
 	}
+
+	// The operator fixed the cause: the object is tried again at once.
+	mustFail(t, env, 2, "give one HASH or --all", "inbound", "retry")
+	mustFail(t, env, 2, "not an inventory hash", "inbound", "retry", "abc")
+	mustFail(t, env, 1, "no set-aside object", "inbound", "retry", objs[0].Hash.String())
+	if out := mustRun(t, env, "", "inbound", "retry", objs[1].Hash.String()); out != "1 objects will be tried again\n" {
+		t.Errorf("inbound retry: %q", out)
+	}
+	if aside, err := st.SetAsideObjects(ctx, 10); err != nil || len(aside) != 0 {
+		t.Fatalf("set aside after retry: %+v, %v", aside, err)
+	}
+	pending, err := st.PendingObjects(ctx, now, 10)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("pending after retry = %d objects, %v; want both", len(pending), err)
+	}
+	if out := mustRun(t, env, "", "inbound", "retry", "--all"); out != "0 objects will be tried again\n" {
+		t.Errorf("inbound retry --all with none set aside: %q", out)
+	}
 }
 
 func TestAdminURL(t *testing.T) {

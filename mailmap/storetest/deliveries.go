@@ -231,6 +231,22 @@ func testObjectFailures(t *testing.T, s mailmap.Store) {
 	if e := aside[0].LastError; len(e) == 0 || len(e) > 1000 || !utf8.ValidString(e) {
 		t.Fatalf("long error stored as %d bytes (valid UTF-8 %v)", len(e), utf8.ValidString(e))
 	}
+	// An operator retries one set-aside object: pending again, due now,
+	// attempts from zero; then sets it aside again for the next check.
+	n, err := s.RetrySetAside(ctx, &objs[1].Hash)
+	noErr(t, err, "RetrySetAside")
+	if n != 1 {
+		t.Fatalf("RetrySetAside released %d objects, want 1", n)
+	}
+	if aside, _ := s.SetAsideObjects(ctx, 10); len(aside) != 2 {
+		t.Fatalf("SetAsideObjects after RetrySetAside = %+v", aside)
+	}
+	if n, aside := fail(objs[1], "boom again", now, 1); n != 1 || !aside {
+		t.Fatalf("after RetrySetAside the failure counted %d (aside %v), want 1 and set aside at max 1", n, aside)
+	}
+	if n, err := s.RetrySetAside(ctx, &objs[2].Hash); err != nil || n != 0 {
+		t.Fatalf("RetrySetAside of an object not set aside = %d, %v", n, err)
+	}
 	// A set-aside object processed after all (an operator's doing) is no
 	// longer listed.
 	noErr(t, s.MarkProcessed(ctx, objs[0].Hash, "", now), "MarkProcessed")
