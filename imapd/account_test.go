@@ -181,3 +181,34 @@ func TestEnabledAccountKeepsSession(t *testing.T) {
 	r.ok("FETCH 1:* (FLAGS)")
 	r.ok("LOGOUT")
 }
+
+// TestDisabledAccountEndsRunningIdle: an IDLE that started while the
+// account was enabled (selected or not) ends with BYE when the account is
+// disabled, without waiting for a command that never comes.
+func TestDisabledAccountEndsRunningIdle(t *testing.T) {
+	defer func(d time.Duration) { idleAccountCheck = d }(idleAccountCheck)
+	idleAccountCheck = 20 * time.Millisecond
+	for _, selectFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("selected=%v", selectFirst), func(t *testing.T) {
+			e := newEnv(t, Config{})
+			r := e.rawLogin()
+			if selectFirst {
+				r.ok("SELECT INBOX")
+			}
+			r.n++
+			if _, err := fmt.Fprintf(r.conn, "R%d IDLE\r\n", r.n); err != nil {
+				t.Fatal(err)
+			}
+			if l := r.line(); !strings.HasPrefix(l, "+ ") {
+				t.Fatalf("IDLE answered %q", l)
+			}
+			if err := e.store.SetDisabled(context.Background(), e.user.ID, true); err != nil {
+				t.Fatal(err)
+			}
+			if l := r.line(); !strings.HasPrefix(l, "* BYE ") || !strings.Contains(l, "Account disabled") {
+				t.Fatalf("idling session got %q, want * BYE Account disabled", l)
+			}
+			waitSessions(t, e.srv)
+		})
+	}
+}

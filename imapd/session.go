@@ -528,22 +528,35 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if err := s.active(); err != nil {
 		return err
 	}
+	// An IDLE can last for hours with no command in between: the account
+	// check that precedes every command is also made while idling, so a
+	// disabled or deleted account's IDLE ends with BYE.
+	check := time.NewTicker(idleAccountCheck)
+	defer check.Stop()
 	sel := s.selected()
-	if sel == nil {
-		<-stop
-		return nil
+	wake := make(chan struct{}, 1) // stays quiet when nothing is selected
+	if sel != nil {
+		sel.view.listen(wake)
+		defer sel.view.unlisten(wake)
 	}
-	wake := make(chan struct{}, 1)
-	sel.view.listen(wake)
-	defer sel.view.unlisten(wake)
 	for {
-		if err := sel.tracker.Poll(w, true); err != nil {
-			return err
+		if sel != nil {
+			if err := sel.tracker.Poll(w, true); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-wake:
+		case <-check.C:
+			if err := s.active(); err != nil {
+				return err
+			}
 		case <-stop:
 			return nil
 		}
 	}
 }
+
+// idleAccountCheck is how often an IDLE checks that its account is still
+// enabled (a variable for tests).
+var idleAccountCheck = 15 * time.Second
