@@ -151,7 +151,7 @@ var cmdUserSet = &command{
 	args: "NAME SETTING VALUE",
 	summary: "Change an account setting. delivery-reports on|off: put a delivery report in INBOX for every acknowledged message, " +
 		"even when the mail client did not ask for one. disabled on|off: refuse the account's logins, end its open SMTP and IMAP " +
-		"sessions at their next command and hold its queued mail, unsent, until it is enabled again. quota SIZE|none: the most " +
+		"sessions at their next command (an IMAP IDLE within 15 s) and hold its queued mail, unsent, until it is enabled again. quota SIZE|none: the most " +
 		"mail the account may store (100M, 2G, 512K or bytes); over it, IMAP APPEND gets [OVERQUOTA], SMTP 552, and arriving " +
 		"Bitmessage mail is held (not acknowledged, not lost) until there is room or it expires. send-rate N|none: the most " +
 		"messages (one per recipient) the account may queue in an hour; more get a temporary SMTP failure (450 4.7.1).",
