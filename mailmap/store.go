@@ -640,6 +640,10 @@ type LoginGuard interface {
 	// Login guard (loginguard.go; package loginguard has the policy):
 	// failed logins per address, account and known (account, address)
 	// pair, shared by every process on the database.
+	// LoginAccount maps a login name to the account it logs in as (a
+	// user's own address → the user's name), so failures are counted per
+	// account whatever form of the name is used.
+	LoginAccount(ctx context.Context, name string) (string, error)
 	LoginGuardAdmit(ctx context.Context, a GuardAttempt) (GuardVerdict, error)
 	LoginGuardDone(ctx context.Context, a GuardAttempt, v GuardVerdict, r GuardResult, p GuardPolicy) (GuardOutcome, error)
 	LoginGuardEntries(ctx context.Context, limit int) ([]GuardEntry, error)

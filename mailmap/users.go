@@ -236,6 +236,28 @@ func (s *sqlStore) DeleteUser(ctx context.Context, userID int64) error {
 	})
 }
 
+// LoginAccount returns the account a login name stands for, for counting
+// failed logins per account whichever form is typed: for one of a user's
+// own addresses (BM-… or BM-…@any domain) the owner's user name; for
+// another address the bare address (so BM-x@a and BM-x@b count as one);
+// any other name as given.
+func (s *sqlStore) LoginAccount(ctx context.Context, name string) (string, error) {
+	addr, ok := loginAddress(name)
+	if !ok {
+		return name, nil
+	}
+	var owner string
+	err := s.rdb.QueryRowContext(ctx, `SELECT u.name FROM users u JOIN identities i ON i.user_id = u.id
+		WHERE i.address = $1 AND i.kind = $2`, addr, string(KindNormal)).Scan(&owner)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return addr, nil
+	case err != nil:
+		return "", fmt.Errorf("login account: %w", err)
+	}
+	return owner, nil
+}
+
 // loginAddress returns the Bitmessage address a login name names, when it
 // is one: "BM-…" or "BM-…@domain". Only the form is checked; the lookup
 // decides.

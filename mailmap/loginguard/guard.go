@@ -50,6 +50,7 @@ import (
 
 // Store is the part of mailmap.Store the guard uses.
 type Store interface {
+	LoginAccount(ctx context.Context, name string) (string, error)
 	LoginGuardAdmit(ctx context.Context, a mailmap.GuardAttempt) (mailmap.GuardVerdict, error)
 	LoginGuardDone(ctx context.Context, a mailmap.GuardAttempt, v mailmap.GuardVerdict, r mailmap.GuardResult, p mailmap.GuardPolicy) (mailmap.GuardOutcome, error)
 	LoginGuardPrune(ctx context.Context, now time.Time, window, knownFor time.Duration, maxRows int) (int64, error)
@@ -249,11 +250,19 @@ type Verify func(ctx context.Context) (mailmap.User, error)
 // come within MaxWait it returns a *LockedError (errors.Is ErrLocked)
 // without calling verify.
 func (g *Guard) Login(ctx context.Context, proto, ip, name string, verify Verify) (mailmap.User, error) {
-	a := mailmap.GuardAttempt{IP: IPKey(ip), Name: NameKey(name), Hold: g.cfg.Hold, KnownFor: g.cfg.KnownFor}
 	log := g.log.With("proto", proto, "ip", ip, "user", logsafe.String(name))
 	if conn, ok := ctx.Value(connKey{}).(string); ok {
 		log = log.With("conn", conn)
 	}
+	// A user may log in with the user name or an own address: count the
+	// failures of every form against the one account.
+	account, err := g.store.LoginAccount(ctx, name)
+	if err != nil {
+		g.count(proto, OutcomeError)
+		log.Error("login guard unavailable", "err", err)
+		return mailmap.User{}, err
+	}
+	a := mailmap.GuardAttempt{IP: IPKey(ip), Name: NameKey(account), Hold: g.cfg.Hold, KnownFor: g.cfg.KnownFor}
 	start := g.clock.Now()
 	deadline := start.Add(g.cfg.MaxWait)
 	waited := false

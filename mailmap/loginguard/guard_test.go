@@ -317,3 +317,46 @@ func TestKeys(t *testing.T) {
 		t.Error("NameKey")
 	}
 }
+
+// TestAddressLoginsCountForTheAccount: a user logs in with the user name or
+// an own address (any case of domain, or none); failures in every form
+// count against the one account, so writing the address another way does
+// not buy another series of guesses. An unknown address counts as itself,
+// whatever domain follows it.
+func TestAddressLoginsCountForTheAccount(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	u, err := st.CreateUser(ctx, "alice", "right")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const addr = "BM-2cWzSnwjJ7yRP3nLEWUV5LisTZyREWSzUK"
+	if _, err := st.AddIdentity(ctx, mailmap.Identity{UserID: u.ID, Address: addr, Kind: mailmap.KindNormal,
+		SigningKey: bytes.Repeat([]byte{1}, 32), EncryptionKey: bytes.Repeat([]byte{2}, 32), NonceTrialsPerByte: 1000, ExtraBytes: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	g, clock, fv := newGuard(t, Config{Store: st})
+	ips := []string{"192.0.2.1", "198.51.100.1", "203.0.113.1", "192.0.2.99", "198.51.100.99", "203.0.113.99"}
+	names := []string{"alice", addr, addr + "@bmaddr.lan", addr + "@other.example", "BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63z@a", "BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63z@b"}
+	for i, name := range names {
+		clock.Advance(time.Hour / 2) // past any lock, within the window
+		if _, err := g.Login(ctx, "imap", ips[i], name, fv.check(name, "wrong")); !errors.Is(err, mailmap.ErrAuthFailed) {
+			t.Fatalf("login %d as %s: %v", i, name, err)
+		}
+	}
+	entries, err := st.LoginGuardEntries(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range entries {
+		if e.Kind == mailmap.GuardUser {
+			got[e.Name] = e.Failures
+		}
+	}
+	other := NameKey("BM-2cTux3PGRqHTEH6wyUP2sWeT4LrsGgy63z")
+	want := map[string]int{"alice": 4, other: 2}
+	if len(got) != len(want) || got["alice"] != want["alice"] || got[other] != want[other] {
+		t.Fatalf("account entries %v, want %v", got, want)
+	}
+}

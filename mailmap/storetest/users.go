@@ -363,6 +363,12 @@ func testLoginByAddress(t *testing.T, s mailmap.Store) {
 	// Bob's address with alice's password is bob's account: it fails
 	// unless the password is bob's (both use the test password here, so
 	// check it is bob who logs in).
+	for name, want := range map[string]string{"alice": "alice", aliceAddr + "@bmaddr.lan": "alice", bobAddr: "bob",
+		chanAddr + "@x": chanAddr, "BM-2cVz4ZyQ1cUJRSDgvP5cBXRWq8QXKtTqkQ@a.example": "BM-2cVz4ZyQ1cUJRSDgvP5cBXRWq8QXKtTqkQ"} {
+		if got, err := s.LoginAccount(ctx, name); err != nil || got != want {
+			t.Errorf("LoginAccount(%s) = %q, %v; want %q", name, got, err, want)
+		}
+	}
 	got, err := s.Authenticate(ctx, bobAddr, password)
 	noErr(t, err, "Authenticate as bob's address")
 	if got.ID != bob.ID {
