@@ -785,21 +785,37 @@ func (g *Gateway) ensureMailbox(ctx context.Context, userID int64, name string) 
 	if !errors.Is(err, mailmap.ErrNotFound) {
 		return mb, fmt.Errorf("find mailbox: %w", err)
 	}
-	// Thunderbird lists only subscribed folders by default, so folders made
-	// here (and their parent) are subscribed.
-	names := []string{name}
-	if parent, _, ok := strings.Cut(name, "/"); ok {
-		names = []string{parent, name}
-	}
-	for _, n := range names {
-		if _, err := g.store.CreateMailbox(ctx, userID, n, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
-			return mb, fmt.Errorf("create mailbox %s: %w", n, err)
-		}
-		if err := g.store.SetSubscribed(ctx, userID, n, true); err != nil {
-			return mb, fmt.Errorf("subscribe mailbox %s: %w", n, err)
-		}
+	if err := EnsureFolder(ctx, g.store, userID, name); err != nil {
+		return mb, err
 	}
 	return g.store.Mailbox(ctx, userID, name)
+}
+
+// FolderStore is what EnsureFolder needs of the store.
+type FolderStore interface {
+	CreateMailbox(ctx context.Context, userID int64, name, specialUse string) (mailmap.Mailbox, error)
+	SetSubscribed(ctx context.Context, userID int64, name string, on bool) error
+}
+
+// EnsureFolder creates a folder bmgate files mail in (a chan's, a
+// subscription's) when it is missing, with its parent levels, and
+// subscribes it and its parents: Thunderbird lists only subscribed folders
+// by default. The chan and subscription commands, the PyBitmessage API and
+// delivery all make their folders this way.
+func EnsureFolder(ctx context.Context, st FolderStore, userID int64, name string) error {
+	if _, err := st.CreateMailbox(ctx, userID, name, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
+		return fmt.Errorf("create folder %s: %w", name, err)
+	}
+	for n := name; ; {
+		if err := st.SetSubscribed(ctx, userID, n, true); err != nil {
+			return fmt.Errorf("subscribe folder %s: %w", n, err)
+		}
+		i := strings.LastIndexByte(n, '/')
+		if i < 0 {
+			return nil
+		}
+		n = n[:i]
+	}
 }
 
 func (g *Gateway) isContact(ctx context.Context, userID int64, bm string) (bool, error) {

@@ -187,7 +187,7 @@ var cmdChanJoin = &command{
 			if err != nil {
 				return fmt.Errorf("store chan: %w", err)
 			}
-			if err := ensureFolder(ctx, st, u.ID, folder); err != nil {
+			if err := gateway.EnsureFolder(ctx, st, u.ID, folder); err != nil {
 				return err
 			}
 			fmt.Fprintln(inv.stdout, m.Address)
@@ -242,7 +242,7 @@ var cmdSubscribe = &command{
 				return fmt.Errorf("store subscription: %w", err)
 			}
 			folder := gateway.SubscriptionFolder(s.Label, s.Address)
-			if err := ensureFolder(ctx, st, u.ID, folder); err != nil {
+			if err := gateway.EnsureFolder(ctx, st, u.ID, folder); err != nil {
 				return err
 			}
 			fmt.Fprintf(inv.stdout, "%s follows %s; broadcasts go to %s\n", u.Name, s.Address, folder)
@@ -266,23 +266,4 @@ func withOwner(ctx context.Context, inv *invocation, cfg Config, name string, fn
 		return err
 	}
 	return fn(st, u)
-}
-
-// ensureFolder creates a folder (and its parent) if needed and subscribes
-// both, so that clients showing only subscribed folders, as Thunderbird
-// does by default, list it.
-func ensureFolder(ctx context.Context, st mailmap.Store, userID int64, name string) error {
-	if _, err := st.CreateMailbox(ctx, userID, name, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
-		return fmt.Errorf("create folder %s: %w", name, err)
-	}
-	for n := name; ; {
-		if err := st.SetSubscribed(ctx, userID, n, true); err != nil {
-			return fmt.Errorf("subscribe folder %s: %w", n, err)
-		}
-		i := strings.LastIndexByte(n, '/')
-		if i < 0 {
-			return nil
-		}
-		n = n[:i]
-	}
 }

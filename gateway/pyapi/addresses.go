@@ -451,25 +451,7 @@ func (s *Server) addChan(ctx context.Context, u mailmap.User, id *identity.Ident
 	if err != nil {
 		return err
 	}
-	return ensureFolder(ctx, s.cfg.Store, u.ID, gateway.ChanFolder(name, addr))
-}
-
-// ensureFolder creates a folder (and its parent) if needed and subscribes
-// both, as `bmgate chan join` and `bmgate subscribe` do.
-func ensureFolder(ctx context.Context, st mailmap.Store, userID int64, name string) error {
-	if _, err := st.CreateMailbox(ctx, userID, name, ""); err != nil && !errors.Is(err, mailmap.ErrExists) {
-		return fmt.Errorf("create folder %s: %w", name, err)
-	}
-	for n := name; ; {
-		if err := st.SetSubscribed(ctx, userID, n, true); err != nil {
-			return fmt.Errorf("subscribe folder %s: %w", n, err)
-		}
-		i := strings.LastIndexByte(n, '/')
-		if i < 0 {
-			return nil
-		}
-		n = n[:i]
-	}
+	return gateway.EnsureFolder(ctx, s.cfg.Store, u.ID, gateway.ChanFolder(name, addr))
 }
 
 // ownIdentity finds one of the user's identities (error 13 when none).
@@ -702,7 +684,7 @@ func (s *Server) addSubscription(ctx context.Context, u mailmap.User, p []any) (
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureFolder(ctx, s.cfg.Store, u.ID, gateway.SubscriptionFolder(sub.Label, sub.Address)); err != nil {
+	if err := gateway.EnsureFolder(ctx, s.cfg.Store, u.ID, gateway.SubscriptionFolder(sub.Label, sub.Address)); err != nil {
 		return nil, err
 	}
 	return "Added subscription.", nil
