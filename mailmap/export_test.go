@@ -9,14 +9,10 @@ func OpenAtVersion(ctx context.Context, dsn string, opts Options, version int64)
 	if err != nil {
 		return nil, err
 	}
-	s.startHeaderBackfill()
+	if !opts.NoHeaderBackfill {
+		s.startHeaderBackfill()
+	}
 	return s, nil
-}
-
-// OpenWithoutBackfill opens like Open but does not start the header index
-// backfill, so tests see readers serve bodies that are not indexed.
-func OpenWithoutBackfill(ctx context.Context, dsn string, opts Options) (Store, error) {
-	return open(ctx, dsn, opts, 0)
 }
 
 // SealIdentityKeys seals an identity's private keys as AddIdentity stores

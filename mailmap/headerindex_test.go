@@ -101,7 +101,7 @@ func TestHeaderIndexBackfill(t *testing.T) {
 			}
 
 			// Without the backfill: built from the bodies.
-			s, err := mailmap.OpenWithoutBackfill(ctx, dsn, mailmap.Options{SecretKey: testKey})
+			s, err := mailmap.Open(ctx, dsn, mailmap.Options{SecretKey: testKey, NoHeaderBackfill: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestHeaderIndexBackfill(t *testing.T) {
 			if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE name = 'header_index_backfilled'`); err != nil {
 				t.Fatal(err)
 			}
-			s, err = mailmap.OpenWithoutBackfill(ctx, dsn, mailmap.Options{SecretKey: testKey})
+			s, err = mailmap.Open(ctx, dsn, mailmap.Options{SecretKey: testKey, NoHeaderBackfill: true})
 			if err != nil {
 				t.Fatal(err)
 			}

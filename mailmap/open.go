@@ -34,6 +34,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// NoHeaderBackfill leaves the indexing of mail stored before the
+	// header index existed to another process: short-lived commands set
+	// it, so that a cron job's sendmail does not write index batches each
+	// time it runs; the server does the backfill.
+	NoHeaderBackfill bool
 	// Network is the Bitmessage network the caller runs on. The first
 	// open records it; a later open with another one fails with
 	// ErrNetworkMismatch. "" skips the check.
@@ -78,7 +83,9 @@ func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.startHeaderBackfill()
+	if !opts.NoHeaderBackfill {
+		s.startHeaderBackfill()
+	}
 	return s, nil
 }
 

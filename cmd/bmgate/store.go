@@ -16,6 +16,12 @@ import (
 // SQLite path it first creates the file's directory (mode 0700: it holds the
 // secret key and everyone's mail).
 func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.Store, error) {
+	return c.openStore(ctx, logger, false)
+}
+
+// openStore is OpenStore; short-lived commands (command) leave the header
+// index backfill to the server.
+func (c *Config) openStore(ctx context.Context, logger *slog.Logger, command bool) (mailmap.Store, error) {
 	if path, ok := sqlitePath(c.DB); ok {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
@@ -35,7 +41,8 @@ func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.St
 	if err != nil {
 		return nil, err
 	}
-	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger, Network: c.Network})
+	st, err := mailmap.Open(ctx, c.DB, mailmap.Options{SecretKey: key, Logger: logger, Network: c.Network,
+		NoHeaderBackfill: command})
 	if errors.Is(err, mailmap.ErrSecretKey) {
 		return nil, fmt.Errorf("open database: the secret key (secret_key, or the file %s) is not the one this database was created with: %w", c.SecretKeyFile, err)
 	}
@@ -52,7 +59,7 @@ func (c *Config) OpenStore(ctx context.Context, logger *slog.Logger) (mailmap.St
 // warnings and errors, to standard error.
 func (inv *invocation) openStore(ctx context.Context, cfg Config) (mailmap.Store, error) {
 	cfg.LogLevel = "warn"
-	return cfg.OpenStore(ctx, cfg.NewLogger(inv.stderr))
+	return cfg.openStore(ctx, cfg.NewLogger(inv.stderr), true)
 }
 
 // userByName finds a user, saying which one is missing.
