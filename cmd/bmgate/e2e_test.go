@@ -245,6 +245,15 @@ func TestTwoServersEndToEnd(t *testing.T) {
 
 	// A script sends through the sendmail entry point.
 	a.cli("From: "+alice+"\nTo: "+bob+"\nSubject: Via sendmail\n\nFrom a cron job.\n", "sendmail", "-t", "-oi")
+	// Debian's cron, with its exact arguments and message, MAILTO=bob, root
+	// mapped to alice's identity.
+	cron := exec.Command(bmgateBinary(t), append(append([]string{"sendmail"}, debianCronArgs...), append([]string{bob}, a.common()...)...)...)
+	cron.Env = append(os.Environ(), "BMGATE_SENDMAIL_IDENTITY=root:"+aliceBM)
+	cron.Stdin = strings.NewReader(strings.Replace(debianCronMsg, "To: root", "To: "+bob, 1))
+	if out, err := cron.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail as Debian's cron runs it: %v\n%s", err, out)
+	}
+	const cronSubject = "Cron <root@host> /usr/local/bin/backup"
 
 	// Bob reads both over IMAP on the PostgreSQL instance.
 	ib, err := imapclient.DialInsecure(b.imap, nil)
@@ -255,13 +264,13 @@ func TestTwoServersEndToEnd(t *testing.T) {
 	if err := ib.Login("bob", "bob-secret").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"Over SMTP": false, "Via sendmail": false}
+	want := map[string]bool{"Over SMTP": false, "Via sendmail": false, cronSubject: false}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if _, err := ib.Select("INBOX", nil).Wait(); err != nil {
 			t.Fatal(err)
 		}
-		msgs, err := ib.Fetch(imap.SeqSetNum(1, 2, 3, 4, 5), &imap.FetchOptions{Envelope: true}).Collect()
+		msgs, err := ib.Fetch(imap.SeqSetNum(1, 2, 3, 4, 5, 6), &imap.FetchOptions{Envelope: true}).Collect()
 		if err == nil {
 			for _, m := range msgs {
 				if m.Envelope != nil {
@@ -270,11 +279,14 @@ func TestTwoServersEndToEnd(t *testing.T) {
 						if len(m.Envelope.From) == 0 || m.Envelope.From[0].Addr() != alice {
 							t.Errorf("%q from %v, want %s", m.Envelope.Subject, m.Envelope.From, alice)
 						}
+						if m.Envelope.Subject == cronSubject && m.Envelope.MessageID == "" {
+							t.Errorf("cron's mail arrived without a Message-ID")
+						}
 					}
 				}
 			}
 		}
-		if want["Over SMTP"] && want["Via sendmail"] {
+		if want["Over SMTP"] && want["Via sendmail"] && want[cronSubject] {
 			break
 		}
 		if time.Now().After(deadline) {
